@@ -1,0 +1,204 @@
+"""Supervised fine-tuning examples: tokenised prompt + target + EOS, completion-only labels.
+
+Fixes the published pipeline's three training-data flaws:
+
+- loss on prompt tokens -> prompt positions get label -100; only the answer is learned;
+- no EOS learned (pad = eos, masked) -> EOS is appended to every target *as a label*;
+  padding is masked by position, not by token id, so EOS stays in the loss even when the
+  tokenizer pads with it;
+- every example padded to max_length -> dynamic padding to the longest in a batch of
+  similar lengths (:class:`LengthGroupedBatchSampler`).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from scaling.data.prompts import PromptFormat, format_prompt, format_target
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    input_ids: list[int]
+    labels: list[int]
+    record_id: str
+    truncated: bool
+
+
+def build_example(record, schema: dict | None, tokenizer, fmt: PromptFormat, max_length: int | None) -> SFTExample:
+    """Tokenise one record. When too long, the *prompt* is cut from the left (the answer and
+    its EOS are what we learn from), and the example is flagged."""
+    prompt = format_prompt(record.prompt, schema, fmt, tokenizer)
+    target = format_target(record.expected_output, fmt)
+    p_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    t_ids = tokenizer(target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    truncated = False
+    if max_length is not None and len(p_ids) + len(t_ids) > max_length:
+        truncated = True
+        keep_prompt = max(max_length - len(t_ids), min(len(p_ids), 16))
+        p_ids = p_ids[len(p_ids) - keep_prompt:]
+        t_ids = t_ids[: max_length - len(p_ids)]
+    return SFTExample(
+        input_ids=p_ids + t_ids,
+        labels=[IGNORE_INDEX] * len(p_ids) + t_ids,
+        record_id=record.id,
+        truncated=truncated,
+    )
+
+
+class SFTDataset(Dataset):
+    """Tokenised examples for a list of records (tokenised once, up front)."""
+
+    def __init__(self, records, schemas, tokenizer, fmt: PromptFormat, max_length: int | None = None) -> None:
+        self.examples = [
+            build_example(r, schemas[r.schema_id].schema if r.schema_id in schemas else None, tokenizer, fmt, max_length)
+            for r in records
+        ]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> SFTExample:
+        return self.examples[i]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(e.input_ids) for e in self.examples]
+
+    @property
+    def n_target_tokens(self) -> int:
+        return sum(sum(1 for x in e.labels if x != IGNORE_INDEX) for e in self.examples)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(self.lengths)
+
+    @property
+    def n_truncated(self) -> int:
+        return sum(e.truncated for e in self.examples)
+
+
+class SFTCollator:
+    """Right-pads a batch to its longest example; pads carry label -100 and attention 0."""
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
+        self.pad = pad_token_id
+        self.multiple = pad_to_multiple_of
+
+    def __call__(self, batch: Sequence[SFTExample]) -> dict[str, torch.Tensor]:
+        width = max(len(e.input_ids) for e in batch)
+        if self.multiple:
+            width = -(-width // self.multiple) * self.multiple
+        ids = torch.full((len(batch), width), self.pad, dtype=torch.long)
+        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+        attn = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, e in enumerate(batch):
+            n = len(e.input_ids)
+            ids[row, :n] = torch.tensor(e.input_ids)
+            labels[row, :n] = torch.tensor(e.labels)
+            attn[row, :n] = 1
+        return {"input_ids": ids, "attention_mask": attn, "labels": labels}
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Batches of similar length in random order, reproducible by (seed, epoch).
+
+    Shuffle all indices, cut into mega-chunks of ``mega`` batches, sort each chunk by length,
+    cut into batches, shuffle batch order. Padding stays small while every epoch still sees a
+    different mix (the scheme of HF's ``group_by_length``). With ``max_tokens`` a batch also
+    stops growing once batch x longest would exceed it (long complex examples get small batches).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, mega: int = 50,
+                 max_tokens: int | None = None, shuffle: bool = True, num_replicas: int = 1,
+                 rank: int = 0) -> None:
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.mega = mega
+        self.max_tokens = max_tokens
+        self.shuffle = shuffle
+        self.num_replicas = num_replicas
+        """Data-parallel world size: each rank takes every ``num_replicas``-th batch of the
+        same (seeded) order, truncated so all ranks step the same number of times."""
+        self.rank = rank
+        self.epoch = 0
+        self.batches_done = 0
+        """Batches of the current epoch already trained on (set by the training loop, so a
+        resumed run skips exactly those: see :meth:`state_dict`)."""
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at every epoch start; the order depends on (seed, epoch)."""
+        if epoch != self.epoch:
+            self.batches_done = 0
+        self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.batches_done = self._skip = int(state["batches_done"])
+
+    def batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed * 100_003 + self.epoch)
+        idx = list(range(len(self.lengths)))
+        if self.shuffle:
+            rng.shuffle(idx)
+        chunk = self.batch_size * self.mega
+        out: list[list[int]] = []
+        for start in range(0, len(idx), chunk):
+            part = sorted(idx[start:start + chunk], key=lambda i: -self.lengths[i])
+            current: list[int] = []
+            for i in part:
+                longest = self.lengths[current[0]] if current else self.lengths[i]
+                too_many = len(current) >= self.batch_size
+                too_wide = self.max_tokens is not None and current and (len(current) + 1) * longest > self.max_tokens
+                if current and (too_many or too_wide):
+                    out.append(current)
+                    current = []
+                current.append(i)
+            if current:
+                out.append(current)
+        if self.shuffle:
+            rng.shuffle(out)
+        if self.num_replicas > 1:
+            per_rank = len(out) // self.num_replicas
+            out = out[self.rank::self.num_replicas][:per_rank]
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        skip, self._skip = self._skip, 0
+        yield from self.batches()[skip:]
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+def stratified_split(records, fraction: float, seed: int = 0):
+    """Split ``records`` into (train, val) with ~``fraction`` of each schema in val
+    (at least one per schema that has 3 or more records), reproducibly."""
+    if fraction <= 0:
+        return list(records), []
+    by_schema: dict[str, list] = {}
+    for r in records:
+        by_schema.setdefault(r.schema_id, []).append(r)
+    rng = random.Random(seed)
+    train, val = [], []
+    for sid in sorted(by_schema):
+        group = sorted(by_schema[sid], key=lambda r: r.id)
+        rng.shuffle(group)
+        k = int(round(len(group) * fraction))
+        if k == 0 and len(group) >= 3:
+            k = 1
+        val.extend(group[:k])
+        train.extend(group[k:])
+    return train, val

@@ -1,0 +1,79 @@
+"""Which dataset a job uses (``conf/data/*.yaml``), generating synthetic data on first use."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaling.data.io import Dataset, load_dataset
+from scaling.data.prompts import PromptFormat
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A dataset in the EdgeJSON layout and how its prompts are formatted."""
+
+    name: str = "edgejson"
+    """Label recorded in results.json (``edgejson``, ``synthetic``)."""
+    version: str = "v3"
+    """Sub-folder of ``root`` holding ``train.jsonl`` and ``test.jsonl``."""
+    root: str | None = None
+    """Dataset root: ``<root>/<version>/{train,test}.jsonl`` and ``<root>/schemas/<tier>/``."""
+    train_file: str | None = None
+    """Explicit train JSONL (overrides the layout)."""
+    test_file: str | None = None
+    """Explicit test JSONL (overrides the layout)."""
+    schemas_dir: str | None = None
+    """Explicit schemas folder (overrides ``<root>/schemas``)."""
+    synth: dict | None = None
+    """Synthetic generator settings (``seed``, ``n_train``, ``n_test``): when set and ``root``
+    holds no data yet, the data is generated there first."""
+    prompt: dict = field(default_factory=dict)
+    """Prompt format, see :class:`scaling.data.prompts.PromptFormat`."""
+
+    @property
+    def prompt_format(self) -> PromptFormat:
+        return PromptFormat.from_config(self.prompt)
+
+    def load(self) -> Dataset:
+        """Load (and, for synthetic data, first generate) the dataset."""
+        if self.synth is not None and self.root is not None:
+            ensure_synthetic(Path(self.root), version=self.version, **self.synth)
+        return load_dataset(
+            self.root,
+            version=self.version,
+            train_file=self.train_file,
+            test_file=self.test_file,
+            schemas_dir=self.schemas_dir,
+            name=self.name,
+        )
+
+
+def ensure_synthetic(root: Path, version: str = "v1", seed: int = 0, n_train: int = 2000, n_test: int = 200,
+                     **extra: Any) -> Path:
+    """Generate synthetic data into ``root`` unless it is already there.
+
+    Generated in a temporary sibling folder and renamed into place, so parallel sweep jobs
+    never read a half-written dataset.
+    """
+    from scaling.data.synthetic import generate
+
+    if (root / version / "train.jsonl").exists() and (root / version / "test.jsonl").exists():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        generate(tmp, seed=seed, n_train=n_train, n_test=n_test, version=version, **extra)
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not (root / version / "test.jsonl").exists():  # lost a race to another job: fine
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root

@@ -1,0 +1,430 @@
+"""Evaluation harness: batched greedy generation over a split, then scoring.
+
+What it does differently from the published study's harness (one example at a time,
+``generate(max_new_tokens=512)``, no stop before the cap):
+
+- batches of prompts grouped by length, left-padded, greedy with the KV cache;
+- each sequence stops at EOS *or as soon as its first JSON value has closed*
+  (:class:`JsonCloseStopper`), so a model that never learned EOS does not burn the cap;
+- ``max_new_tokens`` comes from the data (longest target in tokens plus a margin) because
+  complex targets exceed 2,000 tokens; a fixed 512 truncates them;
+- optional schema-constrained decoding (xgrammar), each schema compiled once per run;
+- wall time, generated tokens, tokens/s and latency are measured, never estimated.
+
+``python -m scaling.evaluate model=... data=...`` evaluates a model without training and
+writes ``predictions.jsonl``, ``metrics.json`` and ``results.json`` (see ``scaling.results``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from scaling.data.prompts import PromptFormat, format_prompt, format_target
+from scaling.score import score_predictions
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Decoding settings (``conf/decode/*.yaml``)."""
+
+    mode: str = "greedy"
+    """``greedy`` or ``constrained`` (greedy under the record's JSON Schema via xgrammar)."""
+    max_new_tokens: int | None = None
+    """Cap on generated tokens; ``None`` derives it from the data: longest target (test and
+    train) in tokens x ``margin_factor`` + ``margin_tokens``."""
+    margin_factor: float = 1.25
+    """Head-room over the longest target: a model may legitimately write a longer answer."""
+    margin_tokens: int = 32
+    batch_size: int = 16
+    """Sequences per generate() call. Batches are grouped by prompt length, so padding is small."""
+    max_batch_tokens: int = 32768
+    """Upper bound on batch_size x (prompt + max_new_tokens): keeps the KV cache of long
+    complex-tier batches in memory by shrinking their batch."""
+    stop_at_json_end: bool = True
+    """Stop a sequence once its first JSON value closes (besides EOS)."""
+    compact_separators: bool = True
+    """Constrained mode: allow no whitespace between JSON tokens (matches compact targets)."""
+    progress: bool = True
+    """Show a progress bar while generating."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("greedy", "constrained"):
+            raise ValueError(f"decode.mode={self.mode!r}: expected greedy or constrained")
+        if self.batch_size < 1:
+            raise ValueError(f"decode.batch_size={self.batch_size}: must be >= 1")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "DecodeConfig":
+        data = dict(cfg or {})
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown decode keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**data)
+
+
+# --------------------------------------------------------------------------------------
+# stopping at the end of the first JSON value
+# --------------------------------------------------------------------------------------
+
+
+class JsonCloseTracker:
+    """Incremental scanner: has the first JSON object/array in a text stream closed?
+
+    Feeds on text pieces; tracks nesting depth outside strings, string state and escapes.
+    Only the characters ``{ } [ ] " \\`` matter, so it is exact for any tokenizer.
+    """
+
+    __slots__ = ("depth", "in_string", "escape", "started", "closed")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_string = False
+        self.escape = False
+        self.started = False
+        self.closed = False
+
+    def feed(self, piece: str) -> bool:
+        """Consume ``piece``; return True once the first JSON value has closed."""
+        if self.closed:
+            return True
+        for ch in piece:
+            if self.in_string:
+                if self.escape:
+                    self.escape = False
+                elif ch == "\\":
+                    self.escape = True
+                elif ch == '"':
+                    self.in_string = False
+            elif ch in "{[":
+                self.started = True
+                self.depth += 1
+            elif not self.started:
+                continue
+            elif ch == '"':
+                self.in_string = True
+            elif ch in "}]":
+                self.depth -= 1
+                if self.depth == 0:
+                    self.closed = True
+                    return True
+        return False
+
+
+class TokenText:
+    """Decoded text of single token ids, cached (decode is the slow part of tracking)."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.cache: dict[int, str] = {}
+
+    def __call__(self, token_id: int) -> str:
+        text = self.cache.get(token_id)
+        if text is None:
+            text = self.tokenizer.decode([token_id], skip_special_tokens=True)
+            self.cache[token_id] = text
+        return text
+
+
+class JsonCloseStopper:
+    """A transformers StoppingCriteria: per row, done at EOS or when its JSON closes."""
+
+    def __init__(self, token_text: TokenText, batch_size: int, prompt_len: int, eos_ids: set[int],
+                 stop_at_json_end: bool = True) -> None:
+        self.token_text = token_text
+        self.prompt_len = prompt_len
+        self.eos_ids = eos_ids
+        self.stop_at_json_end = stop_at_json_end
+        self.trackers = [JsonCloseTracker() for _ in range(batch_size)]
+        self.done = torch.zeros(batch_size, dtype=torch.bool)
+        self.n_generated = [0] * batch_size
+        self.hit_eos = [False] * batch_size
+
+    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
+        last = input_ids[:, -1].tolist()
+        for row, tok in enumerate(last):
+            if self.done[row]:
+                continue
+            self.n_generated[row] += 1
+            if tok in self.eos_ids:
+                self.hit_eos[row] = True
+                self.done[row] = True
+            elif self.stop_at_json_end and self.trackers[row].feed(self.token_text(tok)):
+                self.done[row] = True
+        return self.done.clone().to(input_ids.device)
+
+
+# --------------------------------------------------------------------------------------
+# schema-constrained decoding
+# --------------------------------------------------------------------------------------
+
+
+class SchemaGrammars:
+    """xgrammar grammars for JSON Schemas, compiled once per schema per run."""
+
+    def __init__(self, tokenizer, vocab_size: int, compact: bool = True) -> None:
+        import xgrammar as xgr
+
+        self.xgr = xgr
+        self.info = xgr.TokenizerInfo.from_huggingface(
+            tokenizer, vocab_size=vocab_size, stop_token_ids=[tokenizer.eos_token_id]
+        )
+        self.compiler = xgr.GrammarCompiler(self.info, max_threads=2)
+        self.compact = compact
+        self.compiled: dict[str, Any] = {}
+        self.failed: dict[str, str] = {}
+        self.compile_s = 0.0
+
+    def get(self, schema_id: str, schema: dict):
+        """The compiled grammar, or None when this schema cannot be compiled (recorded)."""
+        if schema_id in self.compiled:
+            return self.compiled[schema_id]
+        if schema_id in self.failed:
+            return None
+        t0 = time.perf_counter()
+        try:
+            grammar = self.compiler.compile_json_schema(
+                json.dumps(schema),
+                any_whitespace=not self.compact,
+                separators=(",", ":") if self.compact else None,
+                strict_mode=False,  # the schemas allow extra keys unless they say otherwise
+            )
+        except Exception as exc:  # xgrammar raises several types for unsupported schemas
+            self.failed[schema_id] = f"{type(exc).__name__}: {exc}"
+            grammar = None
+        self.compile_s += time.perf_counter() - t0
+        self.compiled[schema_id] = grammar
+        return grammar
+
+
+class GrammarLogitsProcessor:
+    """Masks logits to tokens the row's grammar allows (rows without grammar are free).
+
+    Unlike xgrammar's contrib processor it tolerates rows that the stopping criterion has
+    already finished (their pad tokens are not fed to the matcher).
+    """
+
+    def __init__(self, grammars: Sequence[Any], stopper: JsonCloseStopper) -> None:
+        import xgrammar as xgr
+
+        self.xgr = xgr
+        self.matchers = [xgr.GrammarMatcher(g) if g is not None else None for g in grammars]
+        self.stopper = stopper
+        self.bitmask = None
+        self.first = True
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        xgr = self.xgr
+        if self.bitmask is None:
+            self.bitmask = xgr.allocate_token_bitmask(len(self.matchers), scores.shape[-1])
+        last = input_ids[:, -1].tolist()
+        constrained = []
+        for row, matcher in enumerate(self.matchers):
+            if matcher is None or matcher.is_terminated():
+                continue
+            if not self.first and not bool(self.stopper.done[row]):
+                matcher.accept_token(last[row])
+            if matcher.is_terminated():
+                continue
+            matcher.fill_next_token_bitmask(self.bitmask, row)
+            constrained.append(row)
+        self.first = False
+        if constrained:
+            idx = torch.tensor(constrained, dtype=torch.long)
+            sub = scores[idx].float().cpu()
+            xgr.apply_token_bitmask_inplace(sub, self.bitmask[idx])
+            scores[idx] = sub.to(scores.device, scores.dtype)
+        return scores
+
+
+# --------------------------------------------------------------------------------------
+# batched generation
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Generation:
+    """One generated answer."""
+
+    text: str
+    n_tokens: int
+    hit_eos: bool
+    batch_latency_s: float
+
+
+@dataclass
+class GenerationStats:
+    wall_s: float = 0.0
+    generated_tokens: int = 0
+    n: int = 0
+    batches: int = 0
+    max_new_tokens: int = 0
+    grammar_compile_s: float = 0.0
+    grammar_failures: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "wall_s": round(self.wall_s, 3),
+            "generated_tokens": self.generated_tokens,
+            "tokens_per_s": round(self.generated_tokens / self.wall_s, 2) if self.wall_s > 0 else None,
+            "latency_s_per_example": round(self.wall_s / self.n, 4) if self.n else None,
+            "n": self.n,
+            "batches": self.batches,
+            "max_new_tokens": self.max_new_tokens,
+            "grammar_compile_s": round(self.grammar_compile_s, 3),
+            "grammar_failures": self.grammar_failures,
+        }
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int,
+                           new_tokens: int) -> list[list[int]]:
+    """Indices grouped into batches of similar prompt length (longest first).
+
+    Longest first so an out-of-memory shows at once, not after an hour.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        width = (lengths[current[0]] if current else lengths[i]) + new_tokens
+        if current and (len(current) >= batch_size or (len(current) + 1) * width > max_batch_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def derive_max_new_tokens(tokenizer, targets: Sequence[str], cfg: DecodeConfig) -> int:
+    """``cfg.max_new_tokens`` or the longest target in tokens x margin_factor + margin_tokens."""
+    if cfg.max_new_tokens is not None:
+        return int(cfg.max_new_tokens)
+    longest = max((len(tokenizer(t, add_special_tokens=False).input_ids) for t in targets), default=64)
+    return int(math.ceil(longest * cfg.margin_factor)) + cfg.margin_tokens + 1  # +1: EOS
+
+
+@torch.inference_mode()
+def generate_batched(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, cfg: DecodeConfig,
+                     grammars: Sequence[Any] | None = None, desc: str = "generate") -> tuple[list[Generation], GenerationStats]:
+    """Greedy-decode every prompt; returns generations in input order and measured stats."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    encoded = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+    batches = length_grouped_batches([len(e) for e in encoded], cfg.batch_size, cfg.max_batch_tokens, max_new_tokens)
+    eos_ids = {tokenizer.eos_token_id}
+    gen_cfg_eos = tokenizer.eos_token_id
+    token_text = TokenText(tokenizer)
+    results: list[Generation | None] = [None] * len(prompts)
+    stats = GenerationStats(n=len(prompts), max_new_tokens=max_new_tokens)
+    bar = tqdm(total=len(prompts), desc=desc, disable=not cfg.progress, file=sys.stderr, dynamic_ncols=True)
+    t_start = time.perf_counter()
+    try:
+        for batch in batches:
+            t0 = time.perf_counter()
+            width = max(len(encoded[i]) for i in batch)
+            pad = tokenizer.pad_token_id
+            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids = encoded[i]
+                input_ids[row, width - len(ids):] = torch.tensor(ids)
+                attention[row, width - len(ids):] = 1
+            stopper = JsonCloseStopper(token_text, len(batch), width, eos_ids, cfg.stop_at_json_end)
+            processors = []
+            if grammars is not None:
+                processors.append(GrammarLogitsProcessor([grammars[i] for i in batch], stopper))
+            out = model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                use_cache=True,
+                eos_token_id=gen_cfg_eos,
+                pad_token_id=pad,
+                stopping_criteria=[stopper],
+                logits_processor=processors or None,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+            )
+            elapsed = time.perf_counter() - t0
+            new = out[:, width:].cpu()
+            for row, i in enumerate(batch):
+                n = min(stopper.n_generated[row], new.shape[1])
+                ids = new[row, :n].tolist()
+                text = tokenizer.decode(ids, skip_special_tokens=True)
+                results[i] = Generation(text=text, n_tokens=n, hit_eos=stopper.hit_eos[row], batch_latency_s=elapsed)
+                stats.generated_tokens += n
+            stats.batches += 1
+            bar.update(len(batch))
+            bar.set_postfix(tok_s=f"{stats.generated_tokens / (time.perf_counter() - t_start):.0f}")
+    finally:
+        bar.close()
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    stats.wall_s = time.perf_counter() - t_start
+    return [r for r in results if r is not None], stats
+
+
+# --------------------------------------------------------------------------------------
+# evaluation of one split
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalResult:
+    rows: list[dict]
+    metrics: dict
+    stats: dict
+
+
+def evaluate_records(model, tokenizer, records, schemas, fmt: PromptFormat, cfg: DecodeConfig,
+                     max_new_tokens: int | None = None, desc: str = "eval") -> EvalResult:
+    """Generate an answer for every record and score it (see ``scaling.metrics``)."""
+    prompts = [format_prompt(r.prompt, schemas[r.schema_id].schema, fmt, tokenizer) for r in records]
+    if max_new_tokens is None:
+        max_new_tokens = derive_max_new_tokens(tokenizer, [format_target(r.expected_output, fmt) for r in records], cfg)
+    grammars = None
+    compile_s = 0.0
+    failures: dict = {}
+    if cfg.mode == "constrained":
+        vocab = model.get_output_embeddings().weight.shape[0]
+        sg = SchemaGrammars(tokenizer, vocab_size=vocab, compact=cfg.compact_separators and fmt.compact_json)
+        grammars = [sg.get(r.schema_id, schemas[r.schema_id].schema) for r in records]
+        compile_s, failures = sg.compile_s, dict(sg.failed)
+    generations, stats = generate_batched(model, tokenizer, prompts, max_new_tokens, cfg, grammars, desc=desc)
+    stats.grammar_compile_s, stats.grammar_failures = compile_s, failures
+    predictions = [{"id": r.id, "output": g.text} for r, g in zip(records, generations)]
+    rows, metrics = score_predictions(predictions, records, schemas)
+    for row, g in zip(rows, generations):
+        row["n_tokens"] = g.n_tokens
+        row["hit_eos"] = g.hit_eos
+        row["truncated"] = (not g.hit_eos) and row.get("status") != "ok" and g.n_tokens >= max_new_tokens
+    return EvalResult(rows=rows, metrics=metrics, stats=stats.as_dict())
+
+
+def main() -> None:
+    """``python -m scaling.evaluate``: the training entry point with ``finetune=none``
+    (conf/evaluate.yaml), so a base-model evaluation writes the same results.json."""
+    import hydra
+
+    from scaling.paths import CONF_DIR
+    from scaling.train import _hydra_task
+
+    hydra.main(config_path=str(CONF_DIR), config_name="evaluate", version_base="1.3")(_hydra_task)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""`results.json`: the contract between a training job and the analysis.
+
+One file per job, written atomically (temporary file in the same folder, then
+``os.replace``) so a reader never sees half a file, and a killed job leaves either
+the previous complete file or none.
+
+Format, version ``RESULTS_VERSION``::
+
+    {
+      "results_version": 1,
+      "status": "completed" | "failed" | "running",
+      "error": null | {"type": str, "message": str, "traceback": str},
+      "run_name": str,                       # e.g. "smol135-full-s0"
+      "group": str,                          # the sweep (W&B group); the multirun folder name
+      "job_dir": str,
+      "model": {"key": str, "source": "hub"|"gguf"|"random"|"local", "hub_id": str|null,
+                "revision": str|null, "family": str},
+      "params": {"total": int, "non_embedding": int, "trainable": int},   # measured
+      "category": "NLM"|"MLM"|"SLM"|"LLM",     # from params.total
+      "finetune": {"method": "full"|"lora"|"none", ...},
+      "decode": {"mode": "greedy"|"constrained", "max_new_tokens": int},
+      "data": {"name": str, "version": str, "n_train": int, "n_test": int,
+               "files": {path: sha256}},
+      "train": null | {"tokens": int, "steps": int, "epochs": float, "wall_s": float,
+                       "tokens_per_s": float, "peak_mem_mb": float, ...},
+      "eval": {"wall_s": float, "generated_tokens": int, "tokens_per_s": float,
+               "latency_s_per_example": float, "n": int},
+      "metrics": {"overall": M, "by_tier": {tier: M}, "by_schema": {schema_id: M}},
+      "config": {...resolved Hydra config...},
+      "config_hash": str,
+      "seed": int,
+      "versions": {package: version},
+      "created_at": iso8601, "finished_at": iso8601
+    }
+
+where ``M`` is the aggregate written by :func:`scaling.metrics.aggregate`:
+``{"n": int, "json_exact": float, "field_f1": float, "field_f1_toplevel": float,
+"schema_compliance": float, "compliance_keys_types": float,
+"ci": {metric: [lo, hi]}}`` (fractions in [0, 1], 95% bootstrap intervals).
+
+``predictions.jsonl`` beside it holds one line per test example with ``id``,
+``schema_id``, ``tier``, ``output`` (raw model text), ``status``, ``parsed`` and the
+per-example metric values, so analysis can pair examples across models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RESULTS_VERSION = 1
+RESULTS_FILE = "results.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+METRICS_FILE = "metrics.json"
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and Paths appear in metrics and configs; everything else is a bug.
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
