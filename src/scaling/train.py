@@ -33,7 +33,7 @@ log = logging.getLogger("scaling.train")
 
 # Keys that say where or how verbosely a job runs, not what it computes: excluded from the
 # config hash so a re-run of the same sweep recognises its finished jobs.
-_HASH_EXCLUDE = ("sweep_name", "output_root", "run_name", "skip_completed", "resume", "logger", "callbacks",
+_HASH_EXCLUDE = ("sweep_name", "output_root", "run_name", "train_cache", "skip_completed", "resume", "logger", "callbacks",
                  "hydra")
 _HASH_EXCLUDE_NESTED = (("trainer", "enable_progress_bar"), ("trainer", "default_root_dir"),
                         ("trainer", "log_every_n_steps"), ("decode", "progress"), ("data", "root"),
@@ -117,6 +117,22 @@ def config_hash(cfg: DictConfig) -> str:
             data[outer].pop(inner, None)
     blob = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def train_hash(cfg: DictConfig) -> str:
+    """Hash of what *training* computes: the config hash without decoding and evaluation.
+
+    Jobs of one sweep that differ only in ``decode`` (greedy vs constrained) share it, so the
+    second one reuses the first one's fine-tuned weights instead of training again.
+    """
+    data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    for key in (*_HASH_EXCLUDE, "decode", "eval", "train_cache"):
+        data.pop(key, None)
+    for outer, inner in _HASH_EXCLUDE_NESTED:
+        if isinstance(data.get(outer), dict):
+            data[outer].pop(inner, None)
+    data["train_limit"] = (cfg.get("eval") or {}).get("train_limit")
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def package_versions() -> dict[str, str]:
@@ -268,15 +284,28 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
 
     trainable = base_counts.trainable
     record["train"] = None
-    if finetune.method != "none":
+    cache_dir = Path(cfg.train_cache) / train_hash(cfg) if cfg.get("train_cache") else None
+    if finetune.method == "none":
+        trainable = 0
+    elif cache_dir is not None and (cache_dir / "train.json").exists():
+        # Same training config already trained in this output root: reuse its weights.
+        from scaling.results import read_json
+
+        cached = read_json(cache_dir / "train.json")
+        model = _load_cached_weights(model, cache_dir / "model.safetensors")
+        record["train"] = {**cached["train"], "reused_from": str(cache_dir)}
+        trainable = cached["trainable"]
+        log.info("training: reusing fine-tuned weights from %s", cache_dir)
+    else:
         if finetune.method == "lora":
             model = _lora_wrap(model, finetune.lora)
             trainable = count_parameters(model).trainable
         record["train"] = _fit(cfg, job_dir, model, tokenizer, data, train_records, finetune, fmt, loggers)
         if finetune.method == "lora":
             model = model.merge_and_unload()  # plain weights: faster generation, same function
-    else:
-        trainable = 0
+        if cache_dir is not None:
+            _save_cached_weights(model, cache_dir, {"train": record["train"], "trainable": trainable,
+                                                    "job_dir": str(job_dir)})
     record["params"] = {"total": base_counts.total, "non_embedding": base_counts.non_embedding,
                         "trainable": trainable}
 
@@ -355,6 +384,39 @@ def _fit(cfg, job_dir: Path, model, tokenizer, data, train_records, finetune: Fi
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return stats
+
+
+def _save_cached_weights(model, cache_dir: Path, info: dict) -> None:
+    """Fine-tuned weights + training stats; train.json is written last (the completeness mark)."""
+    from safetensors.torch import save_file
+
+    from scaling.results import atomic_write_json
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # Tied weights share storage; safetensors refuses shared tensors, so store clones.
+    seen: dict[int, str] = {}
+    for k, v in list(state.items()):
+        ptr = v.untyped_storage().data_ptr()
+        if ptr in seen:
+            state[k] = v.clone()
+        seen[ptr] = k
+    tmp = cache_dir / ".model.safetensors.tmp"
+    save_file(state, str(tmp))
+    os.replace(tmp, cache_dir / "model.safetensors")
+    atomic_write_json(cache_dir / "train.json", info)
+
+
+def _load_cached_weights(model, path: Path):
+    from safetensors.torch import load_file
+
+    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise RuntimeError(f"cached weights {path} do not match the model: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}; delete the folder to retrain")
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()
+    return model
 
 
 def _metric(trainer, key: str):
