@@ -1,0 +1,344 @@
+"""Score a file of raw model outputs against an EdgeJSON-layout test split.
+
+Usage::
+
+    python -m scaling.score PREDICTIONS.jsonl --data TEST.jsonl [--schemas DIR]
+                            [--json] [--out FILE] [--check-formats]
+                            [--n-boot N] [--seed S]
+
+``PREDICTIONS.jsonl`` holds one JSON object per line with ``id`` (a record id of
+``TEST.jsonl``) and ``output`` (the model's raw text, a string); other fields are
+ignored, so a run's own ``predictions.jsonl`` can be re-scored. Every test record
+needs exactly one prediction: missing, extra or duplicate ids are an error.
+
+Prints a table of every metric (:mod:`scaling.metrics`) overall, by tier and by
+schema, with 95% bootstrap intervals. ``--json`` adds, as the last line of stdout,
+the aggregate as one JSON object ``{"overall", "by_tier", "by_schema"}`` (the same
+object :func:`scaling.metrics.aggregate` returns and ``results.json`` stores under
+``metrics``). ``--out FILE`` writes that aggregate plus ``"examples"``, the
+per-example rows, as one JSON file. Errors print ``error: ...`` to stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .data import DataError, Record, SchemaInfo, load_schemas, read_records
+from .metrics import (
+    JSON_NOT_FOUND,
+    METRIC_KEYS,
+    OK,
+    SCHEMA_ERROR,
+    SYNTAX_ERROR,
+    aggregate,
+    score_output,
+)
+
+__all__ = ["read_predictions", "score_predictions", "format_table", "main"]
+
+#: How many offending ids an error message lists before "and N more".
+_SHOW = 5
+
+
+def _type_name(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, dict):
+        return "object"
+    return type(v).__name__
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(repr(x) for x in items[:_SHOW])
+    return shown + (f" and {len(items) - _SHOW} more" if len(items) > _SHOW else "")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object_no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _check_prediction(obj: Any, file: str | None, line: int | None, index: int | None = None) -> Any:
+    """The checks every prediction passes: an object with a non-empty string ``id``
+    and a string ``output``. Errors name ``file:line``, or, for a prediction that
+    did not come from a file line, its list position as ``predictions[index]``."""
+    where = f"predictions[{index}]" if line is None and index is not None else None
+
+    def fail(message: str, name: str | None = None) -> DataError:
+        field = ".".join(p for p in (where, name) if p) or None
+        return DataError(message, file, line, field=field)
+
+    if not isinstance(obj, Mapping):
+        raise fail(f"expected a JSON object, got {_type_name(obj)}")
+    for name, allow_empty in (("id", False), ("output", True)):
+        if name not in obj:
+            raise fail("missing required field", name)
+        value = obj[name]
+        if not isinstance(value, str):
+            raise fail(f"expected string, got {_type_name(value)}", name)
+        if not allow_empty and not value.strip():
+            raise fail("must be a non-empty string", name)
+    return obj
+
+
+def read_predictions(path: str | os.PathLike) -> list[dict]:
+    """Read a predictions JSONL file strictly.
+
+    Each line must be a JSON object (no duplicate keys, no NaN/Infinity) with a
+    non-empty string ``id`` and a string ``output``; blank lines are errors. Each
+    returned dict gains ``"line"`` (1-based) for later messages. Raises
+    :class:`~scaling.data.DataError` naming the file, line and field of the first
+    problem, and for a missing, unreadable or empty file.
+    """
+    spath = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise DataError("predictions file not found", spath)
+    if p.is_dir():
+        raise DataError("is a directory, expected a JSONL file", spath)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror or exc}", spath) from None
+    out: list[dict] = []
+    for n, body in enumerate(raw.splitlines(), start=1):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not valid UTF-8 (byte offset {exc.start} of the line)", spath, n) from None
+        if not text.strip():
+            raise DataError("blank line: every line must hold one JSON object", spath, n)
+        try:
+            obj = json.loads(text, object_pairs_hook=_object_no_duplicates, parse_constant=_refuse_constant)
+        except _DuplicateKey as exc:
+            raise DataError("duplicate key in a JSON object", spath, n, field=str(exc)) from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", spath, n) from None
+        except (ValueError, RecursionError) as exc:
+            raise DataError(f"invalid JSON: {exc}", spath, n) from None
+        obj = _check_prediction(obj, spath, n)
+        out.append({**obj, "line": n})
+    if not out:
+        raise DataError("empty file: no predictions", spath)
+    return out
+
+
+def _match_ids(
+    predictions: Sequence[Mapping[str, Any]], records: Sequence[Record], source: str | None
+) -> dict[str, Mapping[str, Any]]:
+    """Predictions keyed by id; DataError on duplicate, missing or extra ids."""
+    by_id: dict[str, Mapping[str, Any]] = {}
+    duplicates: list[str] = []
+    for i, pred in enumerate(predictions):
+        line = pred.get("line") if isinstance(pred, Mapping) else None
+        line = line if isinstance(line, int) and not isinstance(line, bool) else None
+        _check_prediction(pred, source, line, index=i)
+        pid = pred["id"]
+        if pid in by_id:
+            first = by_id[pid].get("line")
+            where = f" (lines {first} and {line})" if first is not None and line is not None else ""
+            duplicates.append(f"{pid}{where}")
+        else:
+            by_id[pid] = pred
+    if duplicates:
+        raise DataError(f"{len(duplicates)} duplicate prediction id(s): {_listing(duplicates)}", source)
+    record_ids = [r.id for r in records]
+    wanted = set(record_ids)
+    missing = [rid for rid in record_ids if rid not in by_id]
+    extra = [pid for pid in by_id if pid not in wanted]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} data id(s) have no prediction: {_listing(missing)}")
+    if extra:
+        problems.append(f"{len(extra)} predicted id(s) are not in the data: {_listing(extra)}")
+    if problems:
+        raise DataError("; ".join(problems), source)
+    return by_id
+
+
+def score_predictions(
+    predictions: Sequence[Mapping[str, Any]],
+    records: Sequence[Record],
+    schemas: Mapping[str, SchemaInfo],
+    *,
+    check_formats: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
+    source: str | os.PathLike | None = None,
+) -> tuple[list[dict], dict]:
+    """Score predictions against records; returns ``(rows, aggregate)``.
+
+    ``predictions`` are mappings with ``id`` and ``output`` (raw model text); there
+    must be exactly one per record, matched by id (a :class:`~scaling.data.DataError`
+    lists a few duplicate, missing or extra ids otherwise; ``source`` names the
+    predictions in that message). ``schemas`` maps schema_id to
+    :class:`~scaling.data.SchemaInfo`.
+
+    ``rows`` follow the order of ``records``, one dict per example: ``id``,
+    ``schema_id``, ``tier``, ``output``, ``status``, ``error``, ``parsed`` and every
+    field of :class:`scaling.metrics.ExampleScore` (``json_exact``, ``field_f1``,
+    ``precision``, ``recall``, ``field_f1_toplevel``, ``schema_compliance``,
+    ``compliance_keys_types``). ``aggregate`` is :func:`scaling.metrics.aggregate`
+    of the rows with ``n_boot`` and ``seed``.
+    """
+    src = None if source is None else str(source)
+    if not records:
+        raise DataError("no records to score")
+    by_id = _match_ids(predictions, records, src)
+    rows: list[dict] = []
+    for rec in records:
+        info = schemas.get(rec.schema_id)
+        if info is None:
+            raise DataError(f"unknown schema_id '{rec.schema_id}'", rec.file, rec.line, field="schema_id")
+        output = by_id[rec.id]["output"]
+        score = score_output(output, rec.expected_output, info.schema, check_formats=check_formats)
+        row = {"id": rec.id, "schema_id": rec.schema_id, "tier": rec.tier, "output": output}
+        row.update(score.to_dict())
+        rows.append(row)
+    return rows, aggregate(rows, n_boot=n_boot, seed=seed)
+
+
+# ---------------------------------------------------------------------------- report
+
+_LABELS = {"field_f1_toplevel": "f1_toplevel", "schema_compliance": "schema_ok", "compliance_keys_types": "keys_types"}
+_COLUMNS = tuple((key, _LABELS.get(key, key)) for key in METRIC_KEYS)
+_STATUS_COLUMNS = (OK, SCHEMA_ERROR, SYNTAX_ERROR, JSON_NOT_FOUND)
+
+
+def _cell(m: Mapping[str, Any], key: str) -> str:
+    lo, hi = m["ci"][key]
+    return f"{100 * m[key]:5.1f} ({100 * lo:5.1f}-{100 * hi:5.1f})"
+
+
+def format_table(agg: Mapping[str, Any]) -> str:
+    """A plain-text table of an :func:`~scaling.metrics.aggregate` result: one line
+    per group (overall, each tier, each schema) with n, every metric as a percentage
+    with its 95% interval, and the status counts ok/schema_error/syntax_error/
+    json_not_found."""
+    name_w = max(len("overall"), *(len(k) + 2 for k in agg["by_tier"]), *(len(k) + 2 for k in agg["by_schema"]))
+    cell_w = len(_cell({"x": 1.0, "ci": {"x": [1.0, 1.0]}}, "x"))
+    header = f"{'group':<{name_w}} {'n':>4}  " + "  ".join(f"{label:<{cell_w}}" for _, label in _COLUMNS)
+    header += "  ok/schema/syntax/none"
+    lines = [
+        "metrics in % with 95% bootstrap intervals; status: ok/schema_error/syntax_error/json_not_found",
+        header,
+        "-" * len(header),
+    ]
+
+    def line(name: str, m: Mapping[str, Any]) -> str:
+        counts = "/".join(str(m["status_counts"].get(s, 0)) for s in _STATUS_COLUMNS)
+        cells = "  ".join(_cell(m, k) for k, _ in _COLUMNS)
+        return f"{name:<{name_w}} {m['n']:>4}  {cells}  {counts}"
+
+    lines.append(line("overall", agg["overall"]))
+    lines.append("by tier")
+    lines.extend(line(f"  {t}", m) for t, m in agg["by_tier"].items())
+    lines.append("by schema")
+    lines.extend(line(f"  {s}", m) for s, m in agg["by_schema"].items())
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m scaling.score",
+        description="Score raw model outputs (JSONL with id, output) against an EdgeJSON test split.",
+    )
+    parser.add_argument("predictions", help="JSONL file: one object per line with 'id' and 'output'")
+    parser.add_argument("--data", required=True, help="test JSONL file (EdgeJSON record format)")
+    parser.add_argument(
+        "--schemas",
+        help="schemas directory (<tier>/<schema_id>.json); default: ../schemas next to the data file's folder",
+    )
+    parser.add_argument("--json", action="store_true", help="print the aggregate as one JSON object on the last line")
+    parser.add_argument("--out", help="write the aggregate and the per-example rows to this JSON file")
+    parser.add_argument(
+        "--check-formats", action="store_true",
+        help="check JSON Schema 'format' (date, date-time, email) in schema compliance",
+    )
+    parser.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    schemas_dir = args.schemas or str(Path(args.data).resolve().parent.parent / "schemas")
+    try:
+        schemas = load_schemas(schemas_dir)
+        records = read_records(args.data, schemas)
+        predictions = read_predictions(args.predictions)
+        rows, agg = score_predictions(
+            predictions, records, schemas,
+            check_formats=args.check_formats, n_boot=args.n_boot, seed=args.seed, source=args.predictions,
+        )
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        from .results import atomic_write_json
+
+        document = {
+            "predictions": str(args.predictions),
+            "data": str(args.data),
+            "schemas": schemas_dir,
+            "check_formats": args.check_formats,
+            "n_boot": args.n_boot,
+            "seed": args.seed,
+            **agg,
+            "examples": rows,
+        }
+        try:
+            atomic_write_json(args.out, document)
+        except OSError as exc:
+            print(f"error: {args.out}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    formats = "checked" if args.check_formats else "not checked"
+    print(f"{len(rows)} predictions from {args.predictions} scored against {args.data} (formats {formats})")
+    print(format_table(agg))
+    if args.out:
+        print(f"wrote {args.out}")
+    if args.json:
+        print(json.dumps(agg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
