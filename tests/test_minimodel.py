@@ -1,0 +1,424 @@
+"""Tests of the MiniModel-200M port (tiny configs, CPU, seconds)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from scaling.models.minimodel import (
+    MiniModelConfig,
+    _attention_mask,
+    MiniModelForCausalLM,
+    MiniModelWeightsError,
+    apply_rotary,
+    load_minimodel_pretrained,
+    load_minimodel_weights,
+    load_published_minimodel,
+    minimodel_config_from_state_dict,
+    register_minimodel,
+    rotary_cos_sin,
+)
+
+TINY = dict(
+    vocab_size=128,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    head_dim=16,
+)
+
+
+def tiny_model(seed: int = 0, scramble: bool = True, **overrides) -> MiniModelForCausalLM:
+    """A tiny model; ``scramble`` replaces the author's init (zeroed output projections, which make
+    every block an identity at step 0) by random weights, so attention and MLP actually matter."""
+    torch.manual_seed(seed)
+    model = MiniModelForCausalLM(MiniModelConfig(**{**TINY, **overrides}))
+    if scramble:
+        with torch.no_grad():
+            for param in model.parameters():
+                param.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def published_keys(layers: int) -> set[str]:
+    """The parameter names of the published checkpoint, spelled out independently of the model."""
+    keys = {"emb.weight"}
+    for i in range(layers):
+        keys |= {f"blocks.{i}.att.{p}_proj.weight" for p in "qkvgo"}
+        keys |= {f"blocks.{i}.ffn.{p}_proj.weight" for p in "kv"}
+    return keys
+
+
+def published_state(model: MiniModelForCausalLM) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+
+
+# --- shapes, loss, training -------------------------------------------------------------------
+
+
+def test_forward_shapes_and_outputs():
+    model = tiny_model()
+    ids = torch.randint(0, 128, (3, 9))
+    out = model(ids, output_hidden_states=True)
+    assert out.logits.shape == (3, 9, 128)
+    assert len(out.hidden_states) == TINY["num_hidden_layers"] + 1
+    assert all(h.shape == (3, 9, 64) for h in out.hidden_states)
+    last = model(ids, logits_to_keep=1).logits
+    assert last.shape == (3, 1, 128)
+    torch.testing.assert_close(last[:, 0], out.logits[:, -1])
+    assert torch.isfinite(out.logits).all()
+
+
+def test_loss_is_shifted_cross_entropy_ignoring_minus_100():
+    model = tiny_model()
+    ids = torch.randint(0, 128, (2, 8))
+    labels = ids.clone()
+    labels[0, :4] = -100
+    out = model(ids, labels=labels)
+    expected = F.cross_entropy(out.logits[:, :-1].reshape(-1, 128), labels[:, 1:].reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_loss_decreases_on_a_repeated_sequence():
+    model = tiny_model(scramble=False).train()  # the author's init must be trainable as is
+    ids = torch.arange(16).repeat(2, 2)  # [2, 32]: 0..15 0..15
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(12):
+        loss = model(ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.filterwarnings("ignore:.*gradient_checkpointing_enable.*:FutureWarning")  # renamed in transformers 5
+def test_gradient_checkpointing_gives_the_same_gradients():
+    ids = torch.randint(0, 128, (2, 10))
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_model(seed=3).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert all(block.gradient_checkpointing for block in model.blocks)
+        model(ids, labels=ids).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], msg=name)
+
+
+def reference_logits(state: dict[str, torch.Tensor], ids: torch.Tensor, heads: int, eps: float) -> torch.Tensor:
+    """An independent transcription of the author's forward pass (github.com/xTimeCrystal/MiniModel):
+    rotary as ``cos * x + sin' * pair_flip(x)`` over precomputed tables, then plain tensor algebra."""
+    bsz, seq = ids.shape
+    dim = state["emb.weight"].shape[1]
+    head_dim = state["blocks.0.att.q_proj.weight"].shape[0] // heads
+    layers = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+
+    def norm(x):
+        return torch.rms_norm(x, (x.size(-1),), eps=eps)
+
+    freq = (1 / 1024) ** torch.linspace(0, 1, steps=head_dim // 4)
+    freq = torch.cat([freq.repeat_interleave(2), freq.new_zeros(head_dim // 2)])
+    angles = torch.outer(torch.arange(seq, dtype=torch.float32), freq)
+    factor1, factor2 = angles.cos(), angles.sin()
+    factor2[..., 1::2] *= -1
+
+    def rotary(x):  # [B, T, H, N]
+        flipped = x.view(*x.shape[:-1], head_dim // 2, 2).flip(-1).view(x.shape)
+        return factor1[None, :, None, :] * x + factor2[None, :, None, :] * flipped
+
+    x = norm(F.embedding(ids, state["emb.weight"]))
+    for i in range(layers):
+        w = {k.split(f"blocks.{i}.", 1)[1]: v for k, v in state.items() if k.startswith(f"blocks.{i}.")}
+        h = norm(x)
+        q, k, v = (F.linear(h, w[f"att.{n}_proj.weight"]).view(bsz, seq, heads, head_dim) for n in "qkv")
+        q, k = rotary(norm(q)), rotary(norm(k))
+        a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+        a = a.transpose(1, 2).reshape(bsz, seq, heads * head_dim)
+        x = x + F.linear(a * torch.sigmoid(F.linear(h, w["att.g_proj.weight"])), w["att.o_proj.weight"])
+        h = norm(x)
+        x = x + F.linear(torch.relu(F.linear(h, w["ffn.k_proj.weight"])).square(), w["ffn.v_proj.weight"])
+    return F.linear(norm(x), state["emb.weight"])
+
+
+def test_forward_matches_a_transcription_of_the_original_code():
+    model = tiny_model(seed=4)
+    ids = torch.randint(0, 128, (2, 11))
+    with torch.no_grad():
+        ours = model(ids).logits
+        theirs = reference_logits(published_state(model), ids, heads=4, eps=model.config.rms_norm_eps)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+# --- rotary, norms, tying ---------------------------------------------------------------------
+
+
+def test_rotary_rotates_only_the_first_half_in_adjacent_pairs():
+    head_dim, rotary_dim, theta = 16, 8, 1024.0
+    x = torch.randn(1, 2, 3, head_dim)  # [B, H, T, N]
+    positions = torch.tensor([[0, 5, 37]])
+    cos, sin = rotary_cos_sin(positions, rotary_dim, theta)
+    assert cos.shape == (1, 3, rotary_dim // 2)
+    y = apply_rotary(x, cos, sin)
+    # untouched half
+    assert torch.equal(y[..., rotary_dim:], x[..., rotary_dim:])
+    # position 0 is the identity
+    torch.testing.assert_close(y[:, :, 0], x[:, :, 0])
+    # explicit reference: pair i turns by p * theta**(-i / (R/2 - 1)), y0 = x0 cos + x1 sin, y1 = x1 cos - x0 sin
+    for t, p in enumerate([0, 5, 37]):
+        for i in range(rotary_dim // 2):
+            angle = p * theta ** (-i / (rotary_dim // 2 - 1))
+            x0, x1 = x[..., t, 2 * i], x[..., t, 2 * i + 1]
+            torch.testing.assert_close(y[..., t, 2 * i], x0 * math.cos(angle) + x1 * math.sin(angle))
+            torch.testing.assert_close(y[..., t, 2 * i + 1], x1 * math.cos(angle) - x0 * math.sin(angle))
+    # slowest pair turns by exactly 1/theta per position
+    torch.testing.assert_close(cos[0, 1, -1], torch.tensor(math.cos(5 / theta)))
+
+
+def test_rotary_scores_depend_only_on_relative_position():
+    q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
+
+    def score(m: int, n: int) -> torch.Tensor:
+        cq, sq = rotary_cos_sin(torch.tensor([[m]]), 8, 1024.0)
+        ck, sk = rotary_cos_sin(torch.tensor([[n]]), 8, 1024.0)
+        return (apply_rotary(q, cq, sq) * apply_rotary(k, ck, sk)).sum()
+
+    torch.testing.assert_close(score(7, 3), score(104, 100))
+    assert not torch.allclose(score(7, 3), score(3, 7))
+
+
+def test_embeddings_are_tied_and_stay_tied():
+    model = tiny_model().train()
+    assert model.lm_head.weight is model.emb.weight
+    ids = torch.randint(0, 128, (1, 6))
+    model(ids, labels=ids).loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert model.lm_head.weight is model.emb.weight
+    assert "lm_head.weight" not in dict(model.named_parameters())  # one shared parameter
+    model.resize_token_embeddings(160)
+    assert model.config.vocab_size == 160
+    assert model.lm_head.weight is model.emb.weight
+    assert model(ids).logits.shape[-1] == 160
+
+
+def test_full_size_parameter_count_on_meta_device():
+    config = MiniModelConfig()
+    shape = (config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.head_dim)
+    assert shape == (24, 768, 12, 64)
+    assert (config.vocab_size, config.intermediate_size, config.max_position_embeddings) == (32768, 3072, 2048)
+    assert config.rotary_dim == 32 and config.rope_theta == 1024.0 and config.tie_word_embeddings
+    with torch.device("meta"):
+        model = MiniModelForCausalLM(config)
+    assert all(p.is_meta for p in model.parameters())
+    n = sum(p.numel() for p in model.parameters())
+    per_layer = 5 * 768 * 768 + 2 * 768 * 3072  # q, k, v, g, o + MLP in/out
+    assert n == 32768 * 768 + 24 * per_layer
+    assert 205e6 < n < 213e6  # "~209M"
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="num_attention_heads"):
+        MiniModelConfig(hidden_size=64, num_attention_heads=5)
+    with pytest.raises(ValueError, match="partial_rotary_factor"):
+        MiniModelConfig(head_dim=16, partial_rotary_factor=0.3125)  # 5 rotating dims
+    with pytest.raises(ValueError, match="num_hidden_layers"):
+        MiniModelConfig(num_hidden_layers=0)
+
+
+# --- persistence and published weights --------------------------------------------------------
+
+
+def test_save_pretrained_round_trip_through_auto_classes(tmp_path):
+    model = tiny_model(seed=1)
+    ids = torch.randint(0, 128, (2, 7))
+    model.save_pretrained(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "minimodel"
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, MiniModelForCausalLM)
+    assert loaded.lm_head.weight is loaded.emb.weight
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, loaded(ids).logits)
+
+
+def test_registration_is_idempotent():
+    register_minimodel()
+    register_minimodel()
+    assert isinstance(AutoConfig.for_model("minimodel"), MiniModelConfig)
+
+
+def test_published_state_dict_loads_directly(tmp_path):
+    source = tiny_model(seed=1)
+    state = published_state(source)
+    assert set(state) == published_keys(TINY["num_hidden_layers"])
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.to(torch.bfloat16) for k, v in state.items()}, str(path))  # published dtype
+
+    target = tiny_model(seed=2)
+    assert load_minimodel_weights(target, path) is target
+    assert target.lm_head.weight is target.emb.weight
+    assert target.emb.weight.dtype == torch.float32
+    ids = torch.randint(0, 128, (2, 7))
+    reference = source.to(torch.bfloat16).float()  # the same bf16-rounded weights
+    with torch.no_grad():
+        torch.testing.assert_close(target(ids).logits, reference(ids).logits)
+
+    inferred = minimodel_config_from_state_dict(path, head_dim=16)  # heads cannot be read from shapes
+    for field, value in TINY.items():
+        assert getattr(inferred, field) == value, field
+    built = load_published_minimodel(tmp_path, head_dim=16)  # a folder holding model.safetensors
+    assert not any(p.is_meta for p in built.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(built(ids).logits, target(ids).logits)
+
+
+def test_missing_key_is_a_clear_error_and_loads_nothing(tmp_path):
+    state = published_state(tiny_model(seed=1))
+    del state["blocks.1.att.g_proj.weight"]
+    path = tmp_path / "model.safetensors"
+    save_file(state, str(path))
+    target = tiny_model(seed=2)
+    before = target.emb.weight.clone()
+    with pytest.raises(MiniModelWeightsError) as err:
+        load_minimodel_weights(target, path)
+    message = str(err.value)
+    assert str(path) in message
+    assert "missing keys (1): blocks.1.att.g_proj.weight" in message
+    assert "unexpected" not in message
+    assert torch.equal(target.emb.weight, before)
+
+
+def test_unexpected_and_misshapen_keys_are_reported_with_a_hint():
+    state = published_state(tiny_model(seed=1, mlp_bias=True))
+    with pytest.raises(MiniModelWeightsError) as err:
+        load_minimodel_weights(tiny_model(), state)
+    message = str(err.value)
+    assert "<state dict>" in message
+    assert "unexpected keys (4): blocks.0.ffn.k_proj.bias" in message
+    assert "mlp_bias=True" in message
+
+    state = published_state(tiny_model(seed=1, intermediate_size=96))
+    expected = r"blocks\.0\.ffn\.k_proj\.weight: checkpoint \(96, 64\) vs model \(128, 64\)"
+    with pytest.raises(MiniModelWeightsError, match=expected):
+        load_minimodel_weights(tiny_model(), state)
+
+
+def test_untied_head_in_checkpoint_is_rejected():
+    state = published_state(tiny_model(seed=1))
+    state["lm_head.weight"] = torch.randn_like(state["emb.weight"])
+    with pytest.raises(MiniModelWeightsError, match="lm_head.weight"):
+        load_minimodel_weights(tiny_model(), state)
+    state["lm_head.weight"] = state["emb.weight"].clone()  # a stored copy of the tied head is fine
+    load_minimodel_weights(tiny_model(), state)
+
+
+def test_pretrained_loader_reads_special_tokens_from_tokenizer_json(tmp_path):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    save_file(published_state(tiny_model(seed=1)), str(tmp_path / "model.safetensors"))
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "hello": 3}
+    Tokenizer(WordLevel(vocab, unk_token="<unk>")).save(str(tmp_path / "tokenizer.json"))
+    model = load_minimodel_pretrained(tmp_path, dtype=torch.float64, head_dim=16)
+    assert (model.config.bos_token_id, model.config.eos_token_id, model.config.pad_token_id) == (1, 2, None)
+    assert model.emb.weight.dtype == torch.float64 and not model.training
+
+    model.save_pretrained(tmp_path / "hf")
+    again = load_minimodel_pretrained(tmp_path / "hf")
+    assert again.config.bos_token_id == 1
+    assert torch.equal(again.emb.weight, model.emb.weight.float())
+
+
+# --- generation -------------------------------------------------------------------------------
+
+
+def greedy_without_cache(model: MiniModelForCausalLM, prompt: list[int], steps: int) -> list[int]:
+    ids = torch.tensor([prompt])
+    out = []
+    for _ in range(steps):
+        with torch.no_grad():
+            logits = model(ids, use_cache=False).logits
+        nxt = int(logits[0, -1].argmax())
+        out.append(nxt)
+        ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+    return out
+
+
+def generate(model, input_ids, attention_mask, steps):
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=steps,
+            min_new_tokens=steps,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=0,
+            eos_token_id=None,
+        )
+    return out[:, input_ids.shape[1] :].tolist()
+
+
+def test_generate_with_cache_matches_full_recompute_and_left_padding():
+    model = tiny_model(seed=5).double()  # float64: no argmax near-ties between code paths
+    steps = 6
+    long_prompt, short_prompt = [5, 17, 99, 3, 42], [64, 8, 120]
+    expected = [greedy_without_cache(model, p, steps) for p in (long_prompt, short_prompt)]
+    assert len(set(expected[0] + expected[1])) > 2  # a degenerate model would prove nothing
+
+    for prompt, want in zip((long_prompt, short_prompt), expected):
+        ids = torch.tensor([prompt])
+        assert generate(model, ids, torch.ones_like(ids), steps) == [want]
+
+    pad = len(long_prompt) - len(short_prompt)
+    batch = torch.tensor([long_prompt, [0] * pad + short_prompt])
+    mask = torch.tensor([[1] * len(long_prompt), [0] * pad + [1] * len(short_prompt)])
+    assert generate(model, batch, mask, steps) == expected
+
+
+def test_left_padded_forward_matches_unpadded_forward():
+    model = tiny_model(seed=6)
+    prompt = torch.tensor([[9, 8, 7, 6]])
+    padded = torch.tensor([[0, 0, 9, 8, 7, 6]])
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1]])
+    with torch.no_grad():
+        alone = model(prompt).logits
+        both = model(padded, attention_mask=mask).logits
+    assert torch.isfinite(both).all()
+    torch.testing.assert_close(both[:, 2:], alone)
+
+
+def test_cache_prefill_in_chunks_matches_single_pass():
+    model = tiny_model(seed=7)
+    ids = torch.randint(0, 128, (2, 9))
+    with torch.no_grad():
+        full = model(ids).logits
+        first = model(ids[:, :5], use_cache=True)
+        second = model(ids[:, 5:7], cache=first.cache, use_cache=True)
+        third = model(ids[:, 7:], past_key_values=second.cache, use_cache=True)  # the transformers 4 name
+    assert third.cache.get_seq_length() == 9
+    torch.testing.assert_close(torch.cat([first.logits, second.logits, third.logits], dim=1), full)
+
+
+def test_padding_mask_never_leaves_a_query_without_keys():
+    # A query row with no visible key makes some SDPA kernels return NaN, which then leaks into
+    # later layers through zero-weighted values; pad queries must at least see themselves.
+    padding = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    for past, seq in ((0, 5), (3, 2), (4, 1)):
+        mask = _attention_mask(padding, 2, seq, past, torch.device("cpu"))
+        assert mask.shape == (2, 1, seq, 5)
+        assert mask.any(dim=-1).all()
+        for q in range(seq):
+            pos = past + q
+            # real keys: causal and unpadded; a pad query additionally sees only itself
+            want = [(k <= pos and bool(padding[0, k])) or k == pos for k in range(5)]
+            assert mask[0, 0, q].tolist() == want
+    assert _attention_mask(torch.ones(2, 5, dtype=torch.long), 2, 5, 0, torch.device("cpu")) is None
