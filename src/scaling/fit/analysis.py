@@ -1,0 +1,170 @@
+"""From a :class:`~scaling.fit.collect.Collection` to every number of the study."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from scaling.fit.collect import Collection, Log, _stderr
+from scaling.fit.config import Settings
+from scaling.fit.fits import (CapacityThreshold, DiminishingReturns, LogisticFit, LogLinearFit, RungGain,
+                              capacity_threshold, diminishing_returns, fit_logistic, fit_loglinear, rung_gains)
+from scaling.fit.scores import SeriesScores, score_measured, score_reference
+from scaling.fit.verdicts import LadderRow, Recommendation, Verdict, build_ladder, evaluate_tracks
+
+
+@dataclass(frozen=True, eq=False)
+class Curve:
+    """One series' scores on one metric and tier against size, with its fits.
+
+    Only models with a score (and, for ``params: non_embedding``, a non-embedding count)
+    are included; ``N`` is sorted ascending and ``reps`` columns follow it."""
+
+    series: str
+    kind: str
+    metric: str
+    tier: str
+    keys: tuple[str, ...]
+    N: np.ndarray
+    y: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    reps: np.ndarray | None
+    gains: tuple[RungGain, ...]
+    loglinear: LogLinearFit
+    logistic: LogisticFit
+    diminishing: DiminishingReturns
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "series": self.series, "metric": self.metric, "tier": self.tier,
+            "points": [{"model": k, "N": float(n), "score": _f(v), "ci": _pair(lo, hi)}
+                       for k, n, v, lo, hi in zip(self.keys, self.N, self.y, self.lo, self.hi)],
+            "gain_per_100m": [g.to_dict() for g in self.gains],
+            "loglinear": self.loglinear.to_dict(), "logistic": self.logistic.to_dict(),
+            "diminishing_returns": self.diminishing.to_dict(),
+        }
+
+
+def _f(v) -> float | None:
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+def _pair(lo, hi):
+    return [float(lo), float(hi)] if math.isfinite(lo) and math.isfinite(hi) else None
+
+
+@dataclass(frozen=True, eq=False)
+class Capacity:
+    series: str
+    metric: str
+    tier: str
+    result: CapacityThreshold
+
+
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    settings: Settings
+    collection: Collection
+    scores: tuple[SeriesScores, ...]
+    curves: tuple[Curve, ...]
+    capacity: tuple[Capacity, ...]
+    verdicts: tuple[Verdict, ...]
+    ladder: tuple[LadderRow, ...]
+    recommendations: tuple[Recommendation, ...]
+
+    def curve(self, series: str, metric: str, tier: str) -> Curve | None:
+        for c in self.curves:
+            if (c.series, c.metric, c.tier) == (series, metric, tier):
+                return c
+        return None
+
+    def series_scores(self, label: str) -> SeriesScores | None:
+        return next((s for s in self.scores if s.label == label), None)
+
+    def gain_per_100m(self) -> dict[str, dict[str, dict[str, list[dict]]]]:
+        """``{series: {metric: {tier: [rung gain, ...]}}}`` (fractions per 1e8 parameters)."""
+        out: dict[str, dict[str, dict[str, list[dict]]]] = {}
+        for c in self.curves:
+            if c.gains:
+                out.setdefault(c.series, {}).setdefault(c.metric, {})[c.tier] = [g.to_dict() for g in c.gains]
+        return out
+
+
+def build_curve(scores: SeriesScores, metric: str, tier: str, settings: Settings) -> Curve | None:
+    """The :class:`Curve` of one series/metric/tier, or None when no model has a score."""
+    row = scores.row(metric, tier)
+    if row is None:
+        return None
+    sizes = [m.params(settings.params) for m in scores.models]
+    keep = [i for i, n in enumerate(sizes) if n is not None and math.isfinite(row.point[i])]
+    if not keep:
+        return None
+    keep.sort(key=lambda i: sizes[i])
+    N = np.array([sizes[i] for i in keep], dtype=float)
+    y = row.point[keep]
+    reps = row.reps[:, keep] if row.reps is not None else None
+    keys = tuple(scores.models[i].key for i in keep)
+    level = settings.level
+    loglin = fit_loglinear(N, y, reps, level)
+    return Curve(
+        series=scores.label, kind=scores.kind, metric=metric, tier=tier, keys=keys, N=N, y=y,
+        lo=row.lo[keep], hi=row.hi[keep], reps=reps,
+        gains=rung_gains(N, y, reps, keys, level), loglinear=loglin,
+        logistic=fit_logistic(N, y, reps, level, n_boot=settings.n_boot_fit),
+        diminishing=diminishing_returns(N, y, reps, keys, settings.threshold_per_100m, level,
+                                        settings.min_sizes_curve),
+    )
+
+
+def analyse(collection: Collection, settings: Settings, log: Log = _stderr) -> Analysis:
+    """Score every series, fit every curve, evaluate thresholds, verdicts and the ladder."""
+    scores: list[SeriesScores] = []
+    for s in collection.series:
+        scores.append(score_measured(s, settings.metrics, settings.tiers, settings.n_boot,
+                                     settings.seed, settings.level, log))
+    for ref in collection.references:
+        sc = score_reference(ref, settings.metrics, settings.tiers)
+        if settings.params == "non_embedding":
+            missing = [m.key for m in sc.models if m.params_non_embedding is None]
+            if missing:
+                log(f"note: reference '{ref.label}': no params_non_embedding for {', '.join(missing)}; "
+                    f"left out of the fits")
+        scores.append(sc)
+    curves: list[Curve] = []
+    for sc in scores:
+        for m in settings.metrics:
+            for t in settings.tiers:
+                c = build_curve(sc, m, t, settings)
+                if c is not None:
+                    curves.append(c)
+    capacity = []
+    for c in curves:
+        if c.metric != settings.target_metric:
+            continue
+        for target in settings.targets:
+            capacity.append(Capacity(c.series, c.metric, c.tier,
+                                     capacity_threshold(c.N, c.y, c.reps, c.keys, target, c.loglinear)))
+    ladder, recs = build_ladder(scores, settings)
+    return Analysis(settings=settings, collection=collection, scores=tuple(scores), curves=tuple(curves),
+                    capacity=tuple(capacity), verdicts=evaluate_tracks(scores, settings), ladder=ladder,
+                    recommendations=recs)
+
+
+def fit_summary(analysis: Analysis) -> str:
+    """One progress line: how many curves, which fits succeeded, the headline gains."""
+    n_ok = sum(c.loglinear.ok for c in analysis.curves)
+    n_logi = sum(c.logistic.ok for c in analysis.curves)
+    parts = [f"fit: {len(analysis.curves)} curves, {n_ok} log-linear ok, {n_logi} logistic ok"]
+    m = analysis.settings.target_metric
+    for sc in analysis.scores:
+        c = analysis.curve(sc.label, m, "overall")
+        if c is None or not c.gains:
+            continue
+        gains = ", ".join(f"{g.from_key}->{g.to_key} {g.gain * 100:+.1f}" if g.gain is not None
+                          else f"{g.from_key}->{g.to_key} n/a" for g in c.gains)
+        parts.append(f"{sc.label}: {m} points per 100M: {gains}")
+    return "; ".join(parts)

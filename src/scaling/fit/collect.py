@@ -1,0 +1,572 @@
+"""Collect training jobs' ``results.json`` (+ ``predictions.jsonl``) into series of models.
+
+A *job* is one ``results.json`` (see :mod:`scaling.results` for the contract). Jobs of the
+same model key, fine-tuning method, decode mode and initialisation are *seeds* of one
+*model*; models that share method, decode mode and initialisation form a *series* (one
+curve on a figure: "base", "fine-tuned (full)", ...). Reference points (a published
+study's numbers) come from a small CSV/JSON file and form their own series.
+
+Nothing here fails on one bad job: a failed, unreadable or incomplete job is *skipped* with
+a reason, and a bad ``predictions.jsonl`` only costs that job its per-example data (its
+aggregate metrics from ``results.json`` are used instead, without intervals).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from scaling.fit.errors import FitError
+from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION
+
+#: Per-example metrics a ``predictions.jsonl`` line carries (all in [0, 1]).
+METRICS = ("json_exact", "field_f1", "field_f1_toplevel", "schema_compliance", "compliance_keys_types")
+#: The pseudo-tier meaning "all test examples".
+OVERALL = "overall"
+#: Columns of a reference file that describe a point rather than carry a metric.
+REFERENCE_INFO_COLUMNS = ("label", "series", "model", "params", "params_non_embedding", "note", "source")
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """Per-example metric values of one job, in file order.
+
+    ``values[metric]`` is a float array aligned with ``ids``; a ``null`` value counts as 0
+    (an example the scorer could not score is a miss) and is counted in ``n_null``.
+    """
+
+    ids: tuple[str, ...]
+    tiers: tuple[str, ...]
+    schema_ids: tuple[str, ...]
+    values: Mapping[str, np.ndarray]
+    n_null: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Job:
+    """One completed training job, as read from its ``results.json``."""
+
+    path: Path                      # the results.json
+    run_name: str
+    group: str | None
+    model_key: str
+    family: str | None
+    source: str | None
+    params_total: int
+    params_non_embedding: int
+    category: str | None
+    method: str                     # finetune.method: full | lora | none
+    decode_mode: str
+    seed: int
+    metrics: Mapping[str, Any]      # results.json "metrics" (aggregates with "ci")
+    predictions: Predictions | None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def aggregate(self, metric: str, tier: str) -> float | None:
+        """The job's aggregate ``metric`` on ``tier`` (``"overall"`` or a tier) from results.json."""
+        block = self.metrics.get("overall") if tier == OVERALL else (self.metrics.get("by_tier") or {}).get(tier)
+        return _as_unit_float(block.get(metric)) if isinstance(block, Mapping) else None
+
+    def aggregate_by_schema(self, metric: str) -> dict[str, float]:
+        out = {}
+        for sid, block in (self.metrics.get("by_schema") or {}).items():
+            v = _as_unit_float(block.get(metric)) if isinstance(block, Mapping) else None
+            if v is not None:
+                out[sid] = v
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Skipped:
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """The seeds (jobs) of one model within a series."""
+
+    key: str
+    family: str | None
+    params_total: int
+    params_non_embedding: int
+    category: str | None
+    jobs: tuple[Job, ...]
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(j.seed for j in self.jobs)
+
+    def params(self, kind: str) -> int:
+        """``kind`` is ``"total"`` or ``"non_embedding"``."""
+        return self.params_total if kind == "total" else self.params_non_embedding
+
+
+@dataclass(frozen=True, eq=False)
+class Series:
+    """Models measured under one fine-tuning method / decode mode / initialisation."""
+
+    label: str
+    method: str
+    decode_mode: str
+    random_init: bool
+    models: tuple[Model, ...]      # sorted by total parameters
+
+    @property
+    def is_base(self) -> bool:
+        return self.method == "none"
+
+
+@dataclass(frozen=True, eq=False)
+class ReferencePoint:
+    """One row of a reference file: a model's published scores.
+
+    ``values`` maps ``(metric, tier)`` to a fraction in [0, 1]; a column ``json_exact`` is
+    ``("json_exact", "overall")``, ``json_exact_complex`` is ``("json_exact", "complex")``.
+    """
+
+    label: str
+    model: str
+    params_total: int
+    params_non_embedding: int | None
+    values: Mapping[tuple[str, str], float]
+    file: str
+    line: int
+
+    def params(self, kind: str) -> int | None:
+        return self.params_total if kind == "total" else self.params_non_embedding
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceSeries:
+    label: str
+    points: tuple[ReferencePoint, ...]  # sorted by total parameters
+
+
+@dataclass(frozen=True, eq=False)
+class Collection:
+    sweep_dirs: tuple[Path, ...]
+    jobs: tuple[Job, ...]
+    skipped: tuple[Skipped, ...]
+    series: tuple[Series, ...]
+    references: tuple[ReferenceSeries, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def group(self) -> str | None:
+        """The sweep's W&B group: the jobs' common ``group``, else None."""
+        groups = {j.group for j in self.jobs if j.group}
+        return groups.pop() if len(groups) == 1 else None
+
+    def summary(self) -> str:
+        msg = f"collect: {len(self.jobs)} jobs, {len(self.skipped)} skipped"
+        if self.skipped:
+            msg += " (" + "; ".join(f"{s.path}: {s.reason}" for s in self.skipped) + ")"
+        msg += f", {len(self.series)} series (" + ", ".join(
+            f"{s.label}: {len(s.models)} models" for s in self.series) + ")"
+        if self.references:
+            msg += f", {sum(len(r.points) for r in self.references)} reference points"
+        return msg
+
+
+# ----------------------------------------------------------------------------- finding sweeps
+
+
+def newest_sweep(multirun_root: str | Path) -> Path:
+    """The newest sweep under ``multirun_root``: the folder holding job folders whose
+    ``results.json`` was written last (works for ``<date>_<time>/<job>/`` and
+    ``<date>/<time>/<job>/`` layouts alike)."""
+    root = Path(multirun_root)
+    if not root.is_dir():
+        raise FitError("no sweep given and the multirun folder does not exist; pass sweep_dir=...",
+                       file=root)
+    newest: dict[Path, float] = {}
+    for res in root.rglob(RESULTS_FILE):
+        sweep = res.parent.parent
+        try:
+            mtime = res.stat().st_mtime
+        except OSError:
+            continue
+        newest[sweep] = max(newest.get(sweep, 0.0), mtime)
+    if not newest:
+        raise FitError(f"no {RESULTS_FILE} anywhere below it; pass sweep_dir=...", file=root)
+    return max(newest, key=lambda p: (newest[p], str(p)))
+
+
+# ----------------------------------------------------------------------------- reading jobs
+
+
+def _as_unit_float(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v <= 1.0:
+        return float(v)
+    return None
+
+
+def _need(d: Mapping[str, Any], dotted: str, typ: type, path: Path) -> Any:
+    """The value at ``dotted`` (``"params.total"``), of type ``typ`` (bool is not an int here)."""
+    cur: Any = d
+    for part in dotted.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            raise FitError("missing", file=path, field=dotted)
+        cur = cur[part]
+    if not isinstance(cur, typ) or (isinstance(cur, bool) and typ is not bool):
+        raise FitError(f"expected {typ.__name__}, got {type(cur).__name__}", file=path, field=dotted)
+    return cur
+
+
+def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
+    """Read one ``results.json`` (and the ``predictions.jsonl`` beside it).
+
+    Raises :class:`FitError` when the job cannot be used: unreadable or not JSON, a
+    ``status`` other than ``"completed"``, an unsupported ``results_version`` or a missing
+    required field. A missing or bad ``predictions.jsonl`` is not an error: the job keeps
+    its aggregate metrics and records a note.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise FitError(f"unreadable: {e.strerror or e}", file=path) from None
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FitError(f"corrupt JSON: {e.msg}", file=path, line=e.lineno) from None
+    if not isinstance(d, dict):
+        raise FitError(f"expected a JSON object, got {type(d).__name__}", file=path)
+    status = d.get("status")
+    if status != "completed":
+        err = d.get("error")
+        why = ""
+        if isinstance(err, Mapping):
+            why = f": {err.get('type', 'error')}: {err.get('message', '')}".rstrip(": ")
+        raise FitError(f"status {status!r}{why}", file=path, field="status")
+    version = d.get("results_version")
+    if version != RESULTS_VERSION:
+        raise FitError(f"unsupported results_version {version!r} (expected {RESULTS_VERSION})",
+                       file=path, field="results_version")
+    model_key = _need(d, "model.key", str, path)
+    total = _need(d, "params.total", int, path)
+    non_emb = _need(d, "params.non_embedding", int, path)
+    if total <= 0 or non_emb <= 0:
+        raise FitError(f"parameter counts must be positive, got total={total}, non_embedding={non_emb}",
+                       file=path, field="params")
+    method = _need(d, "finetune.method", str, path)
+    decode_mode = _need(d, "decode.mode", str, path)
+    seed = _need(d, "seed", int, path)
+    m = _need(d, "metrics", dict, path)
+    overall = _need(d, "metrics.overall", dict, path)
+    for name in metrics:
+        if _as_unit_float(overall.get(name)) is None:
+            raise FitError("missing or not a number in [0, 1]", file=path, field=f"metrics.overall.{name}")
+    model = d["model"]
+    notes: list[str] = []
+    preds: Predictions | None = None
+    ppath = path.with_name(PREDICTIONS_FILE)
+    if ppath.is_file():
+        try:
+            preds = read_predictions(ppath, metrics)
+            if preds.n_null:
+                notes.append(f"{ppath}: {preds.n_null} null metric values counted as 0")
+        except FitError as e:
+            notes.append(f"{e}; using aggregate metrics only (no intervals)")
+    else:
+        notes.append(f"no {PREDICTIONS_FILE} beside {path}; using aggregate metrics only (no intervals)")
+    return Job(
+        path=path, run_name=str(d.get("run_name") or path.parent.name),
+        group=d.get("group") if isinstance(d.get("group"), str) else None,
+        model_key=model_key,
+        family=model.get("family") if isinstance(model.get("family"), str) else None,
+        source=model.get("source") if isinstance(model.get("source"), str) else None,
+        params_total=total, params_non_embedding=non_emb,
+        category=d.get("category") if isinstance(d.get("category"), str) else None,
+        method=method, decode_mode=decode_mode, seed=seed, metrics=m, predictions=preds,
+        config=d.get("config") if isinstance(d.get("config"), dict) else {}, notes=tuple(notes),
+    )
+
+
+def read_predictions(path: str | Path, metrics: Sequence[str] = METRICS) -> Predictions:
+    """Read a ``predictions.jsonl``: one JSON object per line with ``id``, ``schema_id``,
+    ``tier`` and a value for each of ``metrics`` (bool or number in [0, 1], or null).
+
+    Raises :class:`FitError` naming file, line and field on the first bad line.
+    """
+    path = Path(path)
+    ids: list[str] = []
+    tiers: list[str] = []
+    schemas: list[str] = []
+    vals: dict[str, list[float]] = {m: [] for m in metrics}
+    n_null = 0
+    seen: set[str] = set()
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as e:
+        raise FitError(f"unreadable: {e.strerror or e}", file=path) from None
+    with fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise FitError(f"corrupt JSON: {e.msg}", file=path, line=lineno) from None
+            if not isinstance(row, dict):
+                raise FitError("expected a JSON object", file=path, line=lineno)
+            for key in ("id", "schema_id", "tier"):
+                if not isinstance(row.get(key), (str, int)) or isinstance(row.get(key), bool):
+                    raise FitError("missing or not a string", file=path, line=lineno, field=key)
+            ex_id = str(row["id"])
+            if ex_id in seen:
+                raise FitError(f"duplicate id {ex_id!r}", file=path, line=lineno, field="id")
+            seen.add(ex_id)
+            for name in metrics:
+                if name not in row:
+                    raise FitError("missing", file=path, line=lineno, field=name)
+                v = row[name]
+                if v is None:
+                    n_null += 1
+                    vals[name].append(0.0)
+                    continue
+                f = _as_unit_float(v)
+                if f is None:
+                    raise FitError(f"expected a bool or a number in [0, 1], got {v!r}",
+                                   file=path, line=lineno, field=name)
+                vals[name].append(f)
+            ids.append(ex_id)
+            tiers.append(str(row["tier"]))
+            schemas.append(str(row["schema_id"]))
+    if not ids:
+        raise FitError("no predictions", file=path)
+    return Predictions(ids=tuple(ids), tiers=tuple(tiers), schema_ids=tuple(schemas),
+                       values=MappingProxyType({k: np.asarray(v, dtype=float) for k, v in vals.items()}),
+                       n_null=n_null)
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+def series_label(method: str, decode_mode: str | None = None, random_init: bool = False) -> str:
+    """``"base"`` for ``method == "none"``, else ``"fine-tuned (<method>)"``; the decode mode
+    is appended (``", constrained"``) when given, and ``", random init"`` for random weights."""
+    label = "base" if method == "none" else f"fine-tuned ({method})"
+    if random_init:
+        label += ", random init"
+    if decode_mode:
+        label += f", {decode_mode}"
+    return label
+
+
+def group_jobs(jobs: Iterable[Job], log: Log = _stderr) -> tuple[Series, ...]:
+    """Group jobs into series (method, decode mode, random init) of models (model key)."""
+    jobs = list(jobs)
+    mixed_decode = len({j.decode_mode for j in jobs}) > 1
+    by_series: dict[tuple[str, str, bool], dict[str, list[Job]]] = defaultdict(lambda: defaultdict(list))
+    for j in jobs:
+        by_series[(j.method, j.decode_mode, j.source == "random")][j.model_key].append(j)
+    out = []
+    for (method, mode, rnd), models in by_series.items():
+        label = series_label(method, mode if mixed_decode else None, rnd)
+        built = []
+        for key, js in models.items():
+            js = sorted(js, key=lambda j: (j.seed, str(j.path)))
+            first = js[0]
+            for j in js[1:]:
+                if (j.params_total, j.params_non_embedding) != (first.params_total, first.params_non_embedding):
+                    log(f"warning: {label} / {key}: {j.path} reports params {j.params_total} "
+                        f"but {first.path} reports {first.params_total}; using the latter")
+            seeds = [j.seed for j in js]
+            if len(set(seeds)) < len(seeds):
+                log(f"warning: {label} / {key}: seed repeated across jobs {seeds}; "
+                    "treating every job as a separate replicate")
+            built.append(Model(key=key, family=first.family, params_total=first.params_total,
+                               params_non_embedding=first.params_non_embedding,
+                               category=first.category, jobs=tuple(js)))
+        built.sort(key=lambda m: (m.params_total, m.key))
+        out.append(Series(label=label, method=method, decode_mode=mode, random_init=rnd, models=tuple(built)))
+    # fine-tuned series first (the headline), then base; stable by label
+    out.sort(key=lambda s: (s.is_base, s.random_init, s.label))
+    return tuple(out)
+
+
+def collect(sweep_dirs: Sequence[str | Path], *, metrics: Sequence[str] = METRICS,
+            references: Sequence[ReferenceSeries] = (), log: Log = _stderr) -> Collection:
+    """Read every ``results.json`` below each of ``sweep_dirs`` (recursively).
+
+    Skips (with a message through ``log``) every job that cannot be used; raises
+    :class:`FitError` when a sweep folder does not exist or no job is usable.
+    """
+    if not sweep_dirs:
+        raise FitError("no sweep folder given")
+    dirs = []
+    for d in sweep_dirs:
+        p = Path(d)
+        if not p.is_dir():
+            raise FitError("sweep folder does not exist", file=p)
+        dirs.append(p)
+    jobs: list[Job] = []
+    skipped: list[Skipped] = []
+    seen: set[Path] = set()
+    notes: list[str] = []
+    for d in dirs:
+        for res in sorted(d.rglob(RESULTS_FILE)):
+            real = res.resolve()
+            if real in seen:
+                continue
+            seen.add(real)
+            try:
+                job = read_job(res, metrics)
+            except FitError as e:
+                reason = f"{e.field}: {e.message}" if e.field and e.field != "status" else e.message
+                if e.line is not None:
+                    reason += f" (line {e.line})"
+                skipped.append(Skipped(res, reason))
+                log(f"skip: {res}: {reason}")
+                continue
+            for n in job.notes:
+                log(f"note: {n}")
+                notes.append(n)
+            jobs.append(job)
+    if not jobs:
+        found = len(skipped)
+        raise FitError(f"no completed job to fit ({found} {RESULTS_FILE} found, all skipped)"
+                       if found else f"no {RESULTS_FILE} found below it",
+                       file=", ".join(str(d) for d in dirs))
+    return Collection(sweep_dirs=tuple(dirs), jobs=tuple(jobs), skipped=tuple(skipped),
+                      series=group_jobs(jobs, log), references=tuple(references), notes=tuple(notes))
+
+
+# ----------------------------------------------------------------------------- reference points
+
+
+def _parse_value(raw: Any, path: Path, line: int, column: str) -> float | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if isinstance(raw, bool):
+        raise FitError(f"expected a number, got {raw!r}", file=path, line=line, field=column)
+    percent = False
+    if isinstance(raw, str):
+        s = raw.strip()
+        if s.endswith("%"):
+            percent, s = True, s[:-1]
+        try:
+            v = float(s)
+        except ValueError:
+            raise FitError(f"expected a number, got {raw!r}", file=path, line=line, field=column) from None
+    elif isinstance(raw, (int, float)):
+        v = float(raw)
+    else:
+        raise FitError(f"expected a number, got {raw!r}", file=path, line=line, field=column)
+    if percent:
+        v /= 100.0
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise FitError(f"{raw!r} is not a fraction in [0, 1] (write percentages as '24.7%')",
+                       file=path, line=line, field=column)
+    return v
+
+
+def _parse_count(raw: Any, path: Path, line: int, column: str, required: bool) -> int | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        if required:
+            raise FitError("missing", file=path, line=line, field=column)
+        return None
+    try:
+        v = float(str(raw).replace("_", "").replace(",", "")) if not isinstance(raw, (int, float)) else float(raw)
+    except ValueError:
+        raise FitError(f"expected a parameter count, got {raw!r}", file=path, line=line, field=column) from None
+    if isinstance(raw, bool) or not math.isfinite(v) or v <= 0 or v != int(v):
+        raise FitError(f"expected a positive integer, got {raw!r}", file=path, line=line, field=column)
+    return int(v)
+
+
+def _metric_column(column: str, metrics: Sequence[str], tiers: Sequence[str]) -> tuple[str, str] | None:
+    if column in metrics:
+        return column, OVERALL
+    for m in sorted(metrics, key=len, reverse=True):
+        if column.startswith(m + "_") and column[len(m) + 1:] in tiers:
+            return m, column[len(m) + 1:]
+    return None
+
+
+def load_reference(path: str | Path, *, metrics: Sequence[str] = METRICS,
+                   tiers: Sequence[str] = ("simple", "medium", "complex")) -> tuple[ReferenceSeries, ...]:
+    """Read labelled reference points from a CSV (header row) or JSON file (a list of
+    objects, or ``{"points": [...]}``).
+
+    Columns: ``label`` (or ``series``), ``model``, ``params`` (total), optionally
+    ``params_non_embedding``, ``note``, ``source``, and metric values named ``<metric>``
+    (overall) or ``<metric>_<tier>`` as fractions in [0, 1] or percentages (``"24.7%"``);
+    empty cells are missing values. Any other column is an error (it is likely a typo).
+    A label containing the word ``base`` marks a not-fine-tuned series (figure (e)).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FitError("reference file does not exist", file=path)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise FitError(f"corrupt JSON: {e.msg}", file=path, line=e.lineno) from None
+        if isinstance(data, dict):
+            data = data.get("points")
+        if not isinstance(data, list):
+            raise FitError("expected a list of points or {\"points\": [...]}", file=path)
+        for i, row in enumerate(data, 1):
+            if not isinstance(row, dict):
+                raise FitError("expected an object", file=path, line=i)
+            rows.append((i, row))
+    else:
+        with open(path, encoding="utf-8", newline="") as fh:
+            lines = [ln for ln in fh if not ln.lstrip().startswith("#")]
+        reader = csv.DictReader(lines)
+        for i, row in enumerate(reader, 2):
+            if None in row:
+                raise FitError("more cells than header columns", file=path, line=i)
+            rows.append((i, row))
+    if not rows:
+        raise FitError("no reference points", file=path)
+    series: dict[str, list[ReferencePoint]] = defaultdict(list)
+    for line, row in rows:
+        label = row.get("label") or row.get("series")
+        if not isinstance(label, str) or not label.strip():
+            raise FitError("missing", file=path, line=line, field="label")
+        model = row.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise FitError("missing", file=path, line=line, field="model")
+        values: dict[tuple[str, str], float] = {}
+        for col, raw in row.items():
+            if col in REFERENCE_INFO_COLUMNS:
+                continue
+            mt = _metric_column(col, metrics, tiers)
+            if mt is None:
+                raise FitError(f"unknown column (expected one of {', '.join(REFERENCE_INFO_COLUMNS)} "
+                               f"or <metric>[_<tier>] with metric in {list(metrics)})",
+                               file=path, line=line, field=col)
+            v = _parse_value(raw, path, line, col)
+            if v is not None:
+                values[mt] = v
+        series[label.strip()].append(ReferencePoint(
+            label=label.strip(), model=model.strip(),
+            params_total=_parse_count(row.get("params"), path, line, "params", True),
+            params_non_embedding=_parse_count(row.get("params_non_embedding"), path, line,
+                                              "params_non_embedding", False),
+            values=MappingProxyType(values), file=str(path), line=line))
+    return tuple(ReferenceSeries(label=k, points=tuple(sorted(v, key=lambda p: p.params_total)))
+                 for k, v in series.items())
