@@ -181,7 +181,7 @@ def build_tokenizer(spec: ModelSpec, train_texts: Sequence[str] | None = None):
         tok = gguf_tokenizer(spec if spec.source == "gguf" else None)
     elif kind == "hub":
         hub_id = tok_cfg.get("id") or spec.hub_id
-        tok = _hub_call(spec, lambda: AutoTokenizer.from_pretrained(hub_id, revision=spec.revision), what="tokenizer")
+        tok = _hub_call(spec, lambda: _hub_tokenizer(hub_id, spec.revision), what="tokenizer")
     elif kind == "path":
         path = tok_cfg.get("path") or spec.path
         if not path or not Path(path).exists():
@@ -200,6 +200,25 @@ def build_tokenizer(spec: ModelSpec, train_texts: Sequence[str] | None = None):
         # -100, attention masks hide pads), so reusing EOS is safe here.
         tok.pad_token = tok.eos_token
     return tok
+
+
+def _hub_tokenizer(hub_id: str, revision: str | None):
+    """AutoTokenizer, or for repos that ship only ``tokenizer.json`` (MiniModel-200M) a fast
+    tokenizer built from that file with ``<s>``/``</s>``/``<pad>`` as bos/eos/pad."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    try:
+        return AutoTokenizer.from_pretrained(hub_id, revision=revision)
+    except (OSError, ValueError, KeyError):
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(hub_id, "tokenizer.json", revision=revision)
+        tok = PreTrainedTokenizerFast(tokenizer_file=path)
+        vocab = tok.get_vocab()
+        for attr, token in (("bos_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>")):
+            if token in vocab:
+                setattr(tok, attr, token)
+        return tok
 
 
 def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int = 512):
