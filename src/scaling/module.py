@@ -6,6 +6,7 @@ The loss is the model's own shifted cross-entropy over the labels built in
 
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import time
@@ -17,6 +18,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from scaling.data.sft import LengthGroupedBatchSampler, SFTCollator, SFTDataset
+
+log = logging.getLogger("scaling.train")
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,19 @@ class SFTModule(L.LightningModule):
             self.log("train/tokens_per_s", self.tokens_seen / self.train_time_s, prog_bar=True, on_step=True,
                      on_epoch=False, batch_size=1)
         opt = self.optimizers()
+        lr = None
         if opt is not None and not isinstance(opt, list):
-            self.log("train/lr", opt.param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=1)
+            lr = opt.param_groups[0]["lr"]
+            self.log("train/lr", lr, on_step=True, on_epoch=False, batch_size=1)
+        every = max(1, int(getattr(self.trainer, "log_every_n_steps", 50) or 50))
+        if self.trainer.is_global_zero and (batch_idx + 1) % every == 0:
+            # Plain log lines: progress stays visible in SLURM logs and redirected output,
+            # where the progress bar is not drawn.
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            log.info("step %d (epoch %d, batch %d/%s): loss %.4f, lr %.2e, %d tokens, %.1f tokens/s",
+                     self.global_step, self.current_epoch, batch_idx + 1, self.trainer.num_training_batches,
+                     float(loss), lr or 0.0, self.tokens_seen,
+                     self.tokens_seen / self.train_time_s if self.train_time_s else 0.0)
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self.model(**batch)
