@@ -105,3 +105,26 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+REFERENCE_PREDICTION_KEYS = (
+    "id", "schema_id", "tier", "output", "status", "n_tokens", "hit_eos", "json_exact", "field_f1",
+    "field_f1_toplevel", "schema_compliance", "compliance_keys_types",
+)
+"""What a committed reference run keeps of each prediction: the model's own output and its
+scores, never the prompt or expected text (the data stays in its own repository)."""
+
+
+def export_reference(job_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy a job's ``results.json`` and a prompt-free ``predictions.jsonl`` to ``dest``."""
+    job_dir, dest = Path(job_dir), Path(dest)
+    results = read_json(job_dir / RESULTS_FILE)
+    rows = []
+    with open(job_dir / PREDICTIONS_FILE, encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            rows.append({k: row[k] for k in REFERENCE_PREDICTION_KEYS if k in row})
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(dest / RESULTS_FILE, results)
+    write_jsonl(dest / PREDICTIONS_FILE, rows)
+    return dest
