@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from scaling.configs import dataclass_from_config
 from scaling.data.prompts import PromptFormat, format_prompt, format_target
 from scaling.score import score_predictions
 
@@ -63,11 +64,7 @@ class DecodeConfig:
 
     @classmethod
     def from_config(cls, cfg: Any) -> "DecodeConfig":
-        data = dict(cfg or {})
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown decode keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**data)
+        return dataclass_from_config(cls, cfg, "decode")
 
 
 # --------------------------------------------------------------------------------------
@@ -166,6 +163,20 @@ class JsonCloseStopper:
 # --------------------------------------------------------------------------------------
 
 
+# xgrammar 0.2 writes the characters of a length-bounded string (minLength/maxLength) as
+# [^"\\\r\n], which admits raw control characters; JSON forbids them (json.loads rejects the
+# answer). Its unbounded strings already exclude \0-\x1f: give bounded ones the same class.
+_LOOSE_STRING_CHAR = r'[^\"\\\r\n]'
+_STRICT_STRING_CHAR = r'[^\0-\x1f\"\\\r\n]'
+
+
+def _strict_json_strings(xgr, grammar):
+    text = str(grammar)
+    if _LOOSE_STRING_CHAR not in text:
+        return grammar
+    return xgr.Grammar.from_ebnf(text.replace(_LOOSE_STRING_CHAR, _STRICT_STRING_CHAR))
+
+
 class SchemaGrammars:
     """xgrammar grammars for JSON Schemas, compiled once per schema per run."""
 
@@ -190,12 +201,13 @@ class SchemaGrammars:
             return None
         t0 = time.perf_counter()
         try:
-            grammar = self.compiler.compile_json_schema(
+            grammar = self.xgr.Grammar.from_json_schema(
                 json.dumps(schema),
                 any_whitespace=not self.compact,
                 separators=(",", ":") if self.compact else None,
                 strict_mode=False,  # the schemas allow extra keys unless they say otherwise
             )
+            grammar = self.compiler.compile_grammar(_strict_json_strings(self.xgr, grammar))
         except Exception as exc:  # xgrammar raises several types for unsupported schemas
             self.failed[schema_id] = f"{type(exc).__name__}: {exc}"
             grammar = None

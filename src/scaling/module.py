@@ -10,13 +10,14 @@ import logging
 import math
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from scaling.configs import dataclass_from_config
 from scaling.data.sft import LengthGroupedBatchSampler, SFTCollator, SFTDataset
 
 log = logging.getLogger("scaling.train")
@@ -40,13 +41,8 @@ class OptimConfig:
 
     @classmethod
     def from_config(cls, cfg: Any) -> "OptimConfig":
-        data = dict(cfg or {})
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown finetune.optim keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        if "betas" in data:
-            data["betas"] = tuple(data["betas"])
-        return cls(**data)
+        made = dataclass_from_config(cls, cfg, "finetune.optim")
+        return replace(made, betas=tuple(made.betas))
 
 
 def lr_lambda(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
@@ -120,17 +116,38 @@ class SFTModule(L.LightningModule):
         self.target_tokens_seen = 0  # tokens that carry loss
         self.train_time_s = 0.0
         self._t_batch = 0.0
+        self._sampler_state: dict | None = None  # from a checkpoint, applied at the next epoch start
 
     def forward(self, **batch):
         return self.model(**batch)
 
-    def on_train_epoch_start(self) -> None:
+    def _train_sampler(self):
         dm = self.trainer.datamodule
-        if dm is not None and getattr(dm, "train_sampler", None) is not None:
-            dm.train_sampler.set_epoch(self.current_epoch)
+        return getattr(dm, "train_sampler", None) if dm is not None else None
+
+    def on_train_start(self) -> None:
+        sampler = self._train_sampler()
+        if sampler is not None and self._sampler_state is not None:
+            # Resuming: skip the batches the checkpoint had trained on. Done here, not through the
+            # loader's state_dict, because Lightning drops loader states when configure_optimizers
+            # reads estimated_stepping_batches (Lightning issue #20550); and not at epoch start,
+            # which a mid-epoch resume does not run. The sampler's iterator reads the skip lazily,
+            # at its first batch; Lightning's set_epoch clears it if a new epoch begins instead.
+            sampler.load_state_dict(self._sampler_state)
+        self._sampler_state = None
+
+    def on_train_epoch_start(self) -> None:
+        sampler = self._train_sampler()
+        if sampler is not None:
+            sampler.set_epoch(self.current_epoch)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._t_batch = time.perf_counter()
+        sampler = self._train_sampler()
+        if sampler is not None:
+            # Counted when drawn: checkpoint callbacks run before this module's
+            # on_train_batch_end, so counting there would make a resume repeat one batch.
+            sampler.batches_done = batch_idx + 1
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self.model(**batch)
@@ -145,9 +162,6 @@ class SFTModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.train_time_s += time.perf_counter() - self._t_batch
-        dm = self.trainer.datamodule
-        if dm is not None and getattr(dm, "train_sampler", None) is not None:
-            dm.train_sampler.batches_done = batch_idx + 1
         if self.train_time_s > 0:
             self.log("train/tokens_per_s", self.tokens_seen / self.train_time_s, prog_bar=True, on_step=True,
                      on_epoch=False, batch_size=1)
@@ -192,8 +206,12 @@ class SFTModule(L.LightningModule):
         checkpoint["scaling_counters"] = {"tokens_seen": self.tokens_seen,
                                           "target_tokens_seen": self.target_tokens_seen,
                                           "train_time_s": self.train_time_s}
+        sampler = self._train_sampler() if self._trainer is not None else None
+        if sampler is not None:
+            checkpoint["scaling_sampler"] = sampler.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._sampler_state = checkpoint.get("scaling_sampler")
         counters = checkpoint.get("scaling_counters", {})
         self.tokens_seen = int(counters.get("tokens_seen", 0))
         self.target_tokens_seen = int(counters.get("target_tokens_seen", 0))

@@ -107,16 +107,19 @@ for _name, _fn in (("wandb_offline", _wandb_offline),
 # --------------------------------------------------------------------------------------
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """Hash of what the job computes (paths, logging and verbosity excluded)."""
+def _hash(cfg: DictConfig, exclude: tuple[str, ...] = ()) -> str:
     data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    for key in _HASH_EXCLUDE:
+    for key in (*_HASH_EXCLUDE, *exclude):
         data.pop(key, None)
     for outer, inner in _HASH_EXCLUDE_NESTED:
         if isinstance(data.get(outer), dict):
             data[outer].pop(inner, None)
-    blob = json.dumps(data, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of what the job computes (paths, logging and verbosity excluded)."""
+    return _hash(cfg)
 
 
 def train_hash(cfg: DictConfig) -> str:
@@ -125,14 +128,9 @@ def train_hash(cfg: DictConfig) -> str:
     Jobs of one sweep that differ only in ``decode`` (greedy vs constrained) share it, so the
     second one reuses the first one's fine-tuned weights instead of training again.
     """
-    data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    for key in (*_HASH_EXCLUDE, "decode", "eval", "train_cache"):
-        data.pop(key, None)
-    for outer, inner in _HASH_EXCLUDE_NESTED:
-        if isinstance(data.get(outer), dict):
-            data[outer].pop(inner, None)
-    data["train_limit"] = (cfg.get("eval") or {}).get("train_limit")
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    # eval.train_limit changes the training data, so it stays in.
+    limit = (cfg.get("eval") or {}).get("train_limit")
+    return _hash(cfg, exclude=("decode", "eval")) + (f"-n{limit}" if limit else "")
 
 
 def package_versions() -> dict[str, str]:

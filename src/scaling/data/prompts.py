@@ -42,13 +42,9 @@ class PromptFormat:
 
     @classmethod
     def from_config(cls, cfg: Any) -> "PromptFormat":
-        if cfg is None:
-            return cls()
-        data = dict(cfg)
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown data.prompt keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**data)
+        from scaling.configs import dataclass_from_config
+
+        return dataclass_from_config(cls, cfg, "data.prompt")
 
 
 def schema_fields(schema: dict, prefix: str = "") -> list[str]:

@@ -138,7 +138,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at every epoch start; the order depends on (seed, epoch)."""
         if epoch != self.epoch:
-            self.batches_done = 0
+            # A skip loaded from a checkpoint belongs to that checkpoint's epoch only.
+            self.batches_done = self._skip = 0
         self.epoch = epoch
 
     def state_dict(self) -> dict:

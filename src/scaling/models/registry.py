@@ -24,6 +24,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from scaling.configs import dataclass_from_config, to_plain
+
 SOURCES = ("hub", "gguf", "random", "local")
 FAMILIES = ("llama", "minimodel")
 
@@ -76,12 +78,8 @@ class ModelSpec:
     @classmethod
     def from_config(cls, cfg: Any) -> "ModelSpec":
         """Build from a (Omega)dict; unknown keys are an error that names them."""
-        data = _to_plain(cfg)
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelLoadError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        data = {k: v for k, v in to_plain(cfg).items() if k != "_target_"}
+        return dataclass_from_config(cls, data, "model", error=ModelLoadError)
 
 
 @dataclass(frozen=True)
@@ -346,14 +344,3 @@ def _load_pretrained(spec: ModelSpec, where: str, dtype: torch.dtype):
     return AutoModelForCausalLM.from_pretrained(
         where, revision=spec.revision, dtype=dtype, trust_remote_code=spec.trust_remote_code
     )
-
-
-def _to_plain(cfg: Any) -> dict:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    return dict(cfg)
