@@ -37,7 +37,7 @@ _HASH_EXCLUDE = ("sweep_name", "output_root", "run_name", "train_cache", "skip_c
                  "hydra")
 _HASH_EXCLUDE_NESTED = (("trainer", "enable_progress_bar"), ("trainer", "default_root_dir"),
                         ("trainer", "log_every_n_steps"), ("decode", "progress"), ("data", "root"),
-                        ("finetune", "checkpoint_every_n_steps"))
+                        ("finetune", "checkpoint_every_n_steps"), ("finetune", "gradient_checkpointing"))
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,18 @@ def _wandb_offline() -> bool:
         return True
 
 
+def _job_dirname(overrides: str, limit: int = 200) -> str:
+    """The overrides as a folder name, shortened with a hash beyond ``limit`` characters
+    (file systems cap a name at 255 bytes; a sweep with many overrides exceeds that)."""
+    if len(overrides) <= limit:
+        return overrides
+    digest = hashlib.sha256(overrides.encode()).hexdigest()[:10]
+    return f"{overrides[: limit - 11]}~{digest}"
+
+
 for _name, _fn in (("wandb_offline", _wandb_offline),
-                   ("job_type", lambda method: "eval" if method == "none" else "train")):
+                   ("job_type", lambda method: "eval" if method == "none" else "train"),
+                   ("job_dirname", _job_dirname)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
 
