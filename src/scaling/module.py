@@ -116,7 +116,7 @@ class SFTModule(L.LightningModule):
         self.target_tokens_seen = 0  # tokens that carry loss
         self.train_time_s = 0.0
         self._t_batch = 0.0
-        self._sampler_state: dict | None = None  # from a checkpoint, applied at the next epoch start
+        self._sampler_state: dict | None = None  # from a checkpoint, applied in on_train_start
 
     def forward(self, **batch):
         return self.model(**batch)

@@ -224,11 +224,19 @@ def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int = 512):
 
     Special tokens: ``<pad>`` (0), ``<eos>`` (1). Byte-level so any text round-trips.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # A value must tokenize the same in the prompt and in the JSON answer, or a tiny model has
+    # to learn re-segmentation before it can copy: GPT-2's regex glues a leading space to
+    # words and digit runs ("Oslo" after ": " is "ĠO s lo", after '"' it is "O s lo";
+    # "Age: 59" is "Ġ5 9", '"age":59' is "59"). So spaces, letter runs, single digits and
+    # punctuation runs are separate pieces before the byte-level mapping.
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\s+|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
