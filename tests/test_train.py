@@ -334,7 +334,7 @@ def test_decode_modes_share_one_training_run(tmp_path, run_scaling, fast_overrid
 
 
 def test_submitit_local_launcher(tmp_path, run_scaling, fast_overrides):
-    run_scaling("scaling.train", ["-m", "hydra/launcher=submitit_local", "model=tiny_s,tiny_m", *fast_overrides,
+    run_scaling("scaling.train", ["-m", "hydra/launcher=local", "model=tiny_s,tiny_m", *fast_overrides,
                                   "sweep_name=submitit", "logger=none"], tmp_path)
     sweep = tmp_path / "multirun" / "submitit"
     dirs = job_dirs(sweep)

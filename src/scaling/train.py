@@ -489,8 +489,7 @@ def _hydra_task(cfg: DictConfig) -> float | None:
         err = record.get("error") or {}
         message = f"job {cfg.run_name} failed: {err.get('type')}: {err.get('message')} (see {record.get('job_dir')}/results.json)"
         if _is_multirun():
-            log.error(message)  # the sweep goes on with the next job
-            return None
+            return None  # train() has logged the error; the sweep goes on with the next job
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
     return float(record["metrics"]["overall"]["json_exact"])
