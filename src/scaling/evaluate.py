@@ -50,6 +50,12 @@ class DecodeConfig:
     """Upper bound on batch_size x (prompt + max_new_tokens): keeps the KV cache of long
     complex-tier batches in memory by shrinking their batch."""
     stop_at_json_end: bool = True
+    loop_min_tokens: int | None = 256
+    """Stop a sequence whose last ``loop_min_tokens`` generated tokens are one block of at most
+    ``loop_max_period`` tokens repeated (at least 4 times): a degenerate loop that would run to
+    ``max_new_tokens`` and hold its whole batch. Its output stays what it is (unclosed JSON
+    scores as a syntax error, as it would at the cap); ``None`` disables."""
+    loop_max_period: int = 64
     """Stop a sequence once its first JSON value closes (besides EOS)."""
     compact_separators: bool = True
     """Constrained mode: allow no whitespace between JSON tokens (matches compact targets)."""
@@ -134,8 +140,13 @@ class JsonCloseStopper:
     """A transformers StoppingCriteria: per row, done at EOS or when its JSON closes."""
 
     def __init__(self, token_text: TokenText, batch_size: int, prompt_len: int, eos_ids: set[int],
-                 stop_at_json_end: bool = True) -> None:
+                 stop_at_json_end: bool = True, loop_min_tokens: int | None = None,
+                 loop_max_period: int = 64) -> None:
         self.token_text = token_text
+        self.loop_min_tokens = loop_min_tokens
+        self.loop_max_period = loop_max_period
+        self.generated: list[list[int]] = [[] for _ in range(batch_size)]
+        self.looped = [False] * batch_size
         self.prompt_len = prompt_len
         self.eos_ids = eos_ids
         self.stop_at_json_end = stop_at_json_end
@@ -155,7 +166,24 @@ class JsonCloseStopper:
                 self.done[row] = True
             elif self.stop_at_json_end and self.trackers[row].feed(self.token_text(tok)):
                 self.done[row] = True
+            elif self.loop_min_tokens:
+                seq = self.generated[row]
+                seq.append(tok)
+                # Checked every 16 tokens: the cost stays negligible beside a forward pass.
+                if len(seq) >= self.loop_min_tokens and len(seq) % 16 == 0 and is_loop(
+                        seq[-self.loop_min_tokens:], self.loop_max_period):
+                    self.looped[row] = True
+                    self.done[row] = True
         return self.done.clone().to(input_ids.device)
+
+
+def is_loop(tokens: Sequence[int], max_period: int) -> bool:
+    """True when ``tokens`` is one block of at most ``max_period`` tokens repeated >= 4 times."""
+    n = len(tokens)
+    for period in range(1, min(max_period, n // 4) + 1):
+        if all(tokens[i] == tokens[i - period] for i in range(period, n)):
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------
@@ -269,6 +297,7 @@ class Generation:
     n_tokens: int
     hit_eos: bool
     batch_latency_s: float
+    looped: bool = False
 
 
 @dataclass
@@ -352,7 +381,8 @@ def generate_batched(model, tokenizer, prompts: Sequence[str], max_new_tokens: i
                 ids = encoded[i]
                 input_ids[row, width - len(ids):] = torch.tensor(ids)
                 attention[row, width - len(ids):] = 1
-            stopper = JsonCloseStopper(token_text, len(batch), width, eos_ids, cfg.stop_at_json_end)
+            stopper = JsonCloseStopper(token_text, len(batch), width, eos_ids, cfg.stop_at_json_end,
+                                       cfg.loop_min_tokens, cfg.loop_max_period)
             processors = []
             if grammars is not None:
                 processors.append(GrammarLogitsProcessor([grammars[i] for i in batch], stopper))
@@ -377,7 +407,8 @@ def generate_batched(model, tokenizer, prompts: Sequence[str], max_new_tokens: i
                 n = min(stopper.n_generated[row], new.shape[1])
                 ids = new[row, :n].tolist()
                 text = tokenizer.decode(ids, skip_special_tokens=True)
-                results[i] = Generation(text=text, n_tokens=n, hit_eos=stopper.hit_eos[row], batch_latency_s=elapsed)
+                results[i] = Generation(text=text, n_tokens=n, hit_eos=stopper.hit_eos[row], batch_latency_s=elapsed,
+                                        looped=stopper.looped[row])
                 stats.generated_tokens += n
             stats.batches += 1
             bar.update(len(batch))
@@ -423,6 +454,7 @@ def evaluate_records(model, tokenizer, records, schemas, fmt: PromptFormat, cfg:
     for row, g in zip(rows, generations):
         row["n_tokens"] = g.n_tokens
         row["hit_eos"] = g.hit_eos
+        row["looped"] = g.looped
         row["truncated"] = (not g.hit_eos) and row.get("status") != "ok" and g.n_tokens >= max_new_tokens
     return EvalResult(rows=rows, metrics=metrics, stats=stats.as_dict())
 
