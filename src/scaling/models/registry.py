@@ -62,7 +62,8 @@ class ModelSpec:
     id: ...}``, ``{kind: path, path: ...}`` or ``{kind: bpe, vocab_size: N}`` (a byte-level BPE
     trained on the training split; keeps tiny models' embedding tables small)."""
     dtype: str = "float32"
-    """Weights dtype at load time. fp32 on CPU (bf16 matmul is ~100x slower there); on GPU
+    """Weights dtype at load time. fp32 for reference numerics (on CPU, bf16 matmul speed depends on
+    the chip: see BENCHMARKS.md); on GPU
     keep fp32 master weights and let the trainer's ``bf16-mixed`` precision autocast."""
     trust_remote_code: bool = False
     """Off unless a config opts in: remote code runs arbitrary Python from the hub."""
