@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .data import DataError, Record, SchemaInfo, load_schemas, read_records
+from .data.io import DuplicateKey, json_type_name, no_duplicate_keys, reject_constant
 from .metrics import (
     JSON_NOT_FOUND,
     METRIC_KEYS,
@@ -45,42 +46,9 @@ __all__ = ["read_predictions", "score_predictions", "format_table", "main"]
 _SHOW = 5
 
 
-def _type_name(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return type(v).__name__
-
-
 def _listing(items: Sequence[str]) -> str:
     shown = ", ".join(repr(x) for x in items[:_SHOW])
     return shown + (f" and {len(items) - _SHOW} more" if len(items) > _SHOW else "")
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _object_no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    out: dict = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def _check_prediction(obj: Any, file: str | None, line: int | None, index: int | None = None) -> Any:
@@ -94,13 +62,13 @@ def _check_prediction(obj: Any, file: str | None, line: int | None, index: int |
         return DataError(message, file, line, field=field)
 
     if not isinstance(obj, Mapping):
-        raise fail(f"expected a JSON object, got {_type_name(obj)}")
+        raise fail(f"expected a JSON object, got {json_type_name(obj)}")
     for name, allow_empty in (("id", False), ("output", True)):
         if name not in obj:
             raise fail("missing required field", name)
         value = obj[name]
         if not isinstance(value, str):
-            raise fail(f"expected string, got {_type_name(value)}", name)
+            raise fail(f"expected string, got {json_type_name(value)}", name)
         if not allow_empty and not value.strip():
             raise fail("must be a non-empty string", name)
     return obj
@@ -134,8 +102,8 @@ def read_predictions(path: str | os.PathLike) -> list[dict]:
         if not text.strip():
             raise DataError("blank line: every line must hold one JSON object", spath, n)
         try:
-            obj = json.loads(text, object_pairs_hook=_object_no_duplicates, parse_constant=_refuse_constant)
-        except _DuplicateKey as exc:
+            obj = json.loads(text, object_pairs_hook=no_duplicate_keys, parse_constant=reject_constant)
+        except DuplicateKey as exc:
             raise DataError("duplicate key in a JSON object", spath, n, field=str(exc)) from None
         except json.JSONDecodeError as exc:
             raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", spath, n) from None

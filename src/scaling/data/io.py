@@ -173,7 +173,7 @@ def load_schema(path: str | os.PathLike, tier: str) -> SchemaInfo:
     path = Path(path)
     schema = _read_json_file(path)
     if not isinstance(schema, dict):
-        raise DataError(f"a schema must be a JSON object, got {_type_name(schema)}", path)
+        raise DataError(f"a schema must be a JSON object, got {json_type_name(schema)}", path)
     try:
         jsonschema.Draft7Validator.check_schema(schema)
     except jsonschema.SchemaError as e:
@@ -249,7 +249,8 @@ class FileScan:
     sha256: str = ""
 
 
-def _type_name(v: Any) -> str:
+def json_type_name(v: Any) -> str:
+    """The JSON name of a Python value's type (for error messages)."""
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -269,20 +270,20 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _reject_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
     # Python's json accepts NaN/Infinity, which are not JSON; other readers choke on them.
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-class _DuplicateKey(ValueError):
-    pass
+class DuplicateKey(ValueError):
+    """A JSON object with the same key twice (json.loads would keep the last silently)."""
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
     out: dict = {}
     for k, v in pairs:
         if k in out:
-            raise _DuplicateKey(k)
+            raise DuplicateKey(k)
         out[k] = v
     return out
 
@@ -329,21 +330,21 @@ def _parse_line(body: bytes, path: str, n: int, schemas: Mapping[str, SchemaInfo
     if not text.strip():
         return DataError("blank line: every line must hold one JSON object", path, n, check="parse"), None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
-    except _DuplicateKey as e:
+        obj = json.loads(text, parse_constant=reject_constant, object_pairs_hook=no_duplicate_keys)
+    except DuplicateKey as e:
         return DataError("duplicate key in a JSON object", path, n, field=str(e), check="parse"), None
     except json.JSONDecodeError as e:
         return DataError(f"invalid JSON: {e.msg} (column {e.colno})", path, n, check="parse"), None
     except ValueError as e:
         return DataError(f"invalid JSON: {e}", path, n, check="parse"), None
     if not isinstance(obj, dict):
-        return DataError(f"expected a JSON object, got {_type_name(obj)}", path, n, check="parse"), None
+        return DataError(f"expected a JSON object, got {json_type_name(obj)}", path, n, check="parse"), None
     for name, typ, typ_name in REQUIRED_FIELDS:
         if name not in obj:
             return DataError("missing required field", path, n, field=name, check="fields"), obj
         v = obj[name]
         if not isinstance(v, typ):
-            return DataError(f"expected {typ_name}, got {_type_name(v)}", path, n, field=name, check="fields"), obj
+            return DataError(f"expected {typ_name}, got {json_type_name(v)}", path, n, field=name, check="fields"), obj
         if typ is str and not v.strip():
             return DataError("must be a non-empty string", path, n, field=name, check="fields"), obj
     info = schemas.get(obj["schema_id"])
