@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from scaling.configs import to_plain
 from scaling.fit.analysis import Analysis, analyse, fit_summary
 from scaling.fit.collect import Collection, Log, collect, load_reference, newest_sweep
 from scaling.fit.config import Settings, conf_dir
@@ -73,18 +74,6 @@ class FitRun:
 # ----------------------------------------------------------------------------- config helpers
 
 
-def _plain(cfg: Any) -> dict:
-    """A plain dict of a DictConfig (resolved) or a mapping."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    return json.loads(json.dumps(cfg, default=str))
-
-
 def load_config(overrides: Sequence[str] = ()) -> dict:
     """Compose ``conf/fit.yaml`` with Hydra-style ``overrides`` (e.g. ``["sweep_dir=..."]``)
     and return it as a plain dict (for notebooks and scripts; the CLI uses ``@hydra.main``)."""
@@ -92,7 +81,7 @@ def load_config(overrides: Sequence[str] = ()) -> dict:
 
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose(config_name="fit", overrides=list(overrides))
-    return _plain(cfg)
+    return to_plain(cfg)
 
 
 def sweep_dirs_from(cfg: Mapping[str, Any]) -> list[Path]:
@@ -139,7 +128,7 @@ def run_fit(cfg: Mapping[str, Any] | Any, log: Log = _stdout, warn: Log = _stder
     Progress goes through ``log`` (one line per stage), skipped jobs and notes through
     ``warn``. Raises :class:`FitError` for bad input (no sweep, no completed job, bad config).
     """
-    cfg = _plain(cfg)
+    cfg = to_plain(cfg)
     settings = Settings.from_config(cfg)
     dirs = sweep_dirs_from(cfg)
     refs = []
