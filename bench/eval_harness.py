@@ -9,7 +9,10 @@ Variants, run in one process on one stratified slice of the EdgeJSON v3 test spl
   has closed, ``max_new_tokens`` derived from the data (train + test targets);
 - ``ours_no_json_stop``: the same batches, stopping only at EOS (isolates what the JSON stop
   buys versus what batching buys);
-- ``ours_bs1`` (optional): JSON stop, but batch size 1 (the other half of that split).
+- ``ours_bs1`` (optional): JSON stop, but batch size 1 (the other half of that split);
+- ``ours_fixed_batches``: ``engine=hf``, fixed length-grouped batches through
+  ``model.generate`` (each batch runs until its longest row stops) instead of continuous
+  batching: what the continuous engine buys.
 
 ``ours_repeat`` runs ``ours`` again (e.g. after the long baseline), so a change in background
 load shows as a spread instead of silently biasing the ratio. Results are written after
@@ -47,7 +50,7 @@ from scaling.score import score_predictions  # noqa: E402
 
 PUBLISHED_MAX_NEW_TOKENS = 512
 TIER_SHARES = {"simple": 0.5, "medium": 0.35, "complex": 0.15}
-VARIANTS = ("published", "ours", "ours_no_json_stop", "ours_bs1", "ours_repeat")
+VARIANTS = ("published", "published_no_eos", "ours", "ours_fixed_batches", "ours_no_json_stop", "ours_bs1", "ours_repeat")
 
 
 def default_data_root() -> Path:
@@ -123,9 +126,14 @@ def json_close_index(tokenizer, ids: list[int]) -> int | None:
 
 
 @torch.inference_mode()
-def run_published(model, tokenizer, prompts: list[str], max_new_tokens: int = PUBLISHED_MAX_NEW_TOKENS
-                  ) -> tuple[list[dict], dict]:
-    """The published harness: one prompt at a time, greedy, 512 new tokens, EOS only."""
+def run_published(model, tokenizer, prompts: list[str], max_new_tokens: int = PUBLISHED_MAX_NEW_TOKENS,
+                  never_eos: bool = False) -> tuple[list[dict], dict]:
+    """The published harness: one prompt at a time, greedy, 512 new tokens, EOS only.
+
+    ``never_eos`` emulates the published *model* as well: it was trained with pad = EOS masked
+    out of the loss, so it never emitted EOS and every example ran to the cap. Forcing
+    ``min_new_tokens = max_new_tokens`` reproduces that cost on a model that did learn EOS.
+    """
     model.eval()
     rows = []
     c0, t0 = time.process_time(), time.perf_counter()
@@ -133,6 +141,7 @@ def run_published(model, tokenizer, prompts: list[str], max_new_tokens: int = PU
         enc = tokenizer(p, add_special_tokens=False, return_tensors="pt")
         t1 = time.perf_counter()
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                             min_new_tokens=max_new_tokens if never_eos else None,
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                              temperature=None, top_p=None, top_k=None)
         new = out[0, enc.input_ids.shape[1]:].tolist()
@@ -150,7 +159,9 @@ def run_ours(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg: Dec
     gens, stats = generate_batched(model, tokenizer, prompts, max_new_tokens, cfg, desc="bench")
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     rows = [{"text": g.text, "n_tokens": g.n_tokens, "hit_eos": g.hit_eos} for g in gens]
-    return rows, {"wall_s": wall, "cpu_s": cpu, "batches": stats.batches, "max_new_tokens": max_new_tokens}
+    d = stats.as_dict()
+    return rows, {"wall_s": wall, "cpu_s": cpu, "batches": stats.batches, "max_new_tokens": max_new_tokens,
+                  "decode_steps": d["steps"], "mean_batch_rows": d["mean_batch_rows"]}
 
 
 def summarise(name: str, rows: list[dict], timing: dict, records, schemas, load_before, load_after) -> dict:
@@ -166,6 +177,8 @@ def summarise(name: str, rows: list[dict], timing: dict, records, schemas, load_
         "tokens_per_s": round(tokens / timing["wall_s"], 2),
         "tokens_per_cpu_s": round(tokens / timing["cpu_s"], 2),
         "batches": timing["batches"],
+        "decode_steps": timing.get("decode_steps"),
+        "mean_batch_rows": timing.get("mean_batch_rows"),
         "max_new_tokens": timing["max_new_tokens"],
         "hit_eos": sum(bool(row["hit_eos"]) for row in rows),
         "json_exact": overall["json_exact"],
@@ -188,6 +201,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tiers", nargs="+", default=list(TIER_SHARES), choices=list(TIER_SHARES),
                    help="tiers in the slice (complex answers run to 1,500+ tokens: minutes per example on CPU)")
     p.add_argument("--model", default="smol135_gguf", help="conf/model/<name>.yaml")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="a model.safetensors to load into the built model (e.g. outputs/trained/<hash>/, "
+                        "the train cache of a fine-tuned run)")
     p.add_argument("--source", default=None, choices=["hub", "gguf", "random", "local"], help="override model.source")
     p.add_argument("--layers", type=int, default=None, help="keep only this many transformer layers (smoke tests)")
     p.add_argument("--data-root", type=Path, default=default_data_root())
@@ -216,6 +232,10 @@ def main(argv=None) -> dict:
     spec = load_model_spec(args.model, args.source, args.layers)
     t0 = time.perf_counter()
     tokenizer, model = build_bench_model(spec, args.layers)
+    if args.weights:
+        from scaling.train import load_weights
+
+        model = load_weights(model, args.weights)
     model.eval()
     load_s = time.perf_counter() - t0
     fmt = PromptFormat(template=args.template, schema=args.schema)
@@ -242,11 +262,11 @@ def main(argv=None) -> dict:
             return sum(r[key] for r in runs) / len(runs)
 
         ratios = {}
-        if "published" in results:
+        for base in (b for b in results if b.startswith("published")):
             for name in results:
-                if name != "published":
-                    ratios[f"published_over_{name}_wall"] = round(mean("published", "wall_s") / mean(name, "wall_s"), 2)
-                    ratios[f"published_over_{name}_cpu"] = round(mean("published", "cpu_s") / mean(name, "cpu_s"), 2)
+                if not name.startswith("published"):
+                    ratios[f"{base}_over_{name}_wall"] = round(mean(base, "wall_s") / mean(name, "wall_s"), 2)
+                    ratios[f"{base}_over_{name}_cpu"] = round(mean(base, "cpu_s") / mean(name, "cpu_s"), 2)
         # What the JSON stop could save the baseline: tokens it generated after its JSON closed.
         tail = None
         if "published" in raw:
@@ -264,6 +284,7 @@ def main(argv=None) -> dict:
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "model": spec.key,
             "model_source": spec.source,
+            "weights": str(args.weights) if args.weights else None,
             "layers": model.config.num_hidden_layers,
             "model_load_s": round(load_s, 1),
             "slice": [{"id": r.id, "tier": r.tier, "schema_id": r.schema_id} for r in records],
@@ -284,11 +305,13 @@ def main(argv=None) -> dict:
     for variant in order:
         name = "ours" if variant == "ours_repeat" else variant
         before = [round(x, 2) for x in os.getloadavg()]
-        if name == "published":
-            rows, timing = run_published(model, tokenizer, prompts, args.published_max_new_tokens)
+        if name in ("published", "published_no_eos"):
+            rows, timing = run_published(model, tokenizer, prompts, args.published_max_new_tokens,
+                                         never_eos=name == "published_no_eos")
         else:
             cfg = DecodeConfig(batch_size=1 if name == "ours_bs1" else args.batch_size,
-                               stop_at_json_end=name != "ours_no_json_stop", progress=False)
+                               stop_at_json_end=name != "ours_no_json_stop", progress=False,
+                               engine="hf" if name == "ours_fixed_batches" else "continuous")
             rows, timing = run_ours(model, tokenizer, prompts, max_new, cfg)
         summary = summarise(name, rows, timing, records, data.schemas, before, [round(x, 2) for x in os.getloadavg()])
         results.setdefault(name, []).append(summary)

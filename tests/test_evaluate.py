@@ -384,3 +384,54 @@ def test_evaluate_entry_point_writes_results(tmp_path, run_scaling, fast_overrid
     assert metrics == results["metrics"]
     rows = [json.loads(line) for line in (job / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all({"id", "schema_id", "tier", "status", "output"} <= set(r) for r in rows)
+
+
+# --------------------------------------------------------------------------------------
+# continuous batching (the default engine) against fixed model.generate batches
+# --------------------------------------------------------------------------------------
+
+
+def test_continuous_engine_equals_fixed_batches_and_one_at_a_time(tiny_lm, order_texts):
+    model, tok = tiny_lm
+    prompts = [t.split("JSON:\n")[0][: 15 + 23 * i] + "\nJSON:\n" for i, t in enumerate(order_texts[:9])]
+    base = dict(progress=False, batch_size=3, stop_at_json_end=False)
+    cont, stats = generate_batched(model, tok, prompts, 20, DecodeConfig(**base))
+    fixed, _ = generate_batched(model, tok, prompts, 20, DecodeConfig(**base, engine="hf"))
+    alone = [generate_batched(model, tok, [p], 20, DecodeConfig(**base))[0][0] for p in prompts]
+    assert [g.text for g in cont] == [g.text for g in fixed] == [g.text for g in alone]
+    assert [g.n_tokens for g in cont] == [g.n_tokens for g in fixed] == [20] * len(prompts)
+    assert len({g.text for g in cont}) >= 5
+    assert stats.generated_tokens == 20 * len(prompts)
+    # 9 prompts, 3 rows: three prefills, and every decode step ran full rows.
+    assert stats.batches == 3 and stats.row_steps == 3 * stats.steps
+    assert stats.as_dict()["mean_batch_rows"] == 3.0
+
+
+def test_continuous_engine_refills_rows_that_finish_early(tiny_lm):
+    """Under a grammar the random model's answers end at very different lengths: finished
+    rows leave, waiting prompts are prefilled and merged into the running KV cache, and every
+    answer is token for token what the fixed-batch engine writes."""
+    _, tok = tiny_lm
+    spec = ModelSpec(key="tiny", source="random", init_std=0.5, tokenizer={"kind": "bpe"}, arch=TINY_ARCH)
+    model = build_model(spec, tokenizer=tok, seed=1).eval()
+    recs, schemas = constrained_records(10)
+    fmt = PromptFormat(schema="fields")
+    cfg = DecodeConfig(mode="constrained", progress=False, batch_size=3)
+    cont = evaluate_records(model, tok, recs, schemas, fmt, cfg, max_new_tokens=160)
+    fixed = evaluate_records(model, tok, recs, schemas, fmt, DecodeConfig(mode="constrained", progress=False,
+                                                                          batch_size=3, engine="hf"),
+                             max_new_tokens=160)
+    assert [r["output"] for r in cont.rows] == [r["output"] for r in fixed.rows]
+    lengths = [r["n_tokens"] for r in cont.rows]
+    assert len(set(lengths)) >= 4, lengths  # the rows really finish at different times
+    assert cont.stats["batches"] > math.ceil(len(recs) / 3)  # prompts joined a running batch
+    assert cont.stats["mean_batch_rows"] > 2.0
+    # No idle rows: fewer decode row-steps than the fixed engine's batches x longest row.
+    assert cont.stats["steps"] * cont.stats["mean_batch_rows"] == pytest.approx(sum(lengths) - len(recs), abs=1)
+    for row, rec in zip(cont.rows, recs):
+        jsonschema.validate(json.loads(row["output"]), schemas[rec.schema_id].schema)
+
+
+def test_decode_engine_is_checked():
+    with pytest.raises(ValueError, match="decode.engine"):
+        DecodeConfig(engine="vllm")

@@ -422,3 +422,31 @@ def test_padding_mask_never_leaves_a_query_without_keys():
             want = [(k <= pos and bool(padding[0, k])) or k == pos for k in range(5)]
             assert mask[0, 0, q].tolist() == want
     assert _attention_mask(torch.ones(2, 5, dtype=torch.long), 2, 5, 0, torch.device("cpu")) is None
+
+
+def test_continuous_batching_engine_runs_minimodel_like_generate():
+    """scaling.evaluate's default engine edits the KV cache (drops finished rows, merges new
+    prompts in): MiniModel's cache must take that and give what model.generate gives."""
+    from scaling.evaluate import DecodeConfig, generate_batched
+    from scaling.models import train_bpe_tokenizer
+
+    texts = [f"order {i}: {i * 7} apples and {i % 5} pears, shipped to {'Oslo' if i % 2 else 'Lima'}" for i in range(40)]
+    tok = train_bpe_tokenizer(texts, vocab_size=300)
+    model = tiny_model(seed=3, vocab_size=len(tok)).double()
+    prompts = [t[: 10 + 9 * i] for i, t in enumerate(texts[:7])]
+    base = dict(progress=False, batch_size=3, stop_at_json_end=False)
+    # Make a token the model writes mid-answer the EOS, so rows stop at different steps and
+    # rows leave and join the running batch.
+    firsts: dict[int, set[int]] = {}
+    for prompt in prompts:
+        ids = torch.tensor([tok(prompt, add_special_tokens=False).input_ids])
+        for pos, t in enumerate(generate(model, ids, torch.ones_like(ids), 48)[0]):
+            firsts.setdefault(t, set()).add(pos)
+    stop_token = max(firsts, key=lambda t: len(firsts[t]))
+    tok.eos_token = tok.convert_ids_to_tokens(stop_token)
+    cont, stats = generate_batched(model, tok, prompts, 48, DecodeConfig(**base))
+    fixed, _ = generate_batched(model, tok, prompts, 48, DecodeConfig(**base, engine="hf"))
+    assert [g.text for g in cont] == [g.text for g in fixed]
+    assert [g.n_tokens for g in cont] == [g.n_tokens for g in fixed]
+    assert len({g.n_tokens for g in cont}) >= 2, [g.n_tokens for g in cont]
+    assert stats.batches > 3

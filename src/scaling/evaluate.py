@@ -50,13 +50,18 @@ class DecodeConfig:
     """Upper bound on batch_size x (prompt + max_new_tokens): keeps the KV cache of long
     complex-tier batches in memory by shrinking their batch."""
     stop_at_json_end: bool = True
+    """Stop a sequence once its first JSON value closes (besides EOS)."""
     loop_min_tokens: int | None = 256
     """Stop a sequence whose last ``loop_min_tokens`` generated tokens are one block of at most
     ``loop_max_period`` tokens repeated (at least 4 times): a degenerate loop that would run to
     ``max_new_tokens`` and hold its whole batch. Its output stays what it is (unclosed JSON
     scores as a syntax error, as it would at the cap); ``None`` disables."""
     loop_max_period: int = 64
-    """Stop a sequence once its first JSON value closes (besides EOS)."""
+    engine: str = "continuous"
+    """``continuous``: a sequence that stops leaves the batch at once and a waiting prompt takes
+    its place (the KV cache is shrunk and merged), so one long answer never holds idle rows.
+    ``hf``: fixed batches through ``model.generate`` (each batch runs until its longest row
+    stops); kept as the reference the continuous engine is tested and benchmarked against."""
     compact_separators: bool = True
     """Constrained mode: allow no whitespace between JSON tokens (matches compact targets)."""
     progress: bool = True
@@ -65,6 +70,8 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("greedy", "constrained"):
             raise ValueError(f"decode.mode={self.mode!r}: expected greedy or constrained")
+        if self.engine not in ("continuous", "hf"):
+            raise ValueError(f"decode.engine={self.engine!r}: expected continuous or hf")
         if self.batch_size < 1:
             raise ValueError(f"decode.batch_size={self.batch_size}: must be >= 1")
 
@@ -136,44 +143,74 @@ class TokenText:
         return text
 
 
+class RowStop:
+    """When one generated sequence is done: at EOS, once its first JSON value has closed
+    (``stop_at_json_end``), or once its last ``loop_min_tokens`` tokens are one short block
+    repeated (a degenerate loop, recorded as ``looped``)."""
+
+    __slots__ = ("token_text", "eos_ids", "stop_at_json_end", "loop_min_tokens", "loop_max_period",
+                 "tracker", "ids", "done", "hit_eos", "looped")
+
+    def __init__(self, token_text: TokenText, eos_ids: set[int], stop_at_json_end: bool = True,
+                 loop_min_tokens: int | None = None, loop_max_period: int = 64) -> None:
+        self.token_text = token_text
+        self.eos_ids = eos_ids
+        self.stop_at_json_end = stop_at_json_end
+        self.loop_min_tokens = loop_min_tokens
+        self.loop_max_period = loop_max_period
+        self.tracker = JsonCloseTracker()
+        self.ids: list[int] = []
+        self.done = self.hit_eos = self.looped = False
+
+    @property
+    def n_generated(self) -> int:
+        return len(self.ids)
+
+    def push(self, tok: int) -> bool:
+        """Record one generated token; return True when the sequence is done."""
+        if self.done:
+            return True
+        self.ids.append(tok)
+        if tok in self.eos_ids:
+            self.hit_eos = self.done = True
+        elif self.stop_at_json_end and self.tracker.feed(self.token_text(tok)):
+            self.done = True
+        elif self.loop_min_tokens:
+            n = len(self.ids)
+            # Checked every 16 tokens: the cost stays negligible beside a forward pass.
+            if n >= self.loop_min_tokens and n % 16 == 0 and is_loop(self.ids[-self.loop_min_tokens:],
+                                                                      self.loop_max_period):
+                self.looped = self.done = True
+        return self.done
+
+
 class JsonCloseStopper:
-    """A transformers StoppingCriteria: per row, done at EOS or when its JSON closes."""
+    """A transformers StoppingCriteria over a fixed batch: one :class:`RowStop` per row."""
 
     def __init__(self, token_text: TokenText, batch_size: int, prompt_len: int, eos_ids: set[int],
                  stop_at_json_end: bool = True, loop_min_tokens: int | None = None,
                  loop_max_period: int = 64) -> None:
-        self.token_text = token_text
-        self.loop_min_tokens = loop_min_tokens
-        self.loop_max_period = loop_max_period
-        self.generated: list[list[int]] = [[] for _ in range(batch_size)]
-        self.looped = [False] * batch_size
+        self.rows = [RowStop(token_text, eos_ids, stop_at_json_end, loop_min_tokens, loop_max_period)
+                     for _ in range(batch_size)]
         self.prompt_len = prompt_len
-        self.eos_ids = eos_ids
-        self.stop_at_json_end = stop_at_json_end
-        self.trackers = [JsonCloseTracker() for _ in range(batch_size)]
         self.done = torch.zeros(batch_size, dtype=torch.bool)
-        self.n_generated = [0] * batch_size
-        self.hit_eos = [False] * batch_size
+
+    @property
+    def n_generated(self) -> list[int]:
+        return [r.n_generated for r in self.rows]
+
+    @property
+    def hit_eos(self) -> list[bool]:
+        return [r.hit_eos for r in self.rows]
+
+    @property
+    def looped(self) -> list[bool]:
+        return [r.looped for r in self.rows]
 
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
-        last = input_ids[:, -1].tolist()
-        for row, tok in enumerate(last):
-            if self.done[row]:
-                continue
-            self.n_generated[row] += 1
-            if tok in self.eos_ids:
-                self.hit_eos[row] = True
+        for row, tok in enumerate(input_ids[:, -1].tolist()):
+            if not self.done[row] and self.rows[row].push(tok):
                 self.done[row] = True
-            elif self.stop_at_json_end and self.trackers[row].feed(self.token_text(tok)):
-                self.done[row] = True
-            elif self.loop_min_tokens:
-                seq = self.generated[row]
-                seq.append(tok)
-                # Checked every 16 tokens: the cost stays negligible beside a forward pass.
-                if len(seq) >= self.loop_min_tokens and len(seq) % 16 == 0 and is_loop(
-                        seq[-self.loop_min_tokens:], self.loop_max_period):
-                    self.looped[row] = True
-                    self.done[row] = True
         return self.done.clone().to(input_ids.device)
 
 
@@ -296,7 +333,8 @@ class Generation:
     text: str
     n_tokens: int
     hit_eos: bool
-    batch_latency_s: float
+    latency_s: float
+    """Seconds from the prompt's prefill to its last token (``hf`` engine: its batch's time)."""
     looped: bool = False
 
 
@@ -306,6 +344,11 @@ class GenerationStats:
     generated_tokens: int = 0
     n: int = 0
     batches: int = 0
+    """Prefill calls (``hf`` engine: generate() calls)."""
+    steps: int = 0
+    """Decode forward passes (``continuous`` engine)."""
+    row_steps: int = 0
+    """Sum over decode steps of the rows in the batch: ``row_steps / steps`` is the mean batch."""
     max_new_tokens: int = 0
     grammar_compile_s: float = 0.0
     grammar_failures: dict = field(default_factory=dict)
@@ -318,6 +361,8 @@ class GenerationStats:
             "latency_s_per_example": round(self.wall_s / self.n, 4) if self.n else None,
             "n": self.n,
             "batches": self.batches,
+            "steps": self.steps,
+            "mean_batch_rows": round(self.row_steps / self.steps, 2) if self.steps else None,
             "max_new_tokens": self.max_new_tokens,
             "grammar_compile_s": round(self.grammar_compile_s, 3),
             "grammar_failures": self.grammar_failures,
@@ -355,70 +400,249 @@ def derive_max_new_tokens(tokenizer, targets: Sequence[str], cfg: DecodeConfig) 
 @torch.inference_mode()
 def generate_batched(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, cfg: DecodeConfig,
                      grammars: Sequence[Any] | None = None, desc: str = "generate") -> tuple[list[Generation], GenerationStats]:
-    """Greedy-decode every prompt; returns generations in input order and measured stats."""
+    """Greedy-decode every prompt; returns generations in input order and measured stats.
+
+    ``cfg.engine`` picks continuous batching (default) or fixed ``model.generate`` batches;
+    both give the same greedy tokens (tested), they differ in how long rows wait.
+    """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     encoded = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
-    batches = length_grouped_batches([len(e) for e in encoded], cfg.batch_size, cfg.max_batch_tokens, max_new_tokens)
-    eos_ids = {tokenizer.eos_token_id}
-    gen_cfg_eos = tokenizer.eos_token_id
-    token_text = TokenText(tokenizer)
-    results: list[Generation | None] = [None] * len(prompts)
     stats = GenerationStats(n=len(prompts), max_new_tokens=max_new_tokens)
     bar = tqdm(total=len(prompts), desc=desc, disable=not cfg.progress, file=sys.stderr, dynamic_ncols=True)
     t_start = time.perf_counter()
+    results: list[Generation | None] = [None] * len(prompts)
+
+    def finish(i: int, row: RowStop, latency_s: float) -> None:
+        n = row.n_generated
+        results[i] = Generation(text=tokenizer.decode(row.ids, skip_special_tokens=True), n_tokens=n,
+                                hit_eos=row.hit_eos, latency_s=latency_s, looped=row.looped)
+        stats.generated_tokens += n
+        bar.update(1)
+        bar.set_postfix(tok_s=f"{stats.generated_tokens / (time.perf_counter() - t_start):.0f}")
+
+    engine = cfg.engine if cfg.engine == "hf" or _cache_is_mergeable(model) else "hf"
     try:
-        for batch in batches:
-            t0 = time.perf_counter()
-            width = max(len(encoded[i]) for i in batch)
-            pad = tokenizer.pad_token_id
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids = encoded[i]
-                input_ids[row, width - len(ids):] = torch.tensor(ids)
-                attention[row, width - len(ids):] = 1
-            stopper = JsonCloseStopper(token_text, len(batch), width, eos_ids, cfg.stop_at_json_end,
-                                       cfg.loop_min_tokens, cfg.loop_max_period)
-            processors = []
-            if grammars is not None:
-                processors.append(GrammarLogitsProcessor([grammars[i] for i in batch], stopper))
-            out = model.generate(
-                input_ids=input_ids.to(device),
-                attention_mask=attention.to(device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                use_cache=True,
-                eos_token_id=gen_cfg_eos,
-                pad_token_id=pad,
-                stopping_criteria=[stopper],
-                logits_processor=processors or None,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-            )
-            elapsed = time.perf_counter() - t0
-            new = out[:, width:].cpu()
-            for row, i in enumerate(batch):
-                n = min(stopper.n_generated[row], new.shape[1])
-                ids = new[row, :n].tolist()
-                text = tokenizer.decode(ids, skip_special_tokens=True)
-                results[i] = Generation(text=text, n_tokens=n, hit_eos=stopper.hit_eos[row], batch_latency_s=elapsed,
-                                        looped=stopper.looped[row])
-                stats.generated_tokens += n
-            stats.batches += 1
-            bar.update(len(batch))
-            bar.set_postfix(tok_s=f"{stats.generated_tokens / (time.perf_counter() - t_start):.0f}")
+        run = _generate_continuous if engine == "continuous" else _generate_fixed_batches
+        run(model, tokenizer, encoded, max_new_tokens, cfg, grammars, stats, finish)
     finally:
         bar.close()
         tokenizer.padding_side = padding_side
         model.train(was_training)
     stats.wall_s = time.perf_counter() - t_start
     return [r for r in results if r is not None], stats
+
+
+def _new_row(tokenizer, token_text: TokenText, cfg: DecodeConfig) -> RowStop:
+    return RowStop(token_text, {tokenizer.eos_token_id}, cfg.stop_at_json_end, cfg.loop_min_tokens,
+                   cfg.loop_max_period)
+
+
+def _generate_fixed_batches(model, tokenizer, encoded, max_new_tokens, cfg, grammars, stats, finish) -> None:
+    """``engine=hf``: length-grouped fixed batches through ``model.generate``."""
+    device = next(model.parameters()).device
+    batches = length_grouped_batches([len(e) for e in encoded], cfg.batch_size, cfg.max_batch_tokens, max_new_tokens)
+    token_text = TokenText(tokenizer)
+    pad = tokenizer.pad_token_id
+    for batch in batches:
+        t0 = time.perf_counter()
+        width = max(len(encoded[i]) for i in batch)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            ids = encoded[i]
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+        stopper = JsonCloseStopper(token_text, len(batch), width, {tokenizer.eos_token_id}, cfg.stop_at_json_end,
+                                   cfg.loop_min_tokens, cfg.loop_max_period)
+        processors = []
+        if grammars is not None:
+            processors.append(GrammarLogitsProcessor([grammars[i] for i in batch], stopper))
+        model.generate(
+            input_ids=input_ids.to(device), attention_mask=attention.to(device), max_new_tokens=max_new_tokens,
+            do_sample=False, num_beams=1, use_cache=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
+            stopping_criteria=[stopper], logits_processor=processors or None,
+            temperature=None, top_p=None, top_k=None,
+        )
+        elapsed = time.perf_counter() - t0
+        stats.batches += 1
+        for row, i in enumerate(batch):
+            r = stopper.rows[row]
+            del r.ids[max_new_tokens:]
+            finish(i, r, elapsed)
+
+
+# --------------------------------------------------------------------------------------
+# continuous batching
+# --------------------------------------------------------------------------------------
+
+
+def _cache_layers(cache) -> list | None:
+    layers = getattr(cache, "layers", None)
+    if not layers or not all(hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers):
+        return None
+    return layers
+
+
+def _cache_is_mergeable(model) -> bool:
+    """The continuous engine edits the KV cache's per-layer ``keys`` / ``values`` tensors
+    ([batch, heads, time, dim]); models with another cache layout (sliding windows,
+    recurrent state) fall back to ``engine=hf``."""
+    cfg = getattr(model, "config", None)
+    return not (getattr(cfg, "sliding_window", None) or getattr(cfg, "layer_types", None) and
+                any(t != "full_attention" for t in cfg.layer_types))
+
+
+def _prefill(model, prompts: list[list[int]], pad: int, device):
+    """Forward left-padded prompts; returns (cache, attention mask, last-position logits)."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids):] = torch.tensor(ids)
+        mask[row, width - len(ids):] = 1
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=position_ids.to(device),
+                use_cache=True)
+    cache = getattr(out, "past_key_values", None)
+    if cache is None:
+        cache = getattr(out, "cache", None)  # MiniModel's transformers-5 field name
+    return cache, mask.to(device), out.logits[:, -1, :]
+
+
+def _left_pad_time(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    extra = width - t.shape[dim]
+    if extra == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = extra
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+def _merge_into(cache, mask: torch.Tensor, new_cache, new_mask: torch.Tensor) -> torch.Tensor:
+    """Append ``new_cache``'s rows to ``cache`` in place (left-padding the shorter in time);
+    returns the merged attention mask."""
+    width = max(mask.shape[1], new_mask.shape[1])
+    for layer, new in zip(_cache_layers(cache), _cache_layers(new_cache)):
+        layer.keys = torch.cat([_left_pad_time(layer.keys, width, 2), _left_pad_time(new.keys, width, 2)])
+        layer.values = torch.cat([_left_pad_time(layer.values, width, 2), _left_pad_time(new.values, width, 2)])
+    return torch.cat([_left_pad_time(mask, width, 1), _left_pad_time(new_mask, width, 1)])
+
+
+def _select_rows(cache, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Keep rows ``keep`` of the cache and mask; drop time columns that are padding in every
+    remaining row (a long prompt that has left should not widen attention for the rest)."""
+    mask = mask[keep]
+    used = mask.any(0).nonzero()
+    first = int(used[0]) if len(used) else 0
+    mask = mask[:, first:]
+    for layer in _cache_layers(cache):
+        layer.keys = layer.keys[keep, :, first:]
+        layer.values = layer.values[keep, :, first:]
+    return mask
+
+
+class _Active:
+    """One sequence being decoded: its input index, stop state, grammar matcher, clock."""
+
+    __slots__ = ("index", "stop", "matcher", "position", "t0")
+
+    def __init__(self, index: int, stop: RowStop, matcher, position: int, t0: float) -> None:
+        self.index, self.stop, self.matcher, self.position, self.t0 = index, stop, matcher, position, t0
+
+
+def _generate_continuous(model, tokenizer, encoded, max_new_tokens, cfg, grammars, stats, finish) -> None:
+    """Greedy decoding with continuous batching.
+
+    Prompts wait in a queue, longest first (an out-of-memory shows at once). Up to
+    ``cfg.batch_size`` rows decode together, within ``cfg.max_batch_tokens`` of prompt +
+    ``max_new_tokens``; a row that stops leaves at once (its KV rows are dropped) and the next
+    prompts are prefilled and merged into the running cache. Positions are per row, so a
+    row's logits do not depend on its neighbours or its padding.
+    """
+    from collections import deque
+
+    import inspect
+
+    device = next(model.parameters()).device
+    # transformers 5 renames the forward argument past_key_values -> cache (deprecated alias).
+    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    token_text = TokenText(tokenizer)
+    pad = tokenizer.pad_token_id
+    queue = deque(sorted(range(len(encoded)), key=lambda i: -len(encoded[i])))
+    xgr = None
+    if grammars is not None:
+        import xgrammar as xgr
+    active: list[_Active] = []
+    cache = mask = logits = None
+    bitmask = None
+    while queue or active:
+        # Admit waiting prompts into free rows.
+        admit: list[int] = []
+        budget = sum(len(encoded[a.index]) + max_new_tokens for a in active)
+        while queue and len(active) + len(admit) < cfg.batch_size:
+            need = len(encoded[queue[0]]) + max_new_tokens
+            if (active or admit) and budget + need > cfg.max_batch_tokens:
+                break
+            admit.append(queue.popleft())
+            budget += need
+        if admit:
+            t0 = time.perf_counter()
+            new_cache, new_mask, new_logits = _prefill(model, [encoded[i] for i in admit], pad, device)
+            stats.batches += 1
+            if active:
+                mask = _merge_into(cache, mask, new_cache, new_mask)
+                logits = torch.cat([logits, new_logits])
+            else:
+                cache, mask, logits = new_cache, new_mask, new_logits
+            for i in admit:
+                grammar = grammars[i] if grammars is not None else None
+                matcher = xgr.GrammarMatcher(grammar) if grammar is not None else None
+                active.append(_Active(i, _new_row(tokenizer, token_text, cfg), matcher, len(encoded[i]), t0))
+
+        # Choose each row's next token (under its grammar, if any).
+        scores = logits.float()
+        if xgr is not None:
+            rows = [k for k, a in enumerate(active) if a.matcher is not None and not a.matcher.is_terminated()]
+            if rows:
+                if bitmask is None or bitmask.shape[0] < len(active):
+                    bitmask = xgr.allocate_token_bitmask(max(cfg.batch_size, len(active)), scores.shape[-1])
+                for k in rows:
+                    active[k].matcher.fill_next_token_bitmask(bitmask, k)
+                idx = torch.tensor(rows, dtype=torch.long)
+                sub = scores[idx].cpu()
+                xgr.apply_token_bitmask_inplace(sub, bitmask[idx])
+                scores[idx] = sub.to(scores.device)
+        tokens = scores.argmax(-1).tolist()
+        keep = []
+        for k, (a, tok) in enumerate(zip(active, tokens)):
+            if a.matcher is not None and not a.matcher.is_terminated():
+                a.matcher.accept_token(tok)
+            if a.stop.push(tok) or a.stop.n_generated >= max_new_tokens:
+                finish(a.index, a.stop, time.perf_counter() - a.t0)
+            else:
+                keep.append(k)
+        if not keep:
+            active, cache, mask, logits = [], None, None, None
+            continue
+        if len(keep) < len(active):
+            keep_t = torch.tensor(keep, dtype=torch.long, device=device)
+            mask = _select_rows(cache, mask, keep_t)
+            active = [active[k] for k in keep]
+            tokens = [tokens[k] for k in keep]
+
+        # One decode step for every remaining row.
+        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+        position_ids = torch.tensor([[a.position] for a in active], dtype=torch.long, device=device)
+        out = model(input_ids=torch.tensor(tokens, dtype=torch.long, device=device)[:, None], attention_mask=mask,
+                    position_ids=position_ids, use_cache=True, **{cache_kw: cache})
+        logits = out.logits[:, -1, :]
+        for a in active:
+            a.position += 1
+        stats.steps += 1
+        stats.row_steps += len(active)
 
 
 # --------------------------------------------------------------------------------------

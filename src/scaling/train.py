@@ -300,7 +300,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
         from scaling.results import read_json
 
         cached = read_json(cache_dir / "train.json")
-        model = _load_cached_weights(model, cache_dir / "model.safetensors")
+        model = load_weights(model, cache_dir / "model.safetensors")
         record["train"] = {**cached["train"], "reused_from": str(cache_dir)}
         trainable = cached["trainable"]
         log.info("training: reusing fine-tuned weights from %s", cache_dir)
@@ -415,7 +415,8 @@ def _save_cached_weights(model, cache_dir: Path, info: dict) -> None:
     atomic_write_json(cache_dir / "train.json", info)
 
 
-def _load_cached_weights(model, path: Path):
+def load_weights(model, path: Path):
+    """Load a ``model.safetensors`` written by the train cache into ``model`` (tied weights re-tied)."""
     from safetensors.torch import load_file
 
     missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
