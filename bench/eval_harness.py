@@ -161,7 +161,8 @@ def run_ours(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg: Dec
     rows = [{"text": g.text, "n_tokens": g.n_tokens, "hit_eos": g.hit_eos} for g in gens]
     d = stats.as_dict()
     return rows, {"wall_s": wall, "cpu_s": cpu, "batches": stats.batches, "max_new_tokens": max_new_tokens,
-                  "decode_steps": d["steps"], "mean_batch_rows": d["mean_batch_rows"]}
+                  "decode_steps": d["steps"], "mean_batch_rows": d["mean_batch_rows"],
+                  "prefill_tokens": d["prefill_tokens"], "prefill_s": d["prefill_s"]}
 
 
 def summarise(name: str, rows: list[dict], timing: dict, records, schemas, load_before, load_after) -> dict:
@@ -179,6 +180,8 @@ def summarise(name: str, rows: list[dict], timing: dict, records, schemas, load_
         "batches": timing["batches"],
         "decode_steps": timing.get("decode_steps"),
         "mean_batch_rows": timing.get("mean_batch_rows"),
+        "prefill_tokens": timing.get("prefill_tokens"),
+        "prefill_s": timing.get("prefill_s"),
         "max_new_tokens": timing["max_new_tokens"],
         "hit_eos": sum(bool(row["hit_eos"]) for row in rows),
         "json_exact": overall["json_exact"],

@@ -44,11 +44,11 @@ class DecodeConfig:
     margin_factor: float = 1.25
     """Head-room over the longest target: a model may legitimately write a longer answer."""
     margin_tokens: int = 32
-    batch_size: int = 16
-    """Sequences per generate() call. Batches are grouped by prompt length, so padding is small."""
-    max_batch_tokens: int = 32768
-    """Upper bound on batch_size x (prompt + max_new_tokens): keeps the KV cache of long
-    complex-tier batches in memory by shrinking their batch."""
+    batch_size: int = 32
+    """Sequences decoded together (rows of the running batch)."""
+    max_batch_tokens: int = 98304
+    """Upper bound on rows x (prompt + max_new_tokens): keeps the KV cache of long
+    complex-tier rows in memory by admitting fewer of them."""
     stop_at_json_end: bool = True
     """Stop a sequence once its first JSON value closes (besides EOS)."""
     loop_min_tokens: int | None = 256
@@ -349,6 +349,10 @@ class GenerationStats:
     """Decode forward passes (``continuous`` engine)."""
     row_steps: int = 0
     """Sum over decode steps of the rows in the batch: ``row_steps / steps`` is the mean batch."""
+    prefill_tokens: int = 0
+    """Prompt tokens run through prefill (``continuous`` engine)."""
+    prefill_s: float = 0.0
+    """Seconds in prefill forward passes (``continuous`` engine); the rest of ``wall_s`` is decoding."""
     max_new_tokens: int = 0
     grammar_compile_s: float = 0.0
     grammar_failures: dict = field(default_factory=dict)
@@ -363,6 +367,8 @@ class GenerationStats:
             "batches": self.batches,
             "steps": self.steps,
             "mean_batch_rows": round(self.row_steps / self.steps, 2) if self.steps else None,
+            "prefill_tokens": self.prefill_tokens,
+            "prefill_s": round(self.prefill_s, 3),
             "max_new_tokens": self.max_new_tokens,
             "grammar_compile_s": round(self.grammar_compile_s, 3),
             "grammar_failures": self.grammar_failures,
@@ -504,8 +510,9 @@ def _prefill(model, prompts: list[list[int]], pad: int, device):
         input_ids[row, width - len(ids):] = torch.tensor(ids)
         mask[row, width - len(ids):] = 1
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    # logits_to_keep=1: only the last position's logits (all of them would be rows x width x vocab).
     out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=position_ids.to(device),
-                use_cache=True)
+                use_cache=True, logits_to_keep=1)
     cache = getattr(out, "past_key_values", None)
     if cache is None:
         cache = getattr(out, "cache", None)  # MiniModel's transformers-5 field name
@@ -592,6 +599,8 @@ def _generate_continuous(model, tokenizer, encoded, max_new_tokens, cfg, grammar
             t0 = time.perf_counter()
             new_cache, new_mask, new_logits = _prefill(model, [encoded[i] for i in admit], pad, device)
             stats.batches += 1
+            stats.prefill_tokens += sum(len(encoded[i]) for i in admit)
+            stats.prefill_s += time.perf_counter() - t0
             if active:
                 mask = _merge_into(cache, mask, new_cache, new_mask)
                 logits = torch.cat([logits, new_logits])
