@@ -18,6 +18,7 @@ from scaling.data.prompts import PromptFormat
 from scaling.evaluate import (
     DecodeConfig,
     JsonCloseStopper,
+    prefill_chunks,
     JsonCloseTracker,
     SchemaGrammars,
     TokenText,
@@ -398,7 +399,10 @@ def test_continuous_engine_equals_fixed_batches_and_one_at_a_time(tiny_lm, order
     cont, stats = generate_batched(model, tok, prompts, 20, DecodeConfig(**base))
     fixed, _ = generate_batched(model, tok, prompts, 20, DecodeConfig(**base, engine="hf"))
     alone = [generate_batched(model, tok, [p], 20, DecodeConfig(**base))[0][0] for p in prompts]
-    assert [g.text for g in cont] == [g.text for g in fixed] == [g.text for g in alone]
+    # Every prompt prefilled on its own, then merged into the running cache.
+    split, split_stats = generate_batched(model, tok, prompts, 20, DecodeConfig(**base, prefill_tokens=1))
+    assert split_stats.batches == len(prompts)
+    assert [g.text for g in cont] == [g.text for g in fixed] == [g.text for g in alone] == [g.text for g in split]
     assert [g.n_tokens for g in cont] == [g.n_tokens for g in fixed] == [20] * len(prompts)
     assert len({g.text for g in cont}) >= 5
     assert stats.generated_tokens == 20 * len(prompts)
@@ -435,3 +439,13 @@ def test_continuous_engine_refills_rows_that_finish_early(tiny_lm):
 def test_decode_engine_is_checked():
     with pytest.raises(ValueError, match="decode.engine"):
         DecodeConfig(engine="vllm")
+
+
+@given(st.lists(st.integers(1, 3000), min_size=1, max_size=60), st.integers(1, 8192))
+@settings(max_examples=200, deadline=None)
+def test_prefill_chunks_cover_in_order_within_budget(lengths, budget):
+    lengths = sorted(lengths, reverse=True)
+    chunks = prefill_chunks(lengths, budget)
+    assert [k for c in chunks for k in c] == list(range(len(lengths)))
+    for c in chunks:
+        assert len(c) == 1 or len(c) * max(lengths[k] for k in c) <= budget

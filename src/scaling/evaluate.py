@@ -57,6 +57,9 @@ class DecodeConfig:
     ``max_new_tokens`` and hold its whole batch. Its output stays what it is (unclosed JSON
     scores as a syntax error, as it would at the cap); ``None`` disables."""
     loop_max_period: int = 64
+    prefill_tokens: int = 4096
+    """Most padded prompt positions per prefill call (``continuous`` engine): waiting prompts
+    are prefilled in length-sorted chunks up to this size, then merged into the running batch."""
     engine: str = "continuous"
     """``continuous``: a sequence that stops leaves the batch at once and a waiting prompt takes
     its place (the KV cache is shrunk and merged), so one long answer never holds idle rows.
@@ -551,6 +554,21 @@ def _select_rows(cache, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return mask
 
 
+def prefill_chunks(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Split prompts (given longest first) into prefill calls of at most ``max_tokens`` padded
+    positions each: one call over prompts of very different lengths would pad every short
+    prompt to the longest and compute that padding (a complex-tier prompt is ~10x a simple one)."""
+    chunks: list[list[int]] = []
+    for k, n in enumerate(lengths):
+        if chunks:
+            width = max(lengths[j] for j in chunks[-1])
+            if (len(chunks[-1]) + 1) * max(width, n) <= max_tokens:
+                chunks[-1].append(k)
+                continue
+        chunks.append([k])
+    return chunks
+
+
 class _Active:
     """One sequence being decoded: its input index, stop state, grammar matcher, clock."""
 
@@ -595,18 +613,19 @@ def _generate_continuous(model, tokenizer, encoded, max_new_tokens, cfg, grammar
                 break
             admit.append(queue.popleft())
             budget += need
-        if admit:
+        for chunk in prefill_chunks([len(encoded[i]) for i in admit], cfg.prefill_tokens):
             t0 = time.perf_counter()
-            new_cache, new_mask, new_logits = _prefill(model, [encoded[i] for i in admit], pad, device)
+            chunk_ids = [admit[k] for k in chunk]
+            new_cache, new_mask, new_logits = _prefill(model, [encoded[i] for i in chunk_ids], pad, device)
             stats.batches += 1
-            stats.prefill_tokens += sum(len(encoded[i]) for i in admit)
+            stats.prefill_tokens += sum(len(encoded[i]) for i in chunk_ids)
             stats.prefill_s += time.perf_counter() - t0
             if active:
                 mask = _merge_into(cache, mask, new_cache, new_mask)
                 logits = torch.cat([logits, new_logits])
             else:
                 cache, mask, logits = new_cache, new_mask, new_logits
-            for i in admit:
+            for i in chunk_ids:
                 grammar = grammars[i] if grammars is not None else None
                 matcher = xgr.GrammarMatcher(grammar) if grammar is not None else None
                 active.append(_Active(i, _new_row(tokenizer, token_text, cfg), matcher, len(encoded[i]), t0))
