@@ -430,12 +430,16 @@ def generate_batched(model, tokenizer, prompts: Sequence[str], max_new_tokens: i
                                 hit_eos=row.hit_eos, latency_s=latency_s, looped=row.looped)
         stats.generated_tokens += n
         bar.update(1)
-        bar.set_postfix(tok_s=f"{stats.generated_tokens / (time.perf_counter() - t_start):.0f}")
+        show_rate()
+
+    def show_rate(in_flight: int = 0) -> None:
+        """Tokens/s so far, counting rows still generating (a long answer shows progress too)."""
+        bar.set_postfix(tok_s=f"{(stats.generated_tokens + in_flight) / (time.perf_counter() - t_start):.0f}")
 
     engine = cfg.engine if cfg.engine == "hf" or _cache_is_mergeable(model) else "hf"
     try:
         run = _generate_continuous if engine == "continuous" else _generate_fixed_batches
-        run(model, tokenizer, encoded, max_new_tokens, cfg, grammars, stats, finish)
+        run(model, tokenizer, encoded, max_new_tokens, cfg, grammars, stats, finish, show_rate)
     finally:
         bar.close()
         tokenizer.padding_side = padding_side
@@ -449,7 +453,8 @@ def _new_row(tokenizer, token_text: TokenText, cfg: DecodeConfig) -> RowStop:
                    cfg.loop_max_period)
 
 
-def _generate_fixed_batches(model, tokenizer, encoded, max_new_tokens, cfg, grammars, stats, finish) -> None:
+def _generate_fixed_batches(model, tokenizer, encoded, max_new_tokens, cfg, grammars, stats, finish,
+                            show_rate=None) -> None:
     """``engine=hf``: length-grouped fixed batches through ``model.generate``."""
     device = next(model.parameters()).device
     batches = length_grouped_batches([len(e) for e in encoded], cfg.batch_size, cfg.max_batch_tokens, max_new_tokens)
@@ -578,7 +583,8 @@ class _Active:
         self.index, self.stop, self.matcher, self.position, self.t0 = index, stop, matcher, position, t0
 
 
-def _generate_continuous(model, tokenizer, encoded, max_new_tokens, cfg, grammars, stats, finish) -> None:
+def _generate_continuous(model, tokenizer, encoded, max_new_tokens, cfg, grammars, stats, finish,
+                         show_rate=None) -> None:
     """Greedy decoding with continuous batching.
 
     Prompts wait in a queue, longest first (an out-of-memory shows at once). Up to
@@ -671,6 +677,8 @@ def _generate_continuous(model, tokenizer, encoded, max_new_tokens, cfg, grammar
             a.position += 1
         stats.steps += 1
         stats.row_steps += len(active)
+        if show_rate is not None and stats.steps % 32 == 0:
+            show_rate(sum(a.stop.n_generated for a in active))
 
 
 # --------------------------------------------------------------------------------------
