@@ -31,7 +31,7 @@ test-fast: install
 
 # Tiny from-scratch ladder on synthetic data -> fits, figures, tables, report.
 demo: install
-	$(BIN)/python -m scaling.train -m experiment=demo model=tiny_s,tiny_m,tiny_l sweep_name=demo
+	$(BIN)/python -m scaling.train -m experiment=demo model=tiny_l,tiny_m,tiny_s sweep_name=demo
 	$(BIN)/python -m scaling.fit sweep_dir=outputs/multirun/demo name=demo
 	@echo ""
 	@echo "Demo done. Report, figures and tables: outputs/fit/demo/ (open outputs/fit/demo/report.md)"

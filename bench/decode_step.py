@@ -51,7 +51,7 @@ def step_ms(model, batch: int, context: int, steps: int, seed: int = 0) -> float
     ids = torch.randint(0, vocab, (batch, context), generator=gen)
     mask = torch.ones_like(ids)
     out = model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
+    cache = out["cache"] if "cache" in out else out["past_key_values"]
     nxt = out.logits[:, -1].argmax(-1, keepdim=True)
     pos = torch.full((batch, 1), context, dtype=torch.long)
     t0 = time.perf_counter()

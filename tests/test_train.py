@@ -117,7 +117,8 @@ def test_every_config_group_option_composes_and_instantiates(group, compose_trai
 def test_launcher_configs_compose(compose_train, tmp_path):
     for option in group_options("hydra/launcher"):
         cfg, _ = resolved_job_config(compose_train, [f"hydra/launcher={option}"], tmp_path)
-        assert "submitit" in cfg.hydra.launcher._target_, option
+        plugin = "joblib" if option == "parallel" else "submitit"
+        assert plugin in cfg.hydra.launcher._target_, option
 
 
 def test_cli_prints_job_config_and_help(tmp_path, run_scaling):
@@ -346,6 +347,23 @@ def test_submitit_local_launcher(tmp_path, run_scaling, fast_overrides):
         keys.add(r["model"]["key"])
     assert keys == {"tiny_s", "tiny_m"}
     assert (sweep / ".submitit").is_dir()  # the jobs really went through submitit
+
+
+def test_parallel_launcher_runs_jobs_side_by_side_with_their_thread_count(tmp_path, run_scaling, fast_overrides):
+    run_scaling("scaling.train", ["-m", "hydra/launcher=parallel", "threads=1", "model=tiny_s,tiny_m",
+                                  *fast_overrides, "sweep_name=parallel", "logger=none"], tmp_path)
+    dirs = job_dirs(tmp_path / "multirun" / "parallel")
+    assert len(dirs) == 2
+    pids = set()
+    for path in dirs.values():
+        r = results_of(path)
+        assert r["status"] == "completed", r.get("error")
+        assert r["config"]["threads"] == 1
+        log = (path / "train.log").read_text()
+        assert f"{r['model']['key']} step 1 " in log  # log lines name their job
+        assert r["machine"]["torch_threads"] == 1
+        pids.add(r["machine"]["pid"])
+    assert len(pids) == 2  # two worker processes, not one after another in the launcher's
 
 
 # --- the real SmolLM2-135M weights --------------------------------------------------------------

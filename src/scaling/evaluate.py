@@ -521,9 +521,8 @@ def _prefill(model, prompts: list[list[int]], pad: int, device):
     # logits_to_keep=1: only the last position's logits (all of them would be rows x width x vocab).
     out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=position_ids.to(device),
                 use_cache=True, logits_to_keep=1)
-    cache = getattr(out, "past_key_values", None)
-    if cache is None:
-        cache = getattr(out, "cache", None)  # MiniModel's transformers-5 field name
+    # transformers 5 names the output field `cache` (`past_key_values` is a deprecated alias).
+    cache = out["cache"] if "cache" in out else out["past_key_values"]
     return cache, mask.to(device), out.logits[:, -1, :]
 
 

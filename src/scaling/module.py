@@ -101,7 +101,8 @@ class SFTDataModule(L.LightningDataModule):
 class SFTModule(L.LightningModule):
     """Fine-tunes a causal LM on completion tokens; logs loss, lr and measured throughput."""
 
-    def __init__(self, model: torch.nn.Module, optim: OptimConfig, gradient_checkpointing: bool = False) -> None:
+    def __init__(self, model: torch.nn.Module, optim: OptimConfig, gradient_checkpointing: bool = False,
+                 name: str = "") -> None:
         super().__init__()
         self.model = model
         self.model.train()  # from_pretrained returns eval mode; dropout (if any) must be on
@@ -112,6 +113,7 @@ class SFTModule(L.LightningModule):
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if hasattr(self.model, "enable_input_require_grads"):
                 self.model.enable_input_require_grads()
+        self.name = name  # prefixes the log lines: parallel jobs write to one terminal
         self.tokens_seen = 0  # non-pad tokens (prompt + answer) on this rank
         self.target_tokens_seen = 0  # tokens that carry loss
         self.train_time_s = 0.0
@@ -175,8 +177,8 @@ class SFTModule(L.LightningModule):
             # Plain log lines: progress stays visible in SLURM logs and redirected output,
             # where the progress bar is not drawn.
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            log.info("step %d (epoch %d, batch %d/%s): loss %.4f, lr %.2e, %d tokens, %.1f tokens/s",
-                     self.global_step, self.current_epoch, batch_idx + 1, self.trainer.num_training_batches,
+            log.info("%sstep %d (epoch %d, batch %d/%s): loss %.4f, lr %.2e, %d tokens, %.1f tokens/s",
+                     f"{self.name} " if self.name else "", self.global_step, self.current_epoch, batch_idx + 1, self.trainer.num_training_batches,
                      float(loss), lr or 0.0, self.tokens_seen,
                      self.tokens_seen / self.train_time_s if self.train_time_s else 0.0)
 

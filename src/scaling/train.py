@@ -34,7 +34,7 @@ log = logging.getLogger("scaling.train")
 # Keys that say where or how verbosely a job runs, not what it computes: excluded from the
 # config hash so a re-run of the same sweep recognises its finished jobs.
 _HASH_EXCLUDE = ("sweep_name", "output_root", "run_name", "train_cache", "skip_completed", "resume", "logger", "callbacks",
-                 "hydra")
+                 "hydra", "threads")
 _HASH_EXCLUDE_NESTED = (("trainer", "enable_progress_bar"), ("trainer", "default_root_dir"),
                         ("trainer", "log_every_n_steps"), ("decode", "progress"), ("data", "root"),
                         ("finetune", "checkpoint_every_n_steps"), ("finetune", "gradient_checkpointing"))
@@ -156,6 +156,17 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def machine_record() -> dict:
+    """Where the job ran: host, process, torch threads, accelerator."""
+    import socket
+
+    import torch
+
+    return {"hostname": socket.gethostname(), "pid": os.getpid(), "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -200,6 +211,10 @@ def train(cfg: DictConfig, job_dir: str | os.PathLike | None = None) -> dict:
 
     job_dir = Path(job_dir) if job_dir is not None else _job_dir()
     job_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
     results_path = job_dir / RESULTS_FILE
     chash = config_hash(cfg)
     if cfg.get("skip_completed", True) and results_path.exists():
@@ -223,6 +238,7 @@ def train(cfg: DictConfig, job_dir: str | os.PathLike | None = None) -> dict:
         "config_hash": chash,
         "seed": int(cfg.seed),
         "versions": package_versions(),
+        "machine": machine_record(),
         "created_at": _now(),
     }
     atomic_write_json(results_path, record)
@@ -353,7 +369,8 @@ def _fit(cfg, job_dir: Path, model, tokenizer, data, train_records, finetune: Fi
                     train_set.n_truncated, finetune.max_length)
     dm = SFTDataModule(train_set, val_set, tokenizer.pad_token_id, finetune.batch_size, finetune.max_batch_tokens,
                        seed=int(cfg.seed))
-    module = SFTModule(model, OptimConfig.from_config(finetune.optim), finetune.gradient_checkpointing)
+    module = SFTModule(model, OptimConfig.from_config(finetune.optim), finetune.gradient_checkpointing,
+                       name=str(cfg.model.key))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if not loggers:
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
