@@ -37,4 +37,4 @@ demo: install
 	@echo "Demo done. Report, figures and tables: outputs/fit/demo/ (open outputs/fit/demo/report.md)"
 
 clean-demo:
-	rm -rf outputs/multirun/demo outputs/fit/demo outputs/trained
+	rm -rf outputs/multirun/demo outputs/fit/demo outputs/trained/demo
