@@ -345,7 +345,10 @@ class DiminishingReturns(_AsDict):
 def _fmt_n(n: float | None) -> str:
     if n is None:
         return "-"
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    # Below 10M keep one decimal: the demo ladder is 0.2M / 0.9M / 2.6M, not "0M / 1M / 3M".
+    return f"{n / 1e6:.1f}M" if n < 9.95e6 else f"{n / 1e6:.0f}M"
 
 
 def diminishing_returns_rungs(N, y, reps=None, keys=None, threshold: float = 0.05,
