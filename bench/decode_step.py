@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matmul_rate import machine_info  # noqa: E402
+from matmul_rate import machine_info, emit_result  # noqa: E402
 
 from scaling.models import ModelSpec, build_model, count_parameters  # noqa: E402
 from scaling.paths import CONF_DIR  # noqa: E402
@@ -82,10 +81,7 @@ def main(argv=None) -> dict:
         r["per_token_speedup_vs_1"] = round(one / r["ms_per_token"], 2) if one else None
     result = {"benchmark": "decode_step", "machine": machine_info(args.threads), "args": {k: str(v) for k, v in vars(args).items()},
               "params": dataclasses.asdict(count_parameters(model)), "rows": rows}
-    print(json.dumps(result))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    emit_result(result, args.out)
     return result
 
 

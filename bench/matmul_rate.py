@@ -65,6 +65,14 @@ def machine_info(threads: int | None = None) -> dict:
     }
 
 
+def emit_result(result: dict, out: Path | None) -> None:
+    """Every bench script's ending: one JSON line on stdout, and the same indented in ``out``."""
+    print(json.dumps(result))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def available_mb() -> float | None:
     """MemAvailable from /proc/meminfo in MiB (None where there is no /proc)."""
     try:
@@ -176,11 +184,7 @@ def main(argv=None) -> dict:
         "fp32_gflops_peak_median": max(fp32) if fp32 else None,
         "bf16_gflops_peak_median": max(bf16) if bf16 else None,
     }
-    line = json.dumps(result)
-    print(line)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    emit_result(result, args.out)
     return result
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import random
 import resource
@@ -47,7 +46,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_harness import build_bench_model, default_data_root, load_model_spec, stratified_slice  # noqa: E402
-from matmul_rate import machine_info, measure_matmul, start_memory_guard  # noqa: E402
+from matmul_rate import machine_info, measure_matmul, start_memory_guard, emit_result  # noqa: E402
 
 from scaling.data import load_dataset  # noqa: E402
 from scaling.data.prompts import PromptFormat, format_prompt, format_target  # noqa: E402
@@ -286,10 +285,7 @@ def main(argv=None) -> dict:
         "ratios": ratios,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    print(json.dumps(result))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    emit_result(result, args.out)
     return result
 
 
