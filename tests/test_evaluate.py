@@ -19,6 +19,7 @@ from scaling.evaluate import (
     DecodeConfig,
     JsonCloseStopper,
     prefill_chunks,
+    without_formats,
     JsonCloseTracker,
     SchemaGrammars,
     TokenText,
@@ -312,7 +313,9 @@ def test_constrained_decoding_makes_a_random_model_schema_valid(tiny_lm, seed):
     model = build_model(spec, tokenizer=tok, seed=seed)
     recs, schemas = constrained_records(9)
     fmt = PromptFormat(schema="fields")
-    cfg = DecodeConfig(mode="constrained", progress=False, batch_size=4)
+    # With formats the grammar bounds every string (a "date" has 10 characters), so random
+    # weights still finish within the token cap.
+    cfg = DecodeConfig(mode="constrained", progress=False, batch_size=4, grammar_formats=True)
     result = evaluate_records(model, tok, recs, schemas, fmt, cfg, max_new_tokens=160)
     assert result.stats["grammar_failures"] == {}
     for row, rec in zip(result.rows, recs):
@@ -420,10 +423,11 @@ def test_continuous_engine_refills_rows_that_finish_early(tiny_lm):
     model = build_model(spec, tokenizer=tok, seed=1).eval()
     recs, schemas = constrained_records(10)
     fmt = PromptFormat(schema="fields")
-    cfg = DecodeConfig(mode="constrained", progress=False, batch_size=3)
+    cfg = DecodeConfig(mode="constrained", progress=False, batch_size=3, grammar_formats=True)
     cont = evaluate_records(model, tok, recs, schemas, fmt, cfg, max_new_tokens=160)
     fixed = evaluate_records(model, tok, recs, schemas, fmt, DecodeConfig(mode="constrained", progress=False,
-                                                                          batch_size=3, engine="hf"),
+                                                                          batch_size=3, engine="hf",
+                                                                          grammar_formats=True),
                              max_new_tokens=160)
     assert [r["output"] for r in cont.rows] == [r["output"] for r in fixed.rows]
     lengths = [r["n_tokens"] for r in cont.rows]
@@ -449,3 +453,25 @@ def test_prefill_chunks_cover_in_order_within_budget(lengths, budget):
     assert [k for c in chunks for k in c] == list(range(len(lengths)))
     for c in chunks:
         assert len(c) == 1 or len(c) * max(lengths[k] for k in c) <= budget
+
+
+def test_grammar_does_not_enforce_formats_the_score_does_not_check(tiny_lm):
+    """EdgeJSON v3 date-times have no timezone: a date-time grammar would forbid the very
+    answer the score expects, so formats are dropped from grammars unless asked for."""
+    _, tok = tiny_lm
+    schema = {"type": "object", "properties": {"ts": {"type": "string", "format": "date-time"},
+                                               "format": {"type": "string"}},
+              "required": ["ts", "format"]}
+    assert without_formats(schema)["properties"] == {"ts": {"type": "string"}, "format": {"type": "string"}}
+    answer = '{"ts":"2005-07-03T17:42:53.545351","format":"pdf"}'
+    ids = tok(answer, add_special_tokens=False).input_ids
+
+    def accepts(formats: bool) -> bool:
+        import xgrammar as xgr
+
+        grammar = SchemaGrammars(tok, vocab_size=len(tok), formats=formats).get("s", schema)
+        matcher = xgr.GrammarMatcher(grammar)
+        return all(matcher.accept_token(t) for t in ids) and matcher.accept_token(tok.eos_token_id)
+
+    assert accepts(formats=False)
+    assert not accepts(formats=True)  # RFC 3339 needs a timezone: the grammar would not let it close
