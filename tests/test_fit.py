@@ -248,6 +248,17 @@ def test_bad_predictions_fall_back_to_aggregates_with_a_note(tmp_path, capsys):
         read_predictions(pred)
 
 
+def test_collect_skips_jobs_scored_on_the_validation_split(tmp_path, capsys):
+    root = synthetic.make_sweep(tmp_path / "sw", n_per_tier={"simple": 10, "medium": 8, "complex": 4})
+    first = next(root.glob("00_*")) / "results.json"
+    d = json.loads(first.read_text())
+    d["config"] = {"eval": {"split": "val"}}  # a learning-rate probe's job, not a test score
+    first.write_text(json.dumps(d))
+    col = collect([root])
+    assert "eval.split='val', not the test split" in capsys.readouterr().err
+    assert len(col.jobs) == 2 and len(col.skipped) == 1
+
+
 def test_collect_rejects_missing_sweep_and_sweeps_without_completed_jobs(tmp_path):
     with pytest.raises(FitError, match="does not exist"):
         collect([tmp_path / "nope"])

@@ -331,6 +331,47 @@ def test_decode_modes_share_one_training_run(tmp_path, run_scaling, fast_overrid
     assert not (dirs[next(n for n in dirs if "decode=constrained" in n)] / "checkpoints").exists()
 
 
+def test_validation_split_scores_held_out_train_records_and_split_none_only_trains(tmp_path, run_scaling,
+                                                                                      fast_overrides):
+    # Settings are chosen on records held out of train (eval.split=val), never on test.
+    run_scaling("scaling.train", ["-m", "model=tiny_s", "eval.split=val,none", "finetune.val_fraction=0.25",
+                                  *fast_overrides, "sweep_name=val", "logger=none"], tmp_path)
+    dirs = job_dirs(tmp_path / "multirun" / "val")
+    val_dir = dirs[next(n for n in dirs if "eval.split=val" in n)]
+    none_dir = dirs[next(n for n in dirs if "eval.split=none" in n)]
+    val, none = results_of(val_dir), results_of(none_dir)
+    assert val["status"] == none["status"] == "completed", (val.get("error"), none.get("error"))
+    # debug=fast reads 32 training records: a quarter of each schema held out, the rest trained
+    # on; it scores the first 8 of the evaluation split.
+    assert val["data"]["n_val"] == none["data"]["n_val"] == 8
+    assert val["data"]["n_train"] == 24 and val["train"]["n_examples"] == 24
+    assert val["data"]["eval_split"] == "val" and val["data"]["n_eval"] == 8
+    data = instantiate(OmegaConf.create(val["config"]["data"]), _convert_="all").load()  # what the job read
+    train_ids = {r.id for r in data.train}
+    test_ids = {r.id for r in data.test}
+    scored = {row["id"] for row in predictions_of(val_dir)}
+    assert len(scored) == 8 and scored <= train_ids and not scored & test_ids
+    assert val["metrics"]["overall"]["n"] == 8
+    assert val["train"]["final_val_loss"] is not None
+    # Both jobs trained the same weights: the second reused the first's.
+    assert "reused_from" in val["train"] or "reused_from" in none["train"]
+    # split=none: trained, validation loss recorded, nothing generated.
+    assert none["metrics"] is None and none["eval"] is None and none["data"]["n_eval"] == 0
+    assert none["train"]["final_val_loss"] == val["train"]["final_val_loss"]
+    assert not (none_dir / "predictions.jsonl").exists()
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("eval.split=val", "eval.split=val scores the records held out of train, but finetune.val_fraction is 0.0"),
+    ("eval.split=train", "eval.split='train': expected one of test, val, none"),
+])
+def test_bad_eval_split_fails_naming_the_flag(tmp_path, run_scaling, fast_overrides, override, message):
+    r = run_scaling("scaling.train", ["model=tiny_s", override, *fast_overrides, "logger=none",
+                                      "hydra.run.dir=" + str(tmp_path / "job")], tmp_path, check=False)
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+    assert results_of(tmp_path / "job")["status"] == "failed"
+
+
 # --- the submitit launcher --------------------------------------------------------------------
 
 

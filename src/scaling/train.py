@@ -167,6 +167,22 @@ def machine_record() -> dict:
             "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
 
 
+EVAL_SPLITS = ("test", "val", "none")
+
+
+def eval_split(cfg: DictConfig, finetune: "FinetuneConfig") -> str:
+    """``eval.split``, checked: ``test`` (the reported score), ``val`` (the records that
+    ``finetune.val_fraction`` holds out of train: for choosing settings without touching
+    test) or ``none`` (train only; validation loss is still logged)."""
+    split = str((cfg.get("eval") or {}).get("split", "test"))
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"eval.split={split!r}: expected one of {', '.join(EVAL_SPLITS)}")
+    if split == "val" and not finetune.val_fraction > 0:
+        raise ValueError("eval.split=val scores the records held out of train, but finetune.val_fraction is "
+                         f"{finetune.val_fraction}: set finetune.val_fraction (e.g. 0.1)")
+    return split
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -265,6 +281,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
     from hydra.utils import instantiate
 
     from scaling.data.prompts import format_prompt, format_target
+    from scaling.data.sft import stratified_split
     from scaling.evaluate import DecodeConfig, derive_max_new_tokens, evaluate_records
     from scaling.models import build_model, build_tokenizer, category_for, count_parameters
     from scaling.results import METRICS_FILE, PREDICTIONS_FILE, atomic_write_json, write_jsonl
@@ -275,6 +292,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
     finetune = instantiate(cfg.finetune, _convert_="all")
     decode: DecodeConfig = instantiate(cfg.decode, _convert_="all")
     fmt = data_spec.prompt_format
+    split = eval_split(cfg, finetune)
 
     log.info("data: loading %s %s", data_spec.name, data_spec.root)
     data = data_spec.load()
@@ -282,10 +300,15 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
     test_records = list(data.test)
     if cfg.eval.get("train_limit"):
         train_records = train_records[: int(cfg.eval.train_limit)]
+    # The held-out validation records are fixed by (val_fraction, seed), whether or not this
+    # job trains, so a base model and a fine-tuned one are scored on the same ones.
+    fit_records, val_records = stratified_split(train_records, finetune.val_fraction, seed=int(cfg.seed))
+    eval_records = {"test": test_records, "val": val_records, "none": []}[split]
     if cfg.eval.get("limit"):
-        test_records = test_records[: int(cfg.eval.limit)]
+        eval_records = eval_records[: int(cfg.eval.limit)]
     record["data"] = {"name": data.name, "version": data.version, "root": str(data.root) if data.root else None,
-                      "n_train": len(train_records), "n_test": len(test_records), "files": data.files}
+                      "n_train": len(fit_records), "n_val": len(val_records), "n_test": len(test_records),
+                      "eval_split": split, "n_eval": len(eval_records), "files": data.files}
 
     bpe_texts = None
     if (spec.tokenizer or {}).get("kind") == "bpe":
@@ -324,7 +347,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
         if finetune.method == "lora":
             model = _lora_wrap(model, finetune.lora)
             trainable = count_parameters(model).trainable
-        record["train"] = _fit(cfg, job_dir, model, tokenizer, data, train_records, finetune, fmt, loggers)
+        record["train"] = _fit(cfg, job_dir, model, tokenizer, data, fit_records, val_records, finetune, fmt, loggers)
         if finetune.method == "lora":
             model = model.merge_and_unload()  # plain weights: faster generation, same function
         if cache_dir is not None:
@@ -333,14 +356,18 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
     record["params"] = {"total": base_counts.total, "non_embedding": base_counts.non_embedding,
                         "trainable": trainable}
 
+    if split == "none":
+        record["eval"] = record["metrics"] = None
+        log.info("eval.split=none: no evaluation (training and validation loss only)")
+        return
     all_targets = [format_target(r.expected_output, fmt) for r in list(data.train) + list(data.test)]
     max_new = derive_max_new_tokens(tokenizer, all_targets, decode)
     record["decode"] = {"mode": decode.mode, "max_new_tokens": max_new, "stop_at_json_end": decode.stop_at_json_end,
                         "batch_size": decode.batch_size}
     device = torch.device("cuda") if torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") else torch.device("cpu")
     model.to(device)
-    log.info("eval: %d %s examples, %s decoding, max_new_tokens=%d", len(test_records), cfg.eval.split, decode.mode, max_new)
-    result = evaluate_records(model, tokenizer, test_records, data.schemas, fmt, decode, max_new_tokens=max_new,
+    log.info("eval: %d %s examples, %s decoding, max_new_tokens=%d", len(eval_records), split, decode.mode, max_new)
+    result = evaluate_records(model, tokenizer, eval_records, data.schemas, fmt, decode, max_new_tokens=max_new,
                               desc=f"eval {spec.key}")
     write_jsonl(job_dir / PREDICTIONS_FILE, result.rows)
     atomic_write_json(job_dir / METRICS_FILE, result.metrics)
@@ -352,16 +379,16 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
     _wandb_results(loggers, record, result.rows)
 
 
-def _fit(cfg, job_dir: Path, model, tokenizer, data, train_records, finetune: FinetuneConfig, fmt, loggers) -> dict:
+def _fit(cfg, job_dir: Path, model, tokenizer, data, train_recs, val_recs, finetune: FinetuneConfig, fmt,
+         loggers) -> dict:
     import lightning as L
     import torch
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from scaling.data.sft import SFTDataset, stratified_split
+    from scaling.data.sft import SFTDataset
     from scaling.module import OptimConfig, SFTDataModule, SFTModule, peak_memory_mb
 
-    train_recs, val_recs = stratified_split(train_records, finetune.val_fraction, seed=int(cfg.seed))
     train_set = SFTDataset(train_recs, data.schemas, tokenizer, fmt, finetune.max_length)
     val_set = SFTDataset(val_recs, data.schemas, tokenizer, fmt, finetune.max_length) if val_recs else None
     if train_set.n_truncated:
@@ -471,6 +498,7 @@ def _wandb_tags(loggers: list, category: str, n_params: int) -> None:
 
 
 def _wandb_results(loggers: list, record: dict, rows: list[dict]) -> None:
+    split = record["data"]["eval_split"]  # "test" or "val": val scores never show up as test ones
     for lg in _wandb_loggers(loggers):
         import wandb
 
@@ -479,15 +507,15 @@ def _wandb_results(loggers: list, record: dict, rows: list[dict]) -> None:
         summary = {f"params/{k}": v for k, v in record["params"].items()}
         for key, value in record["metrics"]["overall"].items():
             if isinstance(value, (int, float)):
-                summary[f"test/{key}"] = value
+                summary[f"{split}/{key}"] = value
         for tier, m in record["metrics"]["by_tier"].items():
             for key in ("json_exact", "field_f1", "schema_compliance"):
-                summary[f"test/{tier}/{key}"] = m[key]
+                summary[f"{split}/{tier}/{key}"] = m[key]
         summary.update({f"eval/{k}": v for k, v in record["eval"].items() if isinstance(v, (int, float))})
         run.summary.update(summary)
         columns = ["id", "schema_id", "tier", "status", "json_exact", "field_f1", "schema_compliance", "output"]
         table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
-        run.log({"test/predictions": table})
+        run.log({f"{split}/predictions": table})
 
 
 def _finish_wandb(loggers: list, record: dict) -> None:
@@ -510,6 +538,8 @@ def _hydra_task(cfg: DictConfig) -> float | None:
             return None  # train() has logged the error; the sweep goes on with the next job
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
+    if not record.get("metrics"):
+        return None  # eval.split=none: nothing to optimise
     return float(record["metrics"]["overall"]["json_exact"])
 
 

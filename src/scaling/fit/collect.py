@@ -258,6 +258,10 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
         if isinstance(err, Mapping):
             why = f": {err.get('type', 'error')}: {err.get('message', '')}".rstrip(": ")
         raise FitError(f"status {status!r}{why}", file=path, field="status")
+    split = ((d.get("config") or {}).get("eval") or {}).get("split", "test")
+    if split != "test":
+        raise FitError(f"evaluated on eval.split={split!r}, not the test split: fits use test scores only",
+                       file=path, field="config.eval.split")
     version = d.get("results_version")
     if version != RESULTS_VERSION:
         raise FitError(f"unsupported results_version {version!r} (expected {RESULTS_VERSION})",
