@@ -475,3 +475,26 @@ def test_grammar_does_not_enforce_formats_the_score_does_not_check(tiny_lm):
 
     assert accepts(formats=False)
     assert not accepts(formats=True)  # RFC 3339 needs a timezone: the grammar would not let it close
+
+
+def test_strict_grammar_allows_declared_keys_only(tiny_lm):
+    """A nested object without ``additionalProperties`` admits undeclared keys with any
+    value under JSON Schema, so a loose grammar lets a model nest a sibling object inside the
+    wrong parent; ``grammar_strict`` admits the declared properties only."""
+    _, tok = tiny_lm
+    schema = {"type": "object", "additionalProperties": False, "required": ["sales", "customers"],
+              "properties": {"sales": {"type": "object", "properties": {"orders": {"type": "integer"}}},
+                             "customers": {"type": "object", "properties": {"total": {"type": "integer"}}}}}
+    good = '{"sales":{"orders":76},"customers":{"total":84}}'
+    misplaced = '{"sales":{"orders":76,"customers":{"total":84}},"customers":{"total":84}}'
+
+    def accepts(answer: str, strict: bool) -> bool:
+        import xgrammar as xgr
+
+        matcher = xgr.GrammarMatcher(SchemaGrammars(tok, vocab_size=len(tok), strict=strict).get("s", schema))
+        ids = tok(answer, add_special_tokens=False).input_ids
+        return all(matcher.accept_token(t) for t in ids) and matcher.accept_token(tok.eos_token_id)
+
+    assert accepts(good, strict=False) and accepts(good, strict=True)
+    assert accepts(misplaced, strict=False)
+    assert not accepts(misplaced, strict=True)

@@ -68,6 +68,12 @@ class DecodeConfig:
     grammar_formats: bool = False
     """Constrained mode: enforce JSON Schema ``format`` (date-time, email, ...) in the grammar.
     Off, like format checking in the score: EdgeJSON v3's date-times have no timezone."""
+    grammar_strict: bool = False
+    """Constrained mode: allow only the properties a schema declares, also in nested objects
+    that do not say ``additionalProperties: false`` (where JSON Schema allows any extra key
+    with any value). No EdgeJSON v3 record has an undeclared key; a loose grammar lets a model
+    nest a sibling object inside the wrong parent as an "extra" property, where the schema
+    no longer constrains it."""
     compact_separators: bool = True
     """Constrained mode: allow no whitespace between JSON tokens (matches compact targets)."""
     progress: bool = True
@@ -268,7 +274,8 @@ def without_formats(schema: Any) -> Any:
 class SchemaGrammars:
     """xgrammar grammars for JSON Schemas, compiled once per schema per run."""
 
-    def __init__(self, tokenizer, vocab_size: int, compact: bool = True, formats: bool = False) -> None:
+    def __init__(self, tokenizer, vocab_size: int, compact: bool = True, formats: bool = False,
+                 strict: bool = False) -> None:
         import xgrammar as xgr
 
         self.xgr = xgr
@@ -278,6 +285,7 @@ class SchemaGrammars:
         self.compiler = xgr.GrammarCompiler(self.info, max_threads=2)
         self.compact = compact
         self.formats = formats
+        self.strict = strict
         self.compiled: dict[str, Any] = {}
         self.failed: dict[str, str] = {}
         self.compile_s = 0.0
@@ -294,7 +302,7 @@ class SchemaGrammars:
                 json.dumps(schema if self.formats else without_formats(schema)),
                 any_whitespace=not self.compact,
                 separators=(",", ":") if self.compact else None,
-                strict_mode=False,  # the schemas allow extra keys unless they say otherwise
+                strict_mode=self.strict,  # loose: extra keys wherever the schema allows them
             )
             grammar = self.compiler.compile_grammar(_strict_json_strings(self.xgr, grammar))
         except Exception as exc:  # xgrammar raises several types for unsupported schemas
@@ -725,7 +733,7 @@ def evaluate_records(model, tokenizer, records, schemas, fmt: PromptFormat, cfg:
     if cfg.mode == "constrained":
         vocab = model.get_output_embeddings().weight.shape[0]
         sg = SchemaGrammars(tokenizer, vocab_size=vocab, compact=cfg.compact_separators and fmt.compact_json,
-                            formats=cfg.grammar_formats)
+                            formats=cfg.grammar_formats, strict=cfg.grammar_strict)
         grammars = [sg.get(r.schema_id, schemas[r.schema_id].schema) for r in records]
         compile_s, failures = sg.compile_s, dict(sg.failed)
     generations, stats = generate_batched(model, tokenizer, prompts, max_new_tokens, cfg, grammars, desc=desc)
