@@ -35,7 +35,10 @@ def f1(m: dict, key: str) -> str:
 
 def label(r: dict) -> str:
     method = r["finetune"]["method"]
-    return f"{r['model']['key']} {'base' if method == 'none' else 'fine-tuned (' + method + ')'}, {r['decode']['mode']}"
+    mode = r["decode"]["mode"]
+    if r["config"]["decode"].get("grammar_strict") and mode == "constrained":
+        mode += " (strict grammar)"
+    return f"{r['model']['key']} {'base' if method == 'none' else 'fine-tuned (' + method + ')'}, {mode}"
 
 
 def main(argv: list[str] | None = None) -> int:

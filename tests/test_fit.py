@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import math
 import os
 import subprocess
@@ -257,6 +258,21 @@ def test_collect_skips_jobs_scored_on_the_validation_split(tmp_path, capsys):
     col = collect([root])
     assert "eval.split='val', not the test split" in capsys.readouterr().err
     assert len(col.jobs) == 2 and len(col.skipped) == 1
+
+
+def test_strict_grammar_jobs_form_their_own_series(tmp_path):
+    root = synthetic.make_sweep(tmp_path / "sw", n_per_tier={"simple": 10, "medium": 8, "complex": 4},
+                                decode_mode="constrained")
+    first = next(root.glob("00_*"))
+    strict = first.with_name(first.name + "_strict")
+    shutil.copytree(first, strict)
+    d = json.loads((strict / "results.json").read_text())
+    d["config"] = {"decode": {"grammar_strict": True}}
+    (strict / "results.json").write_text(json.dumps(d))
+    col = collect([root], log=lambda m: None)
+    labels = {s.label: [m.key for m in s.models] for s in col.series}
+    assert labels == {"fine-tuned (full), constrained": ["smol-135m", "mini-200m", "smol-360m"],
+                      "fine-tuned (full), constrained (strict)": ["smol-135m"]}
 
 
 def test_collect_rejects_missing_sweep_and_sweeps_without_completed_jobs(tmp_path):

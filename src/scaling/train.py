@@ -363,7 +363,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
     all_targets = [format_target(r.expected_output, fmt) for r in list(data.train) + list(data.test)]
     max_new = derive_max_new_tokens(tokenizer, all_targets, decode)
     record["decode"] = {"mode": decode.mode, "max_new_tokens": max_new, "stop_at_json_end": decode.stop_at_json_end,
-                        "batch_size": decode.batch_size}
+                        "batch_size": decode.batch_size, "grammar_strict": decode.grammar_strict}
     device = torch.device("cuda") if torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") else torch.device("cpu")
     model.to(device)
     log.info("eval: %d %s examples, %s decoding, max_new_tokens=%d", len(eval_records), split, decode.mode, max_new)

@@ -274,6 +274,8 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
                        file=path, field="params")
     method = _need(d, "finetune.method", str, path)
     decode_mode = _need(d, "decode.mode", str, path)
+    if ((d.get("config") or {}).get("decode") or {}).get("grammar_strict") and decode_mode == "constrained":
+        decode_mode = "constrained (strict)"  # a different decoder: its own series
     seed = _need(d, "seed", int, path)
     m = _need(d, "metrics", dict, path)
     overall = _need(d, "metrics.overall", dict, path)
