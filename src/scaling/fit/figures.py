@@ -221,7 +221,9 @@ def figure_tier_bars(analysis: Analysis, metric: str = "json_exact") -> Figure:
     ax.set_ylim(0, 1.0)
     ax.set_ylabel(metric_label(metric))
     ax.grid(axis="x", visible=False)
-    ax.legend(ncol=min(3, len(bars)), loc="upper right")
+    # Below the axes: inside, five or more bars' labels cover the simple-tier bars.
+    longest = max(len(label) for label, _ in bars)
+    fig.legend(loc="outside lower center", ncol=min(len(bars), 2 if longest > 30 else 3))
     ax.set_title(f"{metric_label(metric)} per tier")
     return fig
 
