@@ -18,14 +18,17 @@ Format, version ``RESULTS_VERSION``::
       "params": {"total": int, "non_embedding": int, "trainable": int},   # measured
       "category": "NLM"|"MLM"|"SLM"|"LLM",     # from params.total
       "finetune": {"method": "full"|"lora"|"none", ...},
-      "decode": {"mode": "greedy"|"constrained", "max_new_tokens": int},
-      "data": {"name": str, "version": str, "n_train": int, "n_test": int,
+      "decode": {"mode": "greedy"|"constrained", "max_new_tokens": int, "grammar_strict": bool},
+                                             # absent with eval.split=none
+      "data": {"name": str, "version": str, "n_train": int,   # records trained on
+               "n_val": int,                 # held out by finetune.val_fraction
+               "n_test": int, "eval_split": "test"|"val"|"none", "n_eval": int,
                "files": {path: sha256}},
       "train": null | {"tokens": int, "steps": int, "epochs": float, "wall_s": float,
                        "tokens_per_s": float, "peak_mem_mb": float, ...},
       "eval": {"wall_s": float, "generated_tokens": int, "tokens_per_s": float,
                "latency_s_per_example": float, "n": int},
-      "metrics": {"overall": M, "by_tier": {tier: M}, "by_schema": {schema_id: M}},
+      "metrics": {"overall": M, "by_tier": {tier: M}, "by_schema": {schema_id: M}},  # null with eval.split=none
       "config": {...resolved Hydra config...},
       "config_hash": str,
       "seed": int,
@@ -38,7 +41,7 @@ where ``M`` is the aggregate written by :func:`scaling.metrics.aggregate`:
 "schema_compliance": float, "compliance_keys_types": float,
 "ci": {metric: [lo, hi]}}`` (fractions in [0, 1], 95% bootstrap intervals).
 
-``predictions.jsonl`` beside it holds one line per test example with ``id``,
+``predictions.jsonl`` beside it holds one line per evaluated example (``eval.split``) with ``id``,
 ``schema_id``, ``tier``, ``output`` (raw model text), ``status``, ``parsed`` and the
 per-example metric values, so analysis can pair examples across models.
 """
