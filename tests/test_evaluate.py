@@ -383,7 +383,7 @@ def test_evaluate_entry_point_writes_results(tmp_path, run_scaling, fast_overrid
     assert results["finetune"]["method"] == "none"
     assert results["train"] is None
     assert results["params"]["trainable"] == 0 and results["params"]["total"] > 0
-    assert results["data"]["n_test"] == 4
+    assert results["data"]["n_test"] == 16 and results["data"]["n_eval"] == 4  # the split, and what was scored
     metrics = read_json(job / "metrics.json")
     assert metrics == results["metrics"]
     rows = [json.loads(line) for line in (job / "predictions.jsonl").read_text().splitlines()]

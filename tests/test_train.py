@@ -429,6 +429,6 @@ def test_real_smol135_gguf_trains_and_evaluates(tmp_path, run_scaling, edgejson_
     assert r["params"]["total"] == 134_515_008 and r["category"] == "MLM"
     assert r["model"]["source"] == "gguf" and r["model"]["vocab_size"] == 49152
     assert r["train"]["steps"] == 2 and r["train"]["tokens"] > 0
-    assert r["data"]["n_test"] == 2 and r["metrics"]["overall"]["n"] == 2
+    assert r["data"]["n_test"] == 158 and r["data"]["n_eval"] == 2 and r["metrics"]["overall"]["n"] == 2
     assert r["decode"]["max_new_tokens"] == 64
     assert all(0 < row["n_tokens"] <= 64 for row in predictions_of(job))
