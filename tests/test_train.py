@@ -48,6 +48,18 @@ class KillAtStep(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class TermAtStep(L.Callback):
+    """Sends SIGTERM to its own process after optimiser step ``step``, as a cluster does
+    when it preempts a job (Lightning turns the signal into SIGTERMException)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def job_dirs(sweep: Path) -> dict[str, Path]:
     """Job folders of a sweep keyed by their ``<num>_`` prefix stripped: override strings."""
     return {p.name.split("_", 1)[1]: p for p in sorted(sweep.iterdir()) if p.is_dir() and p.name[0].isdigit()}
@@ -291,6 +303,17 @@ def test_killed_job_resumes_to_the_same_result(tmp_path, run_scaling, fast_overr
 
 
 # --- fine-tuning methods, MiniModel, the train cache ------------------------------------------
+
+
+def test_sigterm_stops_the_sweep_with_status_143(tmp_path, run_scaling, fast_overrides):
+    args = ["-m", "model=tiny_s,tiny_m", *fast_overrides, "sweep_name=term", "logger=none", "finetune.max_steps=4",
+            "+callbacks.term._target_=test_train.TermAtStep", "+callbacks.term.step=1"]
+    r = run_scaling("scaling.train", args, tmp_path, check=False, PYTHONPATH=str(TESTS_DIR))
+    assert r.returncode == 143, (r.returncode, r.stderr[-2000:])
+    dirs = job_dirs(tmp_path / "multirun" / "term")
+    assert len(dirs) == 1  # the second job never started
+    first = results_of(next(iter(dirs.values())))
+    assert first["status"] == "failed" and first["error"]["type"] == "SIGTERMException"
 
 
 def test_lora_and_full_on_llama_and_minimodel(tmp_path, run_scaling, fast_overrides):

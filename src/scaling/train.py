@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -268,6 +269,11 @@ def train(cfg: DictConfig, job_dir: str | os.PathLike | None = None) -> dict:
         log.error("job %s failed: %s: %s", cfg.run_name, type(exc).__name__, exc)
         if isinstance(exc, KeyboardInterrupt):
             raise
+        if isinstance(exc, SystemExit):
+            # Lightning turns SIGTERM (preemption, `kill`) into SIGTERMException, a SystemExit
+            # with no code: stop the whole sweep as the signal asks, with the shell's status
+            # for it, instead of starting the next job.
+            raise SystemExit(exc.code if exc.code not in (None, 0) else 128 + signal.SIGTERM) from exc
     finally:
         record["finished_at"] = _now()
         atomic_write_json(results_path, record)
