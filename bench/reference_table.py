@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from scaling.results import decode_label
+
 PUBLISHED = {
     "fine-tuned 135M": {"json_exact": 0.247, "field_f1": 0.520, "complex": 0.0},
     "fine-tuned 360M": {"json_exact": 0.551, "field_f1": 0.780, "complex": 0.04},
@@ -35,9 +37,7 @@ def f1(m: dict, key: str) -> str:
 
 def label(r: dict) -> str:
     method = r["finetune"]["method"]
-    mode = r["decode"]["mode"]
-    if r["config"]["decode"].get("grammar_strict") and mode == "constrained":
-        mode += " (strict grammar)"
+    mode = decode_label(r["decode"]["mode"], r["config"])
     return f"{r['model']['key']} {'base' if method == 'none' else 'fine-tuned (' + method + ')'}, {mode}"
 
 

@@ -117,6 +117,13 @@ REFERENCE_PREDICTION_KEYS = (
 scores, never the prompt or expected text (the data stays in its own repository)."""
 
 
+def decode_label(mode: str, config: Any) -> str:
+    """The decoder a job used, as tables and fit series name it: ``mode``, with
+    ``" (strict)"`` for a constrained job with ``decode.grammar_strict``."""
+    strict = ((config or {}).get("decode") or {}).get("grammar_strict")
+    return f"{mode} (strict)" if strict and mode == "constrained" else mode
+
+
 def export_reference(job_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Copy a job's ``results.json`` and a prompt-free ``predictions.jsonl`` to ``dest``."""
     job_dir, dest = Path(job_dir), Path(dest)

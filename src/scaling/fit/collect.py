@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from scaling.fit.errors import FitError
-from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION
+from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION, decode_label
 
 #: Per-example metrics a ``predictions.jsonl`` line carries (all in [0, 1]).
 METRICS = ("json_exact", "field_f1", "field_f1_toplevel", "schema_compliance", "compliance_keys_types")
@@ -273,9 +273,7 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
         raise FitError(f"parameter counts must be positive, got total={total}, non_embedding={non_emb}",
                        file=path, field="params")
     method = _need(d, "finetune.method", str, path)
-    decode_mode = _need(d, "decode.mode", str, path)
-    if ((d.get("config") or {}).get("decode") or {}).get("grammar_strict") and decode_mode == "constrained":
-        decode_mode = "constrained (strict)"  # a different decoder: its own series
+    decode_mode = decode_label(_need(d, "decode.mode", str, path), d.get("config"))  # strict: its own series
     seed = _need(d, "seed", int, path)
     m = _need(d, "metrics", dict, path)
     overall = _need(d, "metrics.overall", dict, path)
