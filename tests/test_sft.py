@@ -15,6 +15,7 @@ from scaling.data.sft import (
     SFTDataset,
     build_example,
     stratified_split,
+    tier_passes,
 )
 from scaling.models import train_bpe_tokenizer
 
@@ -232,6 +233,40 @@ def test_unshuffled_sampler_is_sorted_by_length():
 
 
 # --- validation split -----------------------------------------------------------------------------
+
+
+def test_tier_passes_repeat_only_the_named_tiers():
+    recs = [Record(id=f"r{i}", schema_id="s", tier=("simple", "medium", "complex")[i % 3], prompt="p",
+                   expected_output={}, file="train.jsonl", line=i + 1) for i in range(9)]
+    complex_idx = [2, 5, 8]
+    assert tier_passes(recs, {"complex": 3}) == [complex_idx, complex_idx]
+    assert tier_passes(recs, {"complex": 1, "simple": 1}) == []
+    assert tier_passes(recs, None) == []
+    assert tier_passes(recs[:2], {"complex": 4}) == []  # no complex record: nothing to repeat
+
+
+def test_sampler_extra_passes_repeat_examples_in_separate_batches():
+    lengths = lengths_fixture(n=400)
+    lengths[:40] = [5000] * 40  # long, identical lengths: a length sort puts copies side by side
+    repeated = list(range(0, 60))
+    plain = LengthGroupedBatchSampler(lengths, batch_size=8, seed=3, max_tokens=16384)
+    sampler = LengthGroupedBatchSampler(lengths, batch_size=8, seed=3, max_tokens=16384,
+                                        extra_passes=[repeated, repeated])
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        batches = sampler.batches()
+        counts = {}
+        for b in batches:
+            assert len(set(b)) == len(b)  # never two copies of one example in a batch
+            for i in b:
+                counts[i] = counts.get(i, 0) + 1
+        assert all(counts[i] == (3 if i < 60 else 1) for i in range(len(lengths)))
+        assert len(sampler) == len(batches) > len(plain.batches())
+    shards = [LengthGroupedBatchSampler(lengths, batch_size=8, seed=3, extra_passes=[repeated], num_replicas=2,
+                                        rank=r).batches() for r in range(2)]
+    assert len(shards[0]) == len(shards[1])
+    with pytest.raises(ValueError, match="index 400 outside the 400 examples"):
+        LengthGroupedBatchSampler(lengths, batch_size=8, extra_passes=[[400]])
 
 
 def test_stratified_split_keeps_every_schema_in_val_and_is_disjoint():

@@ -124,6 +124,30 @@ def test_every_config_group_option_composes_and_instantiates(group, compose_trai
             assert job.finetune.max_steps > 0 and job.eval.limit
 
 
+def test_new_option_at_its_default_keeps_existing_hashes(compose_train, tmp_path):
+    # finetune.tier_repeat came after runs existed: unset, it must not rename their cache entries.
+    from scaling.train import train_hash
+
+    _, job = resolved_job_config(compose_train, ["model=tiny_s"], tmp_path)
+    before_option = copy.deepcopy(job)
+    with open_dict(before_option):
+        del before_option.finetune["tier_repeat"]
+    assert config_hash(job) == config_hash(before_option) and train_hash(job) == train_hash(before_option)
+    _, repeated = resolved_job_config(compose_train, ["model=tiny_s", "finetune.tier_repeat={complex:2}"], tmp_path)
+    assert train_hash(repeated) != train_hash(job)
+
+
+@pytest.mark.parametrize(("tier_repeat", "message"), [
+    ({"hard": 2}, "finetune.tier_repeat.hard: unknown tier (expected simple, medium, complex)"),
+    ({"complex": 0}, "finetune.tier_repeat.complex=0: expected a whole number >= 1"),
+    ({"complex": 1.5}, "finetune.tier_repeat.complex=1.5: expected a whole number >= 1"),
+])
+def test_bad_tier_repeat_names_the_flag(tier_repeat, message):
+    with pytest.raises(ValueError) as err:
+        FinetuneConfig(tier_repeat=tier_repeat)
+    assert str(err.value) == message
+
+
 # Our launcher files share the plugin configs' names (the documented CLI), which Hydra notes.
 @pytest.mark.filterwarnings("ignore:.*validated against ConfigStore schema:UserWarning")
 def test_launcher_configs_compose(compose_train, tmp_path):
@@ -352,6 +376,26 @@ def test_decode_modes_share_one_training_run(tmp_path, run_scaling, fast_overrid
     assert constrained["params"] == greedy["params"]
     assert constrained["eval"]["grammar_failures"] == {}
     assert not (dirs[next(n for n in dirs if "decode=constrained" in n)] / "checkpoints").exists()
+
+
+def test_tier_repeat_trains_on_the_repeated_tier_more_often(tmp_path, run_scaling, fast_overrides):
+    run_scaling("scaling.train", ["-m", "model=tiny_s", "finetune.max_steps=-1", "eval.limit=2",
+                                  "finetune.tier_repeat={complex:3},null", *fast_overrides, "sweep_name=rep",
+                                  "logger=none"], tmp_path)
+    dirs = job_dirs(tmp_path / "multirun" / "rep")
+    repeated = results_of(dirs[next(n for n in dirs if "complex:3" in n)])
+    plain = results_of(dirs[next(n for n in dirs if "tier_repeat=null" in n)])
+    assert repeated["status"] == plain["status"] == "completed", (repeated.get("error"), plain.get("error"))
+    data = instantiate(OmegaConf.create(plain["config"]["data"]), _convert_="all").load()
+    n_complex = sum(r.tier == "complex" for r in list(data.train)[:32])  # debug=fast trains on 32
+    assert n_complex > 0
+    assert repeated["finetune"]["tier_repeat"] == {"complex": 3} and plain["finetune"]["tier_repeat"] is None
+    assert plain["train"]["n_examples"] == repeated["train"]["n_examples"] == 32
+    assert plain["train"]["examples_per_epoch"] == 32
+    assert repeated["train"]["examples_per_epoch"] == 32 + 2 * n_complex
+    assert repeated["train"]["steps"] > plain["train"]["steps"]
+    assert repeated["train"]["target_tokens"] > plain["train"]["target_tokens"]
+    assert "reused_from" not in repeated["train"]  # a different training run, not the cached one
 
 
 def test_validation_split_scores_held_out_train_records_and_split_none_only_trains(tmp_path, run_scaling,

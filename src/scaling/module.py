@@ -11,7 +11,7 @@ import math
 import resource
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 import torch
@@ -71,9 +71,11 @@ class SFTDataModule(L.LightningDataModule):
     """Length-grouped, dynamically padded batches over tokenised SFT examples."""
 
     def __init__(self, train: SFTDataset, val: SFTDataset | None, pad_token_id: int, batch_size: int,
-                 max_batch_tokens: int | None, seed: int, num_workers: int = 0) -> None:
+                 max_batch_tokens: int | None, seed: int, num_workers: int = 0,
+                 extra_passes: Sequence[Sequence[int]] = ()) -> None:
         super().__init__()
         self.train_set, self.val_set = train, val
+        self.extra_passes = extra_passes  # see LengthGroupedBatchSampler.extra_passes
         self.collate = SFTCollator(pad_token_id)
         self.batch_size, self.max_batch_tokens = batch_size, max_batch_tokens
         self.seed, self.num_workers = seed, num_workers
@@ -85,7 +87,7 @@ class SFTDataModule(L.LightningDataModule):
             world, rank = self.trainer.world_size, self.trainer.global_rank
         self.train_sampler = LengthGroupedBatchSampler(
             self.train_set.lengths, self.batch_size, seed=self.seed, max_tokens=self.max_batch_tokens,
-            num_replicas=world, rank=rank,
+            num_replicas=world, rank=rank, extra_passes=self.extra_passes,
         )
         return ResumableDataLoader(self.train_set, batch_sampler=self.train_sampler, collate_fn=self.collate,
                                    num_workers=self.num_workers)

@@ -36,6 +36,9 @@ log = logging.getLogger("scaling.train")
 # config hash so a re-run of the same sweep recognises its finished jobs.
 _HASH_EXCLUDE = ("sweep_name", "output_root", "run_name", "train_cache", "skip_completed", "resume", "logger", "callbacks",
                  "hydra", "threads")
+# Options added after runs existed hash as absent while at their default, so finished jobs
+# and cached weights stay recognised.
+_HASH_OMIT_AT_DEFAULT = ((("finetune", "tier_repeat"), None),)
 _HASH_EXCLUDE_NESTED = (("trainer", "enable_progress_bar"), ("trainer", "default_root_dir"),
                         ("trainer", "log_every_n_steps"), ("decode", "progress"), ("data", "root"),
                         ("finetune", "checkpoint_every_n_steps"), ("finetune", "gradient_checkpointing"))
@@ -61,6 +64,10 @@ class FinetuneConfig:
     """Longest example in tokens; longer ones lose prompt tokens from the left, never answer."""
     val_fraction: float = 0.0
     """Fraction of each schema's training records held out for validation loss (0: none)."""
+    tier_repeat: dict[str, int] | None = None
+    """Times a tier's training records are seen per epoch (``{complex: 2}``; unnamed tiers
+    once): more updates where a model fails without a second epoch over what it already
+    fits. Each repeat is its own shuffled pass. Validation records are never repeated."""
     gradient_checkpointing: bool = False
     checkpoint_every_n_steps: int = 50
     """How often ``last.ckpt`` is refreshed (the resume point of a killed job)."""
@@ -74,6 +81,13 @@ class FinetuneConfig:
             raise ValueError(f"finetune.method={self.method!r}: expected full, lora or none")
         if self.method == "lora" and not self.lora:
             raise ValueError("finetune.method=lora needs finetune.lora settings (r, alpha, ...)")
+        from scaling.data.io import TIERS
+
+        for tier, times in (self.tier_repeat or {}).items():
+            if tier not in TIERS:
+                raise ValueError(f"finetune.tier_repeat.{tier}: unknown tier (expected {', '.join(TIERS)})")
+            if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+                raise ValueError(f"finetune.tier_repeat.{tier}={times!r}: expected a whole number >= 1")
 
 
 # --------------------------------------------------------------------------------------
@@ -124,6 +138,9 @@ def _hash(cfg: DictConfig, exclude: tuple[str, ...] = ()) -> str:
         data.pop(key, None)
     for outer, inner in _HASH_EXCLUDE_NESTED:
         if isinstance(data.get(outer), dict):
+            data[outer].pop(inner, None)
+    for (outer, inner), default in _HASH_OMIT_AT_DEFAULT:
+        if isinstance(data.get(outer), dict) and data[outer].get(inner, default) == default:
             data[outer].pop(inner, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -328,7 +345,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
                        "family": spec.family, "vocab_size": len(tokenizer)}
     record["category"] = category_for(base_counts.total)
     record["finetune"] = {"method": finetune.method, "epochs": finetune.epochs, "max_steps": finetune.max_steps,
-                          "optim": finetune.optim, "lora": finetune.lora}
+                          "optim": finetune.optim, "lora": finetune.lora, "tier_repeat": finetune.tier_repeat}
     log.info("model %s: %s parameters (%s non-embedding), category %s", spec.key, f"{base_counts.total:,}",
              f"{base_counts.non_embedding:,}", record["category"])
 
@@ -392,7 +409,7 @@ def _fit(cfg, job_dir: Path, model, tokenizer, data, train_recs, val_recs, finet
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from scaling.data.sft import SFTDataset
+    from scaling.data.sft import SFTDataset, tier_passes
     from scaling.module import OptimConfig, SFTDataModule, SFTModule, peak_memory_mb
 
     train_set = SFTDataset(train_recs, data.schemas, tokenizer, fmt, finetune.max_length)
@@ -400,8 +417,12 @@ def _fit(cfg, job_dir: Path, model, tokenizer, data, train_recs, val_recs, finet
     if train_set.n_truncated:
         log.warning("%d training examples exceed finetune.max_length=%s and lost prompt tokens",
                     train_set.n_truncated, finetune.max_length)
+    extra_passes = tier_passes(train_recs, finetune.tier_repeat)
+    if extra_passes:
+        log.info("finetune.tier_repeat=%s: %d examples an epoch (%d distinct)", finetune.tier_repeat,
+                 len(train_set) + sum(map(len, extra_passes)), len(train_set))
     dm = SFTDataModule(train_set, val_set, tokenizer.pad_token_id, finetune.batch_size, finetune.max_batch_tokens,
-                       seed=int(cfg.seed))
+                       seed=int(cfg.seed), extra_passes=extra_passes)
     module = SFTModule(model, OptimConfig.from_config(finetune.optim), finetune.gradient_checkpointing,
                        name=str(cfg.model.key))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -426,6 +447,7 @@ def _fit(cfg, job_dir: Path, model, tokenizer, data, train_recs, val_recs, finet
         "steps": int(trainer.global_step),
         "epochs": float(trainer.current_epoch),
         "n_examples": len(train_set),
+        "examples_per_epoch": len(train_set) + sum(map(len, extra_passes)),
         "n_val": len(val_set) if val_set else 0,
         "n_truncated": train_set.n_truncated,
         "wall_s": round(wall, 2),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -118,8 +118,16 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, mega: int = 50,
                  max_tokens: int | None = None, shuffle: bool = True, num_replicas: int = 1,
-                 rank: int = 0) -> None:
+                 rank: int = 0, extra_passes: Sequence[Sequence[int]] = ()) -> None:
         self.lengths = list(lengths)
+        self.extra_passes = [list(p) for p in extra_passes]
+        """Index subsets visited again every epoch (tier oversampling). Each is cut into
+        batches as its own shuffled pass, so two copies of one example never share a batch
+        (a shared batch would double one gradient term instead of giving a second update)."""
+        for p in self.extra_passes:
+            bad = [i for i in p if not 0 <= i < len(self.lengths)]
+            if bad:
+                raise ValueError(f"extra_passes index {bad[0]} outside the {len(self.lengths)} examples")
         self.batch_size = batch_size
         self.seed = seed
         self.mega = mega
@@ -151,7 +159,18 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     def batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 100_003 + self.epoch)
-        idx = list(range(len(self.lengths)))
+        out = self._cut(list(range(len(self.lengths))), rng)
+        for extra in self.extra_passes:
+            out.extend(self._cut(list(extra), rng))
+        if self.shuffle:
+            rng.shuffle(out)
+        if self.num_replicas > 1:
+            per_rank = len(out) // self.num_replicas
+            out = out[self.rank::self.num_replicas][:per_rank]
+        return out
+
+    def _cut(self, idx: list[int], rng: random.Random) -> list[list[int]]:
+        """One pass over ``idx``: shuffled, length-sorted within mega-chunks, cut into batches."""
         if self.shuffle:
             rng.shuffle(idx)
         chunk = self.batch_size * self.mega
@@ -169,11 +188,6 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
                 current.append(i)
             if current:
                 out.append(current)
-        if self.shuffle:
-            rng.shuffle(out)
-        if self.num_replicas > 1:
-            per_rank = len(out) // self.num_replicas
-            out = out[self.rank::self.num_replicas][:per_rank]
         return out
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -182,6 +196,16 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.batches())
+
+
+def tier_passes(records, tier_repeat: Mapping[str, int] | None) -> list[list[int]]:
+    """The extra passes of :class:`LengthGroupedBatchSampler` for ``tier_repeat``
+    (``{"complex": 3}``: the complex records are seen three times an epoch, the rest once)."""
+    passes: list[list[int]] = []
+    for tier, times in sorted((tier_repeat or {}).items()):
+        idx = [i for i, r in enumerate(records) if r.tier == tier]
+        passes.extend([idx] * (int(times) - 1) if idx else [])
+    return passes
 
 
 def stratified_split(records, fraction: float, seed: int = 0):
