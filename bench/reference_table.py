@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from scaling.results import decode_label
+from scaling.results import decode_label, recipe, recipe_label, varying_recipe
 
 PUBLISHED = {
     "fine-tuned 135M": {"json_exact": 0.247, "field_f1": 0.520, "complex": 0.0},
@@ -35,10 +35,13 @@ def f1(m: dict, key: str) -> str:
     return f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def label(r: dict) -> str:
+def label(r: dict, varying: frozenset[str] = frozenset()) -> str:
+    """Model, method, decoder, and the recipe parts (prompt, ...) that differ between the runs."""
     method = r["finetune"]["method"]
     mode = decode_label(r["decode"]["mode"], r["config"])
-    return f"{r['model']['key']} {'base' if method == 'none' else 'fine-tuned (' + method + ')'}, {mode}"
+    extra = recipe_label(recipe(r["config"]), varying)
+    return (f"{r['model']['key']} {'base' if method == 'none' else 'fine-tuned (' + method + ')'}, {mode}"
+            + (f", {extra}" if extra else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print(f"error: no completed results.json under {args.root}", file=sys.stderr)
         return 2
+    varying = varying_recipe(recipe(r["config"]) for r in runs)
     print("| run | n | JSONExact % | Field F1 | Schema compliance % | F1 top-level (published def.) | keys+types % (published def.) |")
     print("|---|---|---|---|---|---|---|")
     for r in runs:
         m = r["metrics"]["overall"]
-        print(f"| {label(r)} | {m['n']} | {pct(m, 'json_exact')} | {f1(m, 'field_f1')} | {pct(m, 'schema_compliance')} "
+        print(f"| {label(r, varying)} | {m['n']} | {pct(m, 'json_exact')} | {f1(m, 'field_f1')} | {pct(m, 'schema_compliance')} "
               f"| {f1(m, 'field_f1_toplevel')} | {pct(m, 'compliance_keys_types')} |")
     print()
     print("Per tier (JSONExact % / Field F1 / Schema compliance %, 95% intervals):")
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             m = r["metrics"]["by_tier"].get(t)
             cells.append("—" if m is None else
                          f"{pct(m, 'json_exact')} / {f1(m, 'field_f1')} / {pct(m, 'schema_compliance')} ({m['n']})")
-        print(f"| {label(r)} | " + " | ".join(cells) + " |")
+        print(f"| {label(r, varying)} | " + " | ".join(cells) + " |")
     print()
     print("Status counts and throughput (measured):")
     print()
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         st = r["metrics"]["overall"].get("status_counts", {})
         tr = r.get("train") or {}
         ev = r.get("eval") or {}
-        print(f"| {label(r)} | {', '.join(f'{k} {v}' for k, v in st.items() if v)} | {tr.get('tokens', '—')} "
+        print(f"| {label(r, varying)} | {', '.join(f'{k} {v}' for k, v in st.items() if v)} | {tr.get('tokens', '—')} "
               f"| {tr.get('wall_s', '—')} | {tr.get('tokens_per_s', '—')} | {ev.get('wall_s')} | {ev.get('generated_tokens')} "
               f"| {ev.get('tokens_per_s')} | {ev.get('latency_s_per_example')} |")
     print()

@@ -275,6 +275,31 @@ def test_strict_grammar_jobs_form_their_own_series(tmp_path):
                       "fine-tuned (full), constrained (strict)": ["smol-135m"]}
 
 
+def test_jobs_with_different_recipes_are_series_not_replicates(tmp_path):
+    # A field-list prompt or a repeated tier is another recipe: never averaged with the plain one.
+    root = synthetic.make_sweep(tmp_path / "sw", n_per_tier={"simple": 10, "medium": 8, "complex": 4})
+
+    def set_config(job: Path, schema: str, tier_repeat=None) -> None:
+        d = json.loads((job / "results.json").read_text())
+        d["config"] = {"data": {"prompt": {"schema": schema, "template": "plain"}},
+                       "finetune": {"method": "full", "epochs": 1, "optim": {"lr": 1e-4}, "tier_repeat": tier_repeat}}
+        (job / "results.json").write_text(json.dumps(d))
+
+    for job in root.glob("0*"):
+        set_config(job, "none")
+    first = next(root.glob("00_*"))
+    for suffix, repeat in (("_fields", None), ("_fields_rep", {"complex": 2})):
+        shutil.copytree(first, first.with_name(first.name + suffix))
+        set_config(first.with_name(first.name + suffix), "fields", repeat)
+    messages: list[str] = []
+    col = collect([root], log=messages.append)
+    labels = {s.label: [m.key for m in s.models] for s in col.series}
+    assert labels == {"fine-tuned (full), prompt none, repeat none": ["smol-135m", "mini-200m", "smol-360m"],
+                      "fine-tuned (full), prompt fields, repeat none": ["smol-135m"],
+                      "fine-tuned (full), prompt fields, repeat complex×2": ["smol-135m"]}
+    assert not any("seed repeated" in m for m in messages)
+
+
 def test_collect_rejects_missing_sweep_and_sweeps_without_completed_jobs(tmp_path):
     with pytest.raises(FitError, match="does not exist"):
         collect([tmp_path / "nope"])

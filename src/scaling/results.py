@@ -54,7 +54,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 RESULTS_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -122,6 +122,38 @@ def decode_label(mode: str, config: Any) -> str:
     ``" (strict)"`` for a constrained job with ``decode.grammar_strict``."""
     strict = ((config or {}).get("decode") or {}).get("grammar_strict")
     return f"{mode} (strict)" if strict and mode == "constrained" else mode
+
+
+def recipe(config: Any) -> tuple[tuple[str, str], ...]:
+    """What a job's model was shown and trained on, beyond model and decoder, as
+    ``(name, value)`` pairs: the prompt format, and for a fine-tuned job its epochs,
+    learning rate and tier repeats. Two jobs that differ here are different recipes, never
+    replicates of one (see :func:`varying_recipe`)."""
+    config = config or {}
+    prompt = (config.get("data") or {}).get("prompt") or {}
+    parts = [("prompt", str(prompt.get("schema", "?"))), ("template", str(prompt.get("template", "?")))]
+    finetune = config.get("finetune") or {}
+    if finetune.get("method", "none") != "none":
+        repeat = finetune.get("tier_repeat") or {}
+        parts += [("epochs", str(finetune.get("epochs", "?"))),
+                  ("lr", f"{((finetune.get('optim') or {}).get('lr', '?'))}"),
+                  ("repeat", ", ".join(f"{t}×{n}" for t, n in sorted(repeat.items())) or "none")]
+    return tuple(parts)
+
+
+def varying_recipe(recipes: Iterable[tuple[tuple[str, str], ...]]) -> frozenset[str]:
+    """The recipe names whose values differ across ``recipes`` (a name missing from some,
+    e.g. the learning rate of a base job, is compared among those that have it)."""
+    values: dict[str, set[str]] = {}
+    for parts in recipes:
+        for name, value in parts:
+            values.setdefault(name, set()).add(value)
+    return frozenset(name for name, vals in values.items() if len(vals) > 1)
+
+
+def recipe_label(parts: tuple[tuple[str, str], ...], names: frozenset[str]) -> str:
+    """``"prompt fields, repeat complex×2"``: the parts named in ``names``, in recipe order."""
+    return ", ".join(f"{name} {value}" for name, value in parts if name in names)
 
 
 def export_reference(job_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:

@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from scaling.fit.errors import FitError
-from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION, decode_label
+from scaling.results import (PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION, decode_label, recipe, recipe_label,
+                             varying_recipe)
 
 #: Per-example metrics a ``predictions.jsonl`` line carries (all in [0, 1]).
 METRICS = ("json_exact", "field_f1", "field_f1_toplevel", "schema_compliance", "compliance_keys_types")
@@ -127,6 +128,8 @@ class Series:
     decode_mode: str
     random_init: bool
     models: tuple[Model, ...]      # sorted by total parameters
+    recipe: tuple[tuple[str, str], ...] = ()
+    """The recipe parts (prompt, epochs, ...) that set this series apart from the sweep's others."""
 
     @property
     def is_base(self) -> bool:
@@ -366,27 +369,34 @@ def read_predictions(path: str | Path, metrics: Sequence[str] = METRICS) -> Pred
 # ----------------------------------------------------------------------------- grouping
 
 
-def series_label(method: str, decode_mode: str | None = None, random_init: bool = False) -> str:
+def series_label(method: str, decode_mode: str | None = None, random_init: bool = False, recipe: str = "") -> str:
     """``"base"`` for ``method == "none"``, else ``"fine-tuned (<method>)"``; the decode mode
-    is appended (``", constrained"``) when given, and ``", random init"`` for random weights."""
+    is appended (``", constrained"``) when given, ``", random init"`` for random weights, and
+    the recipe parts that differ between series (``", prompt fields"``)."""
     label = "base" if method == "none" else f"fine-tuned ({method})"
     if random_init:
         label += ", random init"
     if decode_mode:
         label += f", {decode_mode}"
+    if recipe:
+        label += f", {recipe}"
     return label
 
 
 def group_jobs(jobs: Iterable[Job], log: Log = _stderr) -> tuple[Series, ...]:
-    """Group jobs into series (method, decode mode, random init) of models (model key)."""
+    """Group jobs into series (method, decode mode, random init, and the recipe parts that
+    vary across the jobs: prompt format, epochs, ...) of models (model key). Jobs that differ
+    only in seed are replicates of one model."""
     jobs = list(jobs)
     mixed_decode = len({j.decode_mode for j in jobs}) > 1
-    by_series: dict[tuple[str, str, bool], dict[str, list[Job]]] = defaultdict(lambda: defaultdict(list))
+    varying = varying_recipe(recipe(j.config) for j in jobs)
+    by_series: dict[tuple, dict[str, list[Job]]] = defaultdict(lambda: defaultdict(list))
     for j in jobs:
-        by_series[(j.method, j.decode_mode, j.source == "random")][j.model_key].append(j)
+        parts = tuple(p for p in recipe(j.config) if p[0] in varying)
+        by_series[(j.method, j.decode_mode, j.source == "random", parts)][j.model_key].append(j)
     out = []
-    for (method, mode, rnd), models in by_series.items():
-        label = series_label(method, mode if mixed_decode else None, rnd)
+    for (method, mode, rnd, parts), models in by_series.items():
+        label = series_label(method, mode if mixed_decode else None, rnd, recipe_label(parts, varying))
         built = []
         for key, js in models.items():
             js = sorted(js, key=lambda j: (j.seed, str(j.path)))
@@ -403,7 +413,8 @@ def group_jobs(jobs: Iterable[Job], log: Log = _stderr) -> tuple[Series, ...]:
                                params_non_embedding=first.params_non_embedding,
                                category=first.category, jobs=tuple(js)))
         built.sort(key=lambda m: (m.params_total, m.key))
-        out.append(Series(label=label, method=method, decode_mode=mode, random_init=rnd, models=tuple(built)))
+        out.append(Series(label=label, method=method, decode_mode=mode, random_init=rnd, models=tuple(built),
+                          recipe=parts))
     # fine-tuned series first (the headline), then base; stable by label
     out.sort(key=lambda s: (s.is_base, s.random_init, s.label))
     return tuple(out)
