@@ -418,9 +418,10 @@ def _fit(cfg, job_dir: Path, model, tokenizer, data, train_recs, val_recs, finet
         log.warning("%d training examples exceed finetune.max_length=%s and lost prompt tokens",
                     train_set.n_truncated, finetune.max_length)
     extra_passes = tier_passes(train_recs, finetune.tier_repeat)
+    examples_per_epoch = len(train_set) + sum(map(len, extra_passes))
     if extra_passes:
         log.info("finetune.tier_repeat=%s: %d examples an epoch (%d distinct)", finetune.tier_repeat,
-                 len(train_set) + sum(map(len, extra_passes)), len(train_set))
+                 examples_per_epoch, len(train_set))
     dm = SFTDataModule(train_set, val_set, tokenizer.pad_token_id, finetune.batch_size, finetune.max_batch_tokens,
                        seed=int(cfg.seed), extra_passes=extra_passes)
     module = SFTModule(model, OptimConfig.from_config(finetune.optim), finetune.gradient_checkpointing,
@@ -447,7 +448,7 @@ def _fit(cfg, job_dir: Path, model, tokenizer, data, train_recs, val_recs, finet
         "steps": int(trainer.global_step),
         "epochs": float(trainer.current_epoch),
         "n_examples": len(train_set),
-        "examples_per_epoch": len(train_set) + sum(map(len, extra_passes)),
+        "examples_per_epoch": examples_per_epoch,
         "n_val": len(val_set) if val_set else 0,
         "n_truncated": train_set.n_truncated,
         "wall_s": round(wall, 2),
