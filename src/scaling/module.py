@@ -61,10 +61,25 @@ class ResumableDataLoader(DataLoader):
     """
 
     def state_dict(self) -> dict:
-        return self.batch_sampler.state_dict()
+        return resume_state(self.batch_sampler)
 
     def load_state_dict(self, state: dict) -> None:
         self.batch_sampler.load_state_dict(state)
+
+
+def resume_state(sampler) -> dict:
+    """The batch sampler's position as a checkpoint stores it: a checkpoint taken at an
+    epoch's last batch resumes at the start of the next epoch.
+
+    Stored as "epoch e, every batch done", Lightning (2.6) counts that epoch twice on resume:
+    its loop moves to epoch e + 1 (the last batch completed), but the train iterator, created
+    from the loader state before that, is empty, and the empty pass is counted as epoch e + 1,
+    so training goes on at e + 2 (one epoch never trained, in a different data order).
+    """
+    state = sampler.state_dict()
+    if state["batches_done"] >= len(sampler):
+        state = {**state, "epoch": state["epoch"] + 1, "batches_done": 0}
+    return state
 
 
 class SFTDataModule(L.LightningDataModule):
@@ -212,7 +227,7 @@ class SFTModule(L.LightningModule):
                                           "train_time_s": self.train_time_s}
         sampler = self._train_sampler() if self._trainer is not None else None
         if sampler is not None:
-            checkpoint["scaling_sampler"] = sampler.state_dict()
+            checkpoint["scaling_sampler"] = resume_state(sampler)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._sampler_state = checkpoint.get("scaling_sampler")
