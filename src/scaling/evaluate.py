@@ -749,14 +749,11 @@ def evaluate_records(model, tokenizer, records, schemas, fmt: PromptFormat, cfg:
 
 
 def main() -> None:
-    """``python -m scaling.evaluate``: the training entry point with ``finetune=none``
+    """``python -m scaling.evaluate``: the job entry point with ``finetune=none``
     (conf/evaluate.yaml), so a base-model evaluation writes the same results.json."""
-    import hydra
+    from scaling.jobs.sweep import hydra_entry  # here: scaling.jobs imports this module
 
-    from scaling.paths import CONF_DIR
-    from scaling.train import _hydra_task
-
-    hydra.main(config_path=str(CONF_DIR), config_name="evaluate", version_base="1.3")(_hydra_task)()
+    hydra_entry("evaluate")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from scaling.data.io import TIERS
 from scaling.metrics import extract_json, flatten, json_exact
 
-TIERS = ("simple", "medium", "complex")
 OUTCOMES = ("correct", "wrong", "missing")
 
 

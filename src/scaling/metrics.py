@@ -32,6 +32,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from scaling.data.io import TIERS
+
 __all__ = [
     "OK",
     "JSON_NOT_FOUND",
@@ -41,6 +43,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_CANDIDATES",
     "METRIC_KEYS",
+    "HEADLINE_METRICS",
     "TIER_ORDER",
     "Extraction",
     "PRF",
@@ -84,8 +87,11 @@ METRIC_KEYS = (
     "compliance_keys_types",
 )
 
-#: Tier order for reports; tiers not listed here sort after these, by name.
-TIER_ORDER = ("simple", "medium", "complex")
+#: The headline metrics: W&B summaries per tier, the fit's default metrics.
+HEADLINE_METRICS = ("json_exact", "field_f1", "schema_compliance")
+
+#: Tier order for reports (:data:`scaling.data.io.TIERS`); tiers not listed sort after these, by name.
+TIER_ORDER = TIERS
 
 
 # ---------------------------------------------------------------------------- extraction

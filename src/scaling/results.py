@@ -52,7 +52,7 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -62,11 +62,41 @@ PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
 
 
+CATEGORY_BOUNDS = (("NLM", 10e6), ("MLM", 250e6), ("SLM", 1e9), ("LLM", float("inf")))
+"""The study's size categories by total parameters (upper bound exclusive): nano (<10M),
+micro (10M-250M), small (250M-1B), large. ``results.json: category`` and the fit's tables use them."""
+
+
+def category_for(n_params: float) -> str:
+    """Category of a model from its measured total parameter count."""
+    for name, upper in CATEGORY_BOUNDS:
+        if n_params < upper:
+            return name
+    return CATEGORY_BOUNDS[-1][0]
+
+
+def describe_categories() -> str:
+    """``"NLM <10M, MLM 10M-250M, SLM 250M-1B, LLM above"``."""
+    def size(n: float) -> str:
+        return f"{n / 1e9:g}B" if n >= 1e9 else f"{n / 1e6:g}M"
+    parts, lower = [], None
+    for name, upper in CATEGORY_BOUNDS:
+        if upper == float("inf"):
+            parts.append(f"{name} above")
+        else:
+            parts.append(f"{name} <{size(upper)}" if lower is None else f"{name} {size(lower)}-{size(upper)}")
+        lower = upper
+    return ", ".join(parts)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` so readers see the old file or the new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Not tempfile.mkstemp: it creates the file 0600, and the file keeps that mode after the
+    # rename, whatever the umask. os.open with 0666 lets the umask decide, as open() does.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

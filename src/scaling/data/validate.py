@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 
 from .derived import check_derived
-from .io import MAX_LINE_BYTES, DataError, Record, SchemaInfo, _json_path, load_schemas, scan_records
+from .io import MAX_LINE_BYTES, TIERS, DataError, Record, SchemaInfo, _json_path, load_schemas, scan_records
 
 CHECKS = ("parse", "fields", "schema_known", "schema_valid", "derived", "duplicate_id", "train_test_overlap")
 
@@ -197,7 +197,7 @@ class _Collector:
                 for c in checks:
                     row[c] += 1
                     r.by_check[c] += 1
-        tier_rank = {t: i for i, t in enumerate(("simple", "medium", "complex"))}
+        tier_rank = {t: i for i, t in enumerate(TIERS)}
         r.by_schema = dict(sorted(rows.items(), key=lambda kv: (tier_rank.get(kv[1]["tier"], 99), kv[0])))
 
 

@@ -25,12 +25,14 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from scaling.data.io import TIERS
 from scaling.fit.errors import FitError
+from scaling.metrics import METRIC_KEYS
 from scaling.results import (PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION, decode_label, recipe, recipe_label,
                              varying_recipe)
 
 #: Per-example metrics a ``predictions.jsonl`` line carries (all in [0, 1]).
-METRICS = ("json_exact", "field_f1", "field_f1_toplevel", "schema_compliance", "compliance_keys_types")
+METRICS = METRIC_KEYS
 #: The pseudo-tier meaning "all test examples".
 OVERALL = "overall"
 #: Columns of a reference file that describe a point rather than carry a metric.
@@ -520,7 +522,7 @@ def _metric_column(column: str, metrics: Sequence[str], tiers: Sequence[str]) ->
 
 
 def load_reference(path: str | Path, *, metrics: Sequence[str] = METRICS,
-                   tiers: Sequence[str] = ("simple", "medium", "complex")) -> tuple[ReferenceSeries, ...]:
+                   tiers: Sequence[str] = TIERS) -> tuple[ReferenceSeries, ...]:
     """Read labelled reference points from a CSV (header row) or JSON file (a list of
     objects, or ``{"points": [...]}``).
 

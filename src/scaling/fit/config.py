@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from scaling.data.io import TIERS
 from scaling.fit.collect import METRICS, OVERALL, _metric_column
 from scaling.fit.errors import FitError
+from scaling.metrics import HEADLINE_METRICS
 
 CONF_ENV = "SCALING_CONF_DIR"
-TIERS = ("simple", "medium", "complex")
 
 
 def conf_dir() -> Path:
@@ -54,7 +55,7 @@ class Track:
 @dataclass(frozen=True)
 class Settings:
     params: str = "total"
-    metrics: tuple[str, ...] = ("json_exact", "field_f1", "schema_compliance")
+    metrics: tuple[str, ...] = HEADLINE_METRICS
     tiers: tuple[str, ...] = (OVERALL,) + TIERS
     threshold_per_100m: float = 0.05
     targets: tuple[float, ...] = (0.2, 0.5)

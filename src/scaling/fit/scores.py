@@ -17,17 +17,10 @@ import numpy as np
 
 from scaling.fit.bootstrap import paired_bootstrap, percentile_ci
 from scaling.fit.collect import OVERALL, Log, ReferenceSeries, Series, _stderr
+from scaling.results import category_for
 
-#: Size categories by total parameters: (upper bound exclusive, name).
-CATEGORIES = ((10e6, "NLM"), (250e6, "MLM"), (1e9, "SLM"), (float("inf"), "LLM"))
-
-
-def category_of(params_total: float) -> str:
-    """NLM below 10M, MLM 10M to 250M, SLM 250M to 1B, LLM from 1B parameters."""
-    for bound, name in CATEGORIES:
-        if params_total < bound:
-            return name
-    return CATEGORIES[-1][1]
+#: Size category by total parameters (:data:`scaling.results.CATEGORY_BOUNDS`).
+category_of = category_for
 
 
 @dataclass(frozen=True, eq=False)

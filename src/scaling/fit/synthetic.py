@@ -23,11 +23,10 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.special import ndtr
 
+from scaling.data.io import TIERS
 from scaling.fit.collect import METRICS, OVERALL
 from scaling.fit.scores import category_of
 from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION, atomic_write_json, write_jsonl
-
-TIERS = ("simple", "medium", "complex")
 #: Test-set shape of EdgeJSON v3 (by schema folder).
 EDGEJSON_TEST = {"simple": 76, "medium": 57, "complex": 25}
 

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from scaling.fit.analysis import Analysis
 from scaling.fit.fits import _fmt_n
+from scaling.results import describe_categories
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,7 @@ def ladder_table(analysis: Analysis) -> Table:
                      str(r.seeds) if r.kind == "measured" else "ref")
                     + tuple(pct(v, ci) for _, v, ci in r.scores))
     return Table("ladder", f"Model ladder: {st.target_metric} (%) per tier with 95% paired-bootstrap "
-                           f"intervals; category by total parameters (NLM <10M, MLM 10M-250M, SLM 250M-1B, "
-                           f"LLM above).", header, tuple(rows))
+                           f"intervals; category by total parameters ({describe_categories()}).", header, tuple(rows))
 
 
 def recommendation_table(analysis: Analysis) -> Table:

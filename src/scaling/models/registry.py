@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from scaling.configs import dataclass_from_config, to_plain
+from scaling.results import CATEGORY_BOUNDS, category_for  # noqa: F401 - re-exported: the size categories
 
 SOURCES = ("hub", "gguf", "random", "local")
 FAMILIES = ("llama", "minimodel")
@@ -95,18 +96,6 @@ class ParamCounts:
 
     def as_dict(self) -> dict[str, int]:
         return {"total": self.total, "non_embedding": self.non_embedding, "trainable": self.trainable}
-
-
-CATEGORY_BOUNDS = (("NLM", 10e6), ("MLM", 250e6), ("SLM", 1e9), ("LLM", float("inf")))
-"""The study's size categories: nano (<10M), micro (10M-250M), small (250M-1B), large."""
-
-
-def category_for(n_params: int) -> str:
-    """Category of a model from its measured total parameter count."""
-    for name, upper in CATEGORY_BOUNDS:
-        if n_params < upper:
-            return name
-    return "LLM"
 
 
 def count_parameters(model: nn.Module) -> ParamCounts:

@@ -1,0 +1,14 @@
+"""A job's life, from a Hydra config to its ``results.json``.
+
+- :mod:`.identity`: bookkeeping keys, ``config_hash``, ``train_hash``, ``data_hash``, job folder names;
+- :mod:`.config`: the job's config types (``FinetuneConfig``, ``LockConfig``) and the YAML resolvers;
+- :mod:`.lock`: one process per job (``job.lock``);
+- :mod:`.resume`: which checkpoint a re-run resumes from;
+- :mod:`.cache`: fine-tuned weights shared by jobs with the same training;
+- :mod:`.tracking`: the CSV log (history kept across resumes) and W&B;
+- :mod:`.record`: where and with what a job ran;
+- :mod:`.run`: the job itself (``run_job``);
+- :mod:`.sweep`: the Hydra task function, the entry points' ``main`` and the sweep's exit status.
+
+``scaling.train`` and ``scaling.evaluate`` are thin Hydra entries over :func:`.sweep.hydra_entry`.
+"""

@@ -1,0 +1,136 @@
+"""The job's own config types and the resolvers its YAML files use.
+
+Importing this module registers the resolvers (``${wandb_offline:}``, ``${job_type:...}``,
+``${job_dirname:...}``, ``${bookkeeping_keys:}``), so it is imported by every entry point
+before Hydra composes a config. It imports neither torch nor Lightning: ``--help``,
+``--cfg`` and the parent process of a parallel sweep stay light.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from scaling.data.io import TIERS
+from scaling.jobs.identity import BOOKKEEPING_KEYS, job_dirname
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How a job trains (``conf/finetune/*.yaml``)."""
+
+    method: str = "full"
+    """``full`` (all weights), ``lora`` (peft adapters, merged before evaluation) or ``none``
+    (evaluate the base model: "base vs fine-tuned" is one sweep over this key)."""
+    epochs: int = 1
+    """Passes over the training split (at least 1 unless ``method`` is ``none``)."""
+    max_steps: int = -1
+    """Cap on optimiser steps (-1: no cap; 0 is refused: it would train nothing)."""
+    batch_size: int = 8
+    """Examples per micro-batch (length-grouped, dynamically padded)."""
+    max_batch_tokens: int | None = 8192
+    """A micro-batch stops growing when examples x longest length would exceed this."""
+    accumulate_grad_batches: int = 1
+    max_length: int | None = 4096
+    """Longest example in tokens; longer ones lose prompt tokens from the left, never answer."""
+    val_fraction: float = 0.0
+    """Fraction of each schema's training records held out for validation loss (0: none)."""
+    tier_repeat: dict[str, int] | None = None
+    """Times a tier's training records are seen per epoch (``{complex: 2}``; unnamed tiers
+    once): more updates where a model fails without a second epoch over what it already
+    fits. Each repeat is its own shuffled pass. Validation records are never repeated."""
+    gradient_checkpointing: bool = False
+    checkpoint_every_n_steps: int = 50
+    """How often ``last.ckpt`` is refreshed (the resume point of a killed job)."""
+    optim: dict | None = None
+    """See :class:`scaling.module.OptimConfig`."""
+    lora: dict | None = None
+    """peft LoRA settings: ``r``, ``alpha``, ``dropout``, ``target_modules``."""
+
+    def __post_init__(self) -> None:
+        if self.method not in ("full", "lora", "none"):
+            raise ValueError(f"finetune.method={self.method!r}: expected full, lora or none")
+        if self.method == "lora" and not self.lora:
+            raise ValueError("finetune.method=lora needs finetune.lora settings (r, alpha, ...)")
+        if self.method != "none":
+            # Zero steps would record an untrained model as a fine-tune (and cache it).
+            if self.max_steps == 0 or self.max_steps < -1:
+                raise ValueError(f"finetune.max_steps={self.max_steps}: expected -1 (no cap) or a number of steps "
+                                 f">= 1; to evaluate the model untrained use finetune=none")
+            if self.epochs < 1:
+                raise ValueError(f"finetune.epochs={self.epochs}: expected >= 1 with finetune.method="
+                                 f"{self.method}; to evaluate the model untrained use finetune=none")
+        for tier, times in (self.tier_repeat or {}).items():
+            if tier not in TIERS:
+                raise ValueError(f"finetune.tier_repeat.{tier}: unknown tier (expected {', '.join(TIERS)})")
+            if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+                raise ValueError(f"finetune.tier_repeat.{tier}={times!r}: expected a whole number >= 1")
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    """The job lock (``lock`` in ``conf/train.yaml``; see :mod:`scaling.jobs.lock`)."""
+
+    heartbeat_s: float = 60.0
+    """How often the holder rewrites its lock file (the heartbeat other hosts judge)."""
+    stale_after_s: float = 600.0
+    """A lock held from another host is stale once its heartbeat is this old. On the same
+    host a lock is stale as soon as its process is gone, whatever its age."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heartbeat_s < self.stale_after_s:
+            raise ValueError(f"lock.heartbeat_s={self.heartbeat_s} must be > 0 and below lock.stale_after_s="
+                             f"{self.stale_after_s}, or a live holder would look stale")
+
+
+EVAL_SPLITS = ("test", "val", "none")
+
+
+def eval_split(cfg: Any, finetune: FinetuneConfig) -> str:
+    """``eval.split``, checked: ``test`` (the reported score), ``val`` (the records that
+    ``finetune.val_fraction`` holds out of train: for choosing settings without touching
+    test) or ``none`` (train only; validation loss is still logged)."""
+    split = str((cfg.get("eval") or {}).get("split", "test"))
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"eval.split={split!r}: expected one of {', '.join(EVAL_SPLITS)}")
+    if split == "val" and not finetune.val_fraction > 0:
+        raise ValueError("eval.split=val scores the records held out of train, but finetune.val_fraction is "
+                         f"{finetune.val_fraction}: set finetune.val_fraction (e.g. 0.1)")
+    return split
+
+
+# --------------------------------------------------------------------------------------
+# resolvers used by the configs
+# --------------------------------------------------------------------------------------
+
+
+def wandb_offline() -> bool:
+    """Offline unless W&B credentials exist (or WANDB_MODE says otherwise): never hang."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "dryrun", "disabled"):
+        return True
+    if mode == "online":
+        return False
+    if os.environ.get("WANDB_API_KEY"):
+        return False
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" not in netrc.read_text()
+    except (OSError, UnicodeDecodeError):
+        return True
+
+
+RESOLVERS = {
+    "wandb_offline": wandb_offline,
+    "job_type": lambda method: "eval" if method == "none" else "train",
+    "job_dirname": job_dirname,
+    "bookkeeping_keys": lambda: list(BOOKKEEPING_KEYS),
+}
+
+for _name, _fn in RESOLVERS.items():
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _fn)

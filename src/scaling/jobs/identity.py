@@ -1,0 +1,132 @@
+"""What identifies a job: its config without the bookkeeping keys, and its data's content.
+
+:data:`BOOKKEEPING_KEYS` is the one list of config keys that say where, under which name or
+how verbosely a job runs, never what it computes. Three things read it and nothing else:
+
+- :func:`config_hash` and :func:`train_hash` leave these keys out, so a re-run recognises
+  its finished jobs (``skip_completed``) and its fine-tuned weights (``train_cache``);
+- :func:`job_dirname` leaves their overrides out of a sweep job's folder name;
+- the train cache is keyed by :func:`train_hash`.
+
+A key covers everything below it: ``callbacks`` covers ``callbacks.kill.step``.
+
+The data's identity (:func:`data_hash`) is the SHA-256 of the files a job read, never
+their path: ``data.root`` is bookkeeping, so another path to the same files is the same job,
+and other files under any path are another job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+BOOKKEEPING_KEYS: tuple[str, ...] = (
+    "sweep_name", "output_root", "run_name", "train_cache", "skip_completed", "resume", "lock", "logger",
+    "callbacks", "hydra", "threads",
+    "trainer.enable_progress_bar", "trainer.default_root_dir", "trainer.log_every_n_steps",
+    "decode.progress",
+    "data.root",
+    "finetune.checkpoint_every_n_steps", "finetune.gradient_checkpointing",
+)
+"""Config keys (dotted) that never change what a job computes."""
+
+HASH_OMIT_AT_DEFAULT: tuple[tuple[str, Any], ...] = (("finetune.tier_repeat", None),)
+"""Options added after runs existed: while at their default they hash as absent, so
+finished jobs and cached weights made before the option stay recognised."""
+
+TRAIN_ONLY_EXCLUDE = ("decode", "eval")
+"""What training does not read: jobs that differ only here share one fine-tune."""
+
+DIRNAME_LIMIT = 200
+"""Longest job folder name before it is shortened with a hash (file systems cap a name at
+255 bytes; a sweep with many overrides exceeds that)."""
+
+
+def is_bookkeeping(key: str) -> bool:
+    """Whether a dotted config key (or a Hydra override key: ``+callbacks.kill.step``,
+    ``hydra/launcher``, ``model@pkg``) is or lies below a bookkeeping key."""
+    key = key.lstrip("~+").split("@", 1)[0].replace("/", ".")
+    return any(key == k or key.startswith(k + ".") for k in BOOKKEEPING_KEYS)
+
+
+def _pop(data: dict, dotted: str) -> None:
+    *outer, last = dotted.split(".")
+    for part in outer:
+        data = data.get(part)
+        if not isinstance(data, dict):
+            return
+    data.pop(last, None)
+
+
+def _get(data: dict, dotted: str, default: Any) -> tuple[bool, Any]:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False, default
+        data = data[part]
+    return True, data
+
+
+def hashed_config(cfg: Any, exclude: Iterable[str] = ()) -> dict:
+    """The resolved config as it enters a hash: bookkeeping keys (and ``exclude``) removed,
+    options in :data:`HASH_OMIT_AT_DEFAULT` removed while at their default."""
+    from omegaconf import DictConfig, OmegaConf
+
+    data = (OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False) if isinstance(cfg, DictConfig)
+            else json.loads(json.dumps(cfg, default=str)))
+    for key in (*BOOKKEEPING_KEYS, *exclude):
+        _pop(data, key)
+    for key, default in HASH_OMIT_AT_DEFAULT:
+        present, value = _get(data, key, default)
+        if present and value == default:
+            _pop(data, key)
+    return data
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_hash(cfg: Any) -> str:
+    """Hash of what the job computes: the config without bookkeeping keys. With
+    :func:`data_hash` it decides whether a finished job is skipped."""
+    return _digest(hashed_config(cfg))
+
+
+def train_hash(cfg: Any, data_hash: str) -> str:
+    """Hash of what *training* computes: the config without bookkeeping, decoding and
+    evaluation, plus ``eval.train_limit`` (it cuts the training data) and the data's content.
+
+    Jobs of one sweep that differ only in ``decode`` (greedy vs constrained) or ``eval`` share
+    it, so the second reuses the first's fine-tuned weights instead of training again.
+    """
+    limit = ((cfg.get("eval") or {}).get("train_limit"))
+    return _digest({"config": hashed_config(cfg, exclude=TRAIN_ONLY_EXCLUDE), "train_limit": limit,
+                    "data": data_hash})
+
+
+def data_hash(files: Mapping[str, str]) -> str:
+    """Identity of a dataset's content from ``{path: sha256}`` in reading order (train file,
+    test file, then each schema file, as :class:`scaling.data.io.Dataset` lists them and
+    ``results.json`` records them under ``data.files``). The JSONL files are named by their
+    role, schema files by ``<tier>/<file>``: a schema is found by that name, the paths above
+    it are not part of the identity."""
+    named = []
+    for i, (path, sha) in enumerate(files.items()):
+        p = Path(path)
+        named.append((("train", "test")[i] if i < 2 else f"{p.parent.name}/{p.name}", sha))
+    return hashlib.sha256(json.dumps(named).encode()).hexdigest()[:16]
+
+
+def job_dirname(overrides: Iterable[str], limit: int = DIRNAME_LIMIT) -> str:
+    """A sweep job's folder name from its overrides (``hydra.overrides.task``): those of
+    bookkeeping keys left out, sorted, joined with ``,``; ``/`` in a value written as
+    ``%2F`` (and ``%`` as ``%25``) so a path never nests the folder; shortened with a hash
+    beyond ``limit`` characters."""
+    items = [str(o) for o in overrides if not is_bookkeeping(str(o).split("=", 1)[0])]
+    name = ",".join(sorted(items)).replace("%", "%25").replace("/", "%2F")
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[: limit - 11]}~{digest}"

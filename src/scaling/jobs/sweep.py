@@ -1,0 +1,199 @@
+"""The Hydra side of a job: the task function, the entry points' ``main``, and a sweep's report.
+
+``python -m scaling.train`` and ``python -m scaling.evaluate`` are :func:`hydra_entry` with
+their config. One job that fails exits 1 with ``error: ...``. A multirun goes on past a
+failed job; at its end :class:`SweepCallback` prints one line per job that failed, was held
+by another process or died without a result, and the process exits 1 if there was any (0
+when every job completed or was skipped). SIGTERM stops the sweep at once with status 143.
+
+Jobs report to the sweep through small files (``<sweep_dir>/.outcomes/<invocation>/<num>.json``),
+because with the joblib and submitit launchers they run in other processes. A job writes
+``started`` when it begins and its status when it ends; one left at ``started`` died.
+
+This module imports neither torch nor Lightning (the job itself is imported when a job
+starts), so ``--help``, ``--cfg`` and the parent of a parallel sweep stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+import scaling.jobs.config  # noqa: F401 - registers the configs' resolvers before Hydra composes
+from scaling.paths import CONF_DIR
+
+OUTCOMES_ENV = "SCALING_SWEEP_OUTCOMES"
+"""Set by the sweep's parent process: the folder its jobs report to."""
+OUTCOMES_DIR = ".outcomes"
+FAILED_STATUSES = ("failed", "locked", "died")
+
+_exit_status = 0  # set by SweepCallback.on_multirun_end, read by hydra_entry
+
+
+def hydra_job_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def _job_num() -> int:
+    from hydra.core.hydra_config import HydraConfig
+
+    return int(HydraConfig.get().job.num)
+
+
+def _report(status: str, cfg: DictConfig, job_dir: Path | None, message: str | None = None) -> None:
+    folder = os.environ.get(OUTCOMES_ENV)
+    if not folder or not is_multirun():
+        return
+    outcome = {"status": status, "run_name": str(cfg.get("run_name")), "job_dir": str(job_dir) if job_dir else None,
+               "message": message}
+    path = Path(folder) / f"{_job_num()}.json"
+    try:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(outcome), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the sweep then reports the job as "died": better than failing the job over it
+
+
+def _failure_message(record: dict) -> str:
+    err = record.get("error") or {}
+    where = f" (see {record.get('job_dir')}/results.json)" if record.get("status") == "failed" else ""
+    return f"{err.get('type')}: {err.get('message')}{where}"
+
+
+def run_task(cfg: DictConfig) -> float | None:
+    """Hydra's task function: run the job, report it; returns the overall JSONExact (what a
+    Hydra sweeper would optimise), None without one."""
+    job_dir = None
+    try:
+        job_dir = hydra_job_dir()
+    except ValueError:
+        pass
+    _report("started", cfg, job_dir)
+    # Imported here: the job pulls in torch and Lightning, which --help and --cfg never need.
+    from scaling.jobs.run import run_job
+
+    try:
+        record = run_job(cfg)
+    except Exception as exc:  # noqa: BLE001 - a job that cannot even start (bad lock config, unwritable folder)
+        record = {"status": "failed", "run_name": str(cfg.get("run_name")), "job_dir": str(job_dir),
+                  "error": {"type": type(exc).__name__, "message": str(exc)}}
+    status = "skipped" if record.get("skipped") else str(record.get("status"))
+    message = _failure_message(record) if status in FAILED_STATUSES else None
+    _report(status, cfg, job_dir, message)
+    if status in FAILED_STATUSES:
+        if is_multirun():
+            return None  # logged; the sweep goes on, and its exit status says a job failed
+        print(f"error: job {cfg.run_name} {'not run' if status == 'locked' else 'failed'}: {message}",
+              file=sys.stderr)
+        sys.exit(1)
+    if not record.get("metrics"):
+        return None  # eval.split=none: nothing to optimise
+    return float(record["metrics"]["overall"]["json_exact"])
+
+
+def _check_writable(folder: str, what: str) -> None:
+    """Create ``folder`` (Hydra would, with a traceback): a clear error and status 2 if it cannot be."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe = Path(folder) / f".write-test-{socket.gethostname()}-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        print(f"error: cannot write the {what} {folder}: {exc.strerror or exc}. Set output_root=<a writable folder> "
+              "(or SCALING_OUTPUT_ROOT)", file=sys.stderr)
+        sys.exit(2)
+
+
+class SweepCallback(Callback):
+    """Checks the output folder before Hydra creates it, and reports a multirun's failed jobs
+    at its end (``conf/hydra/default.yaml: callbacks``)."""
+
+    def __init__(self) -> None:
+        self.outcomes: Path | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_writable(str(config.hydra.run.dir), "job folder")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _exit_status
+        _exit_status = 0
+        sweep_dir = str(config.hydra.sweep.dir)
+        _check_writable(sweep_dir, "sweep folder")
+        invocation = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+        self.outcomes = Path(sweep_dir) / OUTCOMES_DIR / invocation
+        self.outcomes.mkdir(parents=True, exist_ok=True)
+        os.environ[OUTCOMES_ENV] = str(self.outcomes)  # inherited by launcher processes
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _exit_status
+        if self.outcomes is None:
+            return
+        outcomes = {}
+        for path in self.outcomes.glob("*.json"):
+            try:
+                outcomes[int(path.stem)] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                outcomes[int(path.stem)] = {"status": "died", "message": f"unreadable outcome {path}"}
+        shutil.rmtree(self.outcomes, ignore_errors=True)
+        try:
+            self.outcomes.parent.rmdir()  # only when no other invocation reports there
+        except OSError:
+            pass
+        os.environ.pop(OUTCOMES_ENV, None)
+        self.outcomes = None
+        _exit_status = 1 if report_sweep(outcomes, str(config.get("sweep_name"))) else 0
+
+
+def report_sweep(outcomes: dict[int, dict], sweep_name: str) -> int:
+    """Print the sweep's summary to stderr: a count per status, then one line per job that
+    failed, was locked or died. Returns the number of such jobs."""
+    counts: dict[str, int] = {}
+    bad = []
+    for num in sorted(outcomes):
+        o = outcomes[num]
+        status = o.get("status")
+        if status == "started":
+            status = "died"
+            o = {**o, "message": "the job's process ended without a result (killed? out of memory?); see its log "
+                                 f"in {o.get('job_dir')}"}
+        counts[status] = counts.get(status, 0) + 1
+        if status in FAILED_STATUSES:
+            bad.append(f"  job {num} {o.get('run_name')} {status}: {o.get('message')}")
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(f"sweep {sweep_name}: {sum(counts.values())} jobs: {summary or 'none'}", file=sys.stderr)
+    if bad:
+        print(f"sweep {sweep_name}: {len(bad)} job(s) did not complete:", file=sys.stderr)
+        print("\n".join(bad), file=sys.stderr)
+    sys.stderr.flush()
+    return len(bad)
+
+
+def hydra_entry(config_name: str) -> None:
+    """``main`` of a job entry point over ``conf/<config_name>.yaml``."""
+    import hydra
+
+    hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(run_task)()
+    if _exit_status:
+        sys.exit(_exit_status)
