@@ -112,19 +112,31 @@ class FailuresError(ValueError):
     """A run folder or data file that cannot be read; names the file (and line)."""
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; :class:`FailuresError` naming the file (and line) otherwise."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        raw = path.read_bytes()
     except OSError as e:
         raise FailuresError(f"{path}: cannot read: {e.strerror or e}") from None
-    for n, line in enumerate(lines, start=1):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise FailuresError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for n, line in enumerate(_read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as e:
             raise FailuresError(f"{path}:{n}: invalid JSON: {e.msg}") from None
+        if not isinstance(row, dict):
+            raise FailuresError(f"{path}:{n}: expected a JSON object")
+        rows.append(row)
     return rows
 
 
@@ -153,12 +165,15 @@ class RunFailures:
 
 def analyse_run(run: str | Path, data_dir: str | Path | None = None, n_examples: int = 3) -> RunFailures:
     run = Path(run)
+    if not run.is_dir():
+        raise FailuresError(f"{run}: {'not a run folder' if run.exists() else 'no such folder'} "
+                            "(expected a folder with results.json and predictions.jsonl)")
     try:
-        results = json.loads((run / "results.json").read_text(encoding="utf-8"))
-    except OSError as e:
-        raise FailuresError(f"{run / 'results.json'}: cannot read: {e.strerror or e}") from None
+        results = json.loads(_read_text(run / "results.json"))
     except json.JSONDecodeError as e:
         raise FailuresError(f"{run / 'results.json'}:{e.lineno}: invalid JSON: {e.msg}") from None
+    if not isinstance(results, dict):
+        raise FailuresError(f"{run / 'results.json'}: expected a JSON object")
     preds = _read_jsonl(run / "predictions.jsonl")
     test_path = _test_file(results, Path(data_dir) if data_dir else None, run)
     records = {r["id"]: r for r in _read_jsonl(test_path)}

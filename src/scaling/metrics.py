@@ -135,7 +135,18 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_STRICT = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            # json.loads keeps the last value silently: a wrong value then the right one would
+            # score as exact. Which one the model meant is unknowable.
+            raise _Refused(f"duplicate key {key[:40]!r}")
+        out[key] = value
+    return out
+
+
+_STRICT = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys)
 # Used only to find where a refused candidate ends, so the scan can skip past it.
 _EXTENT = json.JSONDecoder(
     parse_constant=lambda _: None, parse_float=lambda _: 0.0, parse_int=lambda _: 0
@@ -193,7 +204,8 @@ def extract_json(text: str) -> Extraction:
 
     Refused as not strict JSON: ``NaN``/``Infinity``/``-Infinity``, numbers that
     overflow a float (``1e999``), integers longer than Python's digit limit, raw
-    control characters inside strings, and nesting deeper than :data:`MAX_DEPTH`.
+    control characters inside strings, an object with the same key twice, and nesting
+    deeper than :data:`MAX_DEPTH`.
 
     Returns ``JSON_NOT_FOUND`` when the text has no ``{`` or ``[`` at all, and
     ``SYNTAX_ERROR`` when it has some but none decodes.

@@ -4,7 +4,7 @@ Usage::
 
     python -m scaling.score PREDICTIONS.jsonl --data TEST.jsonl [--schemas DIR]
                             [--json] [--out FILE] [--check-formats]
-                            [--n-boot N] [--seed S]
+                            [--n-boot N] [--seed S] [--max-line-bytes N]
 
 ``PREDICTIONS.jsonl`` holds one JSON object per line with ``id`` (a record id of
 ``TEST.jsonl``) and ``output`` (the model's raw text, a string); other fields are
@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .data import DataError, Record, SchemaInfo, load_schemas, read_records
+from .data import MAX_LINE_BYTES, DataError, Record, SchemaInfo, load_schemas, read_records
 from .data.io import DuplicateKey, json_type_name, no_duplicate_keys, reject_constant
 from .metrics import (
     JSON_NOT_FOUND,
@@ -263,15 +263,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--max-line-bytes", type=_positive_int, default=MAX_LINE_BYTES, metavar="N",
+                        help=f"longest accepted line of the data file in bytes (default {MAX_LINE_BYTES})")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     schemas_dir = args.schemas or str(Path(args.data).resolve().parent.parent / "schemas")
+    if args.schemas is None and not Path(schemas_dir).is_dir():
+        print(f"error: no --schemas given, and the default {schemas_dir} (schemas/ beside the data file's folder) "
+              "is not a folder: pass --schemas DIR", file=sys.stderr)
+        return 2
     try:
         schemas = load_schemas(schemas_dir)
-        records = read_records(args.data, schemas)
+        records = read_records(args.data, schemas, max_line_bytes=args.max_line_bytes)
         predictions = read_predictions(args.predictions)
         rows, agg = score_predictions(
             predictions, records, schemas,

@@ -311,7 +311,8 @@ def _iter_lines(fh, path: str, max_line_bytes: int, hasher) -> Iterator[tuple[in
                 hasher.update(chunk)
                 size += len(chunk)
             yield n, DataError(
-                f"line longer than the limit of {max_line_bytes} bytes (at least {size} bytes)",
+                f"line longer than the limit of {max_line_bytes} bytes (at least {size} bytes; "
+                "--max-line-bytes raises the limit)",
                 path, n, check="parse",
             )
             continue

@@ -961,12 +961,31 @@ def _add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-test", type=int, default=DEFAULT_N_TEST,
                         help=f"test records (default {DEFAULT_N_TEST})")
     parser.add_argument("--version", default="v1", help="version folder name (default v1)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into --out even when it is not empty (files of the same names are replaced)")
 
 
 def run_synth(args: argparse.Namespace) -> int:
     """Run ``synth`` from parsed arguments. Prints a summary, then one JSON line
     ``{"root", "version", "train", "test", "schemas"}``; returns the exit status
-    (0, or 2 after printing ``error: ...`` to stderr)."""
+    (0, or 2 after printing ``error: ...`` to stderr). A non-empty ``--out`` is refused
+    without ``--force``: a dataset other runs were trained and scored on is never replaced
+    by accident."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file, not a folder", file=sys.stderr)
+        return 2
+    if out.is_dir() and not getattr(args, "force", False):
+        try:
+            entries = sorted(p.name for p in out.iterdir())
+        except OSError as exc:
+            print(f"error: --out {out}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        if entries:
+            shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+            print(f"error: --out {out} is not empty ({shown}): choose another folder, or pass --force to "
+                  "write the dataset into it", file=sys.stderr)
+            return 2
     try:
         root = generate(args.out, seed=args.seed, n_train=args.n_train, n_test=args.n_test,
                         version=args.version)

@@ -52,6 +52,9 @@ def main() -> None:
         except FitError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except OSError as e:  # out_root not writable, a full disk: the path and the reason, no traceback
+            print(f"error: {e.filename or cfg.get('out_root')}: {e.strerror or e}", file=sys.stderr)
+            sys.exit(2)
 
     _app()
 

