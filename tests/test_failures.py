@@ -94,4 +94,4 @@ def test_bad_run_names_file_line_and_field(tmp_path, capsys):
     assert main([str(run), "--data", str(data)]) == 2
     assert "predictions.jsonl:1: field 'output' missing" in capsys.readouterr().err
     assert main([str(tmp_path / "nope")]) == 2
-    assert "nope/results.json: cannot read" in capsys.readouterr().err
+    assert "nope: no such folder" in capsys.readouterr().err

@@ -56,6 +56,8 @@ import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
+from scaling.metrics import METRIC_KEYS
+
 RESULTS_VERSION = 1
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -139,10 +141,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-REFERENCE_PREDICTION_KEYS = (
-    "id", "schema_id", "tier", "output", "status", "n_tokens", "hit_eos", "json_exact", "field_f1",
-    "field_f1_toplevel", "schema_compliance", "compliance_keys_types",
-)
+REFERENCE_PREDICTION_KEYS = ("id", "schema_id", "tier", "output", "status", "n_tokens", "hit_eos", *METRIC_KEYS)
 """What a committed reference run keeps of each prediction: the model's own output and its
 scores, never the prompt or expected text (the data stays in its own repository)."""
 
