@@ -25,12 +25,19 @@ Format, version ``RESULTS_VERSION``::
                "n_test": int, "eval_split": "test"|"val"|"none", "n_eval": int,
                "files": {path: sha256}},
       "train": null | {"tokens": int, "steps": int, "epochs": float, "wall_s": float,
-                       "tokens_per_s": float, "peak_mem_mb": float, ...},
+                       "tokens_per_s": float, "peak_mem_mb": float,
+                       "resumed_from": str|null, "resumed_at_step": int|null,
+                       "reused_from": str,     # present when the train cache's weights were used
+                       "cache_error": str,     # present when the train cache could not be written
+                       ...},
       "eval": {"wall_s": float, "generated_tokens": int, "tokens_per_s": float,
                "latency_s_per_example": float, "n": int},
       "metrics": {"overall": M, "by_tier": {tier: M}, "by_schema": {schema_id: M}},  # null with eval.split=none
       "config": {...resolved Hydra config...},
-      "config_hash": str,
+      "config_hash": str,                    # the config without bookkeeping keys
+      "data_hash": str,                      # the content of data.files (not their paths)
+      "train_hash": str,                     # the training's identity: the train cache's key
+                                             # (see scaling.jobs.identity)
       "seed": int,
       "versions": {package: version},
       "created_at": iso8601, "finished_at": iso8601

@@ -76,10 +76,15 @@ def _report(status: str, cfg: DictConfig, job_dir: Path | None, message: str | N
         pass  # the sweep then reports the job as "died": better than failing the job over it
 
 
-def _failure_message(record: dict) -> str:
+def _failure_message(record: dict, one_line: bool = True) -> str:
+    """The error's type and message (``one_line``: its first line only), then where the rest is."""
     err = record.get("error") or {}
+    text = str(err.get("message") or "").strip()
+    first = text.splitlines()[0] if text and one_line else text
+    if first != text:
+        first += " ..."
     where = f" (see {record.get('job_dir')}/results.json)" if record.get("status") == "failed" else ""
-    return f"{err.get('type')}: {err.get('message')}{where}"
+    return f"{err.get('type')}: {first}{where}"
 
 
 def run_task(cfg: DictConfig) -> float | None:
@@ -105,8 +110,8 @@ def run_task(cfg: DictConfig) -> float | None:
     if status in FAILED_STATUSES:
         if is_multirun():
             return None  # logged; the sweep goes on, and its exit status says a job failed
-        print(f"error: job {cfg.run_name} {'not run' if status == 'locked' else 'failed'}: {message}",
-              file=sys.stderr)
+        print(f"error: job {cfg.run_name} {'not run' if status == 'locked' else 'failed'}: "
+              f"{_failure_message(record, one_line=False)}", file=sys.stderr)
         sys.exit(1)
     if not record.get("metrics"):
         return None  # eval.split=none: nothing to optimise
