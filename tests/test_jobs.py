@@ -328,3 +328,16 @@ def test_facts_have_one_definition():
     assert where(r'"json_exact",\s*"field_f1",\s*"field_f1_toplevel"') == ["metrics.py"]  # the metrics
     assert where(r'"NLM"') == ["results.py"]  # the size categories
     assert where(r'"skip_completed", "resume"') == ["jobs/identity.py"]  # the bookkeeping keys
+
+
+def test_the_local_model_hint_composes_for_every_model(compose_train):
+    # The offline message and the README tell users how to load a downloaded folder: the
+    # override they print must compose (`model.path=` alone fails: the configs have no such key).
+    hints = set()
+    for text in ((Path(scaling.__file__).parent / "models" / "registry.py").read_text(),
+                 (Path(scaling.__file__).parents[2] / "README.md").read_text()):
+        hints |= set(re.findall(r"model\.source=local (\S*model\.path)=", text))
+    assert hints == {"+model.path"}
+    for option in sorted(p.stem for p in (Path(scaling.__file__).parents[2] / "conf" / "model").glob("*.yaml")):
+        cfg = compose_train([f"model={option}", "model.source=local", "+model.path=/models/mine"])
+        assert cfg.model.path == "/models/mine", option

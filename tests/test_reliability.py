@@ -169,3 +169,16 @@ def test_unwritable_output_root_is_one_error_line(tmp_path, run_scaling, multiru
     assert proc.returncode == 2
     assert f"error: cannot write the {what} {blocker}/out/" in proc.stderr and "Not a directory" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_ddp_workers_share_rank_0s_lock_and_write_nothing(tmp_path, run_scaling, fast_overrides):
+    # Lightning starts DDP worker 1 by re-running the command: it must neither refuse the job
+    # (rank 0 holds the lock) nor write the job's files, nor report a second sweep.
+    proc = run_scaling("scaling.train", ["-m", *BASE, *fast_overrides, "trainer=ddp", "trainer.accelerator=cpu",
+                                         "trainer.precision=32-true", "trainer.devices=2", "sweep_name=ddp"], tmp_path)
+    assert proc.stderr.count("sweep ddp: ") == 1 and "sweep ddp: 1 jobs: 1 completed" in proc.stderr
+    (job,) = job_dirs(tmp_path / "multirun" / "ddp").values()
+    r = results_of(job)
+    assert r["status"] == "completed" and r["train"]["world_size"] == 2
+    assert (job / "train_ddp_process_1.log").exists()  # worker 1 ran
+    assert len(predictions_of(job)) == 2 and not (job / "job.lock").exists()

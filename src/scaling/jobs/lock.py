@@ -70,6 +70,13 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def is_secondary_rank() -> bool:
+    """Whether this process is a data-parallel worker other than global rank 0 (Lightning's
+    DDP starts them by re-running the command; torchrun and SLURM set the same variables).
+    Rank 0 holds the job's lock for all of them."""
+    return any(os.environ.get(var, "0") not in ("", "0") for var in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
 class JobLocked(RuntimeError):
     """The job is held by a live process (or a takeover is under way)."""
 

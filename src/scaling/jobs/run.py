@@ -38,7 +38,7 @@ from scaling.evaluate import DecodeConfig, derive_max_new_tokens, evaluate_recor
 from scaling.jobs.cache import CacheEntry, cache_entry
 from scaling.jobs.config import FinetuneConfig, LockConfig, eval_split
 from scaling.jobs.identity import config_hash, data_hash, train_hash
-from scaling.jobs.lock import LOCK_FILE, JobLock, JobLocked
+from scaling.jobs.lock import LOCK_FILE, JobLock, JobLocked, is_secondary_rank
 from scaling.jobs.record import new_record, now
 from scaling.jobs.resume import ResumePoint, TrainIdentity, resume_point
 from scaling.jobs.sweep import hydra_job_dir
@@ -64,6 +64,8 @@ def run_job(cfg: DictConfig, job_dir: str | os.PathLike | None = None) -> dict[s
     lock_cfg = dataclass_from_config(LockConfig, cfg.get("lock"), "lock")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+    if is_secondary_rank():  # a DDP worker of the process that holds the lock
+        return Job(cfg, job_dir).run()
     lock = JobLock(job_dir / LOCK_FILE, heartbeat_s=lock_cfg.heartbeat_s, stale_after_s=lock_cfg.stale_after_s)
     try:
         lock.acquire()
@@ -86,6 +88,9 @@ class Job:
         self.record = new_record(cfg, job_dir, config_hash(cfg))
         self.loggers: list = []
         self.resume: ResumePoint | None = None
+        self.primary = not is_secondary_rank()
+        """False in a DDP worker other than rank 0: it trains alongside rank 0 and writes
+        nothing (no results.json, no train cache, no evaluation): rank 0 owns the job's files."""
 
     # ------------------------------------------------------------------ the life of a job
 
@@ -99,11 +104,13 @@ class Job:
                 return {**previous, "skipped": True}
             if self.cfg.get("resume", True):
                 self.resume = resume_point(self.job_dir, record["train_hash"], previous, record["config_hash"])
-            atomic_write_json(self.results_path, record)
-            started = True
+            if self.primary:
+                atomic_write_json(self.results_path, record)
+                started = True
             self.build_model()
             self.train()
-            self.evaluate()
+            if self.primary:
+                self.evaluate()
             record["status"] = "completed"
         except BaseException as exc:  # noqa: BLE001 - every failure is recorded, KeyboardInterrupt too
             record["status"] = "failed"
@@ -117,7 +124,7 @@ class Job:
                 # for it, instead of starting the next job.
                 raise SystemExit(exc.code if exc.code not in (None, 0) else 128 + signal.SIGTERM) from exc
         finally:
-            if not skipped:
+            if not skipped and self.primary:
                 record["finished_at"] = now()
                 if started or (previous or {}).get("status") != "completed":
                     atomic_write_json(self.results_path, record)
@@ -223,7 +230,7 @@ class Job:
             record["train"] = self.fit()
             if finetune.method == "lora":
                 self.model = self.model.merge_and_unload()  # plain weights: faster generation, same function
-            if entry is not None:
+            if entry is not None and self.primary:
                 self.store(entry, trainable)
         counts = self.base_counts
         record["params"] = {"total": counts.total, "non_embedding": counts.non_embedding, "trainable": trainable}
@@ -271,7 +278,7 @@ class Job:
                                              mode="min", save_top_k=1, auto_insert_metric_name=False))
         trainer = self.trainer(callbacks, **({} if val_set is not None else {"limit_val_batches": 0}))
         resume = self.resume
-        for lg in self.loggers:
+        for lg in self.loggers if self.primary else ():
             if hasattr(lg, "resume_at"):
                 lg.resume_at(resume.step if resume else 0)  # keep the history up to the checkpoint
         if resume:

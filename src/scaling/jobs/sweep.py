@@ -29,6 +29,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 import scaling.jobs.config  # noqa: F401 - registers the configs' resolvers before Hydra composes
+from scaling.jobs.lock import is_secondary_rank
 from scaling.paths import CONF_DIR
 
 OUTCOMES_ENV = "SCALING_SWEEP_OUTCOMES"
@@ -63,7 +64,7 @@ def _job_num() -> int:
 
 def _report(status: str, cfg: DictConfig, job_dir: Path | None, message: str | None = None) -> None:
     folder = os.environ.get(OUTCOMES_ENV)
-    if not folder or not is_multirun():
+    if not folder or not is_multirun() or is_secondary_rank():  # rank 0 reports for a DDP job
         return
     outcome = {"status": status, "run_name": str(cfg.get("run_name")), "job_dir": str(job_dir) if job_dir else None,
                "message": message}
@@ -144,6 +145,8 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _exit_status
         _exit_status = 0
+        if is_secondary_rank():  # a DDP worker re-running the command: rank 0 runs the sweep
+            return
         sweep_dir = str(config.hydra.sweep.dir)
         _check_writable(sweep_dir, "sweep folder")
         invocation = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
