@@ -493,8 +493,9 @@ def test_bad_eval_split_fails_naming_the_flag(tmp_path, run_scaling, fast_overri
 
 
 def test_submitit_local_launcher(tmp_path, run_scaling, fast_overrides):
-    run_scaling("scaling.train", ["-m", "hydra/launcher=local", "model=tiny_s,tiny_m", *fast_overrides,
-                                  "sweep_name=submitit", "logger=none"], tmp_path)
+    proc = run_scaling("scaling.train", ["-m", "hydra/launcher=local", "model=tiny_s,tiny_m", *fast_overrides,
+                                         "sweep_name=submitit", "logger=none"], tmp_path)
+    assert "sweep submitit: 2 jobs: 2 completed" in proc.stderr  # the jobs reported from their processes
     sweep = tmp_path / "multirun" / "submitit"
     dirs = job_dirs(sweep)
     assert len(dirs) == 2
@@ -508,8 +509,9 @@ def test_submitit_local_launcher(tmp_path, run_scaling, fast_overrides):
 
 
 def test_parallel_launcher_runs_jobs_side_by_side_with_their_thread_count(tmp_path, run_scaling, fast_overrides):
-    run_scaling("scaling.train", ["-m", "hydra/launcher=parallel", "threads=1", "model=tiny_s,tiny_m",
-                                  *fast_overrides, "sweep_name=parallel", "logger=none"], tmp_path)
+    proc = run_scaling("scaling.train", ["-m", "hydra/launcher=parallel", "threads=1", "model=tiny_s,tiny_m",
+                                         *fast_overrides, "sweep_name=parallel", "logger=none"], tmp_path)
+    assert "sweep parallel: 2 jobs: 2 completed" in proc.stderr
     dirs = job_dirs(tmp_path / "multirun" / "parallel")
     assert len(dirs) == 2
     pids = set()
