@@ -7,7 +7,6 @@ Kill-and-resume at a mid-epoch step and at an epoch boundary is in test_train.py
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
