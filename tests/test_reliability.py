@@ -77,6 +77,15 @@ def test_data_content_not_its_path_decides_skip_and_reuse(tmp_path, run_scaling,
     assert f"skip {job}" in proc.stdout + proc.stderr and "1 jobs: 1 skipped" in proc.stderr
     assert (job / "results.json").stat().st_mtime_ns == mtime
 
+    # Data that cannot be read (nor generated): the job fails, its completed result stays.
+    (tmp_path / "a-file").write_text("")
+    proc = run_scaling("scaling.train", [*args, f"data.root={tmp_path / 'a-file' / 'data'}"], out, check=False)
+    assert proc.returncode == 1 and "1 jobs: 1 failed" in proc.stderr
+    line, = [x for x in proc.stderr.splitlines() if x.startswith("  job 0 ")]
+    assert "failed: FileExistsError" in line and "a-file" in line  # mkdir under a file
+    assert line.endswith(f"({job / 'results.json'} left as it was: completed by an earlier run)")
+    assert (job / "results.json").stat().st_mtime_ns == mtime and results_of(job)["status"] == "completed"
+
 
 def test_a_second_process_on_a_running_job_refuses_it(tmp_path, run_scaling, fast_overrides):
     args = ["-m", *BASE, *fast_overrides, "sweep_name=lock"]

@@ -131,6 +131,7 @@ class Job:
                 else:  # failed while preparing: a finished result of this folder stays readable
                     log.error("results.json of %s left as it was (completed); this run failed before it started",
                               self.job_dir)
+                    record["results_kept"] = True  # returned, never written
                 finish_wandb(self.loggers, record)
         return record
 

@@ -84,7 +84,12 @@ def _failure_message(record: dict, one_line: bool = True) -> str:
     first = text.splitlines()[0] if text and one_line else text
     if first != text:
         first += " ..."
-    where = f" (see {record.get('job_dir')}/results.json)" if record.get("status") == "failed" else ""
+    results = Path(str(record.get("job_dir"))) / "results.json"
+    where = ""
+    if record.get("results_kept"):
+        where = f" ({results} left as it was: completed by an earlier run)"
+    elif record.get("status") == "failed" and results.is_file():
+        where = f" (see {results})"
     return f"{err.get('type')}: {first}{where}"
 
 
