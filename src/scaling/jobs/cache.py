@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import load_file, save_file
+
 from scaling.results import atomic_write_json, read_json
 
 log = logging.getLogger("scaling.train")
@@ -42,8 +44,6 @@ class CacheEntry:
     def save(self, model, info: dict[str, Any]) -> None:
         """Store ``model``'s weights, then ``info`` (the completeness mark). Raises OSError
         when the cache cannot be written; the caller decides what that costs."""
-        from safetensors.torch import save_file
-
         self.path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         # Tied weights share storage; safetensors refuses shared tensors, so store clones.
@@ -69,8 +69,6 @@ def cache_entry(train_cache: str | os.PathLike | None, train_hash: str) -> Cache
 
 def load_weights(model, path: str | os.PathLike):
     """Load a ``model.safetensors`` written by the train cache into ``model`` (tied weights re-tied)."""
-    from safetensors.torch import load_file
-
     missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise RuntimeError(f"cached weights {path} do not match the model: missing {missing[:5]}, "

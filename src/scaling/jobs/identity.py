@@ -22,6 +22,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from omegaconf import DictConfig, OmegaConf
+
 BOOKKEEPING_KEYS: tuple[str, ...] = (
     "sweep_name", "output_root", "run_name", "train_cache", "skip_completed", "resume", "lock", "logger",
     "callbacks", "hydra", "threads",
@@ -71,8 +73,6 @@ def _get(data: dict, dotted: str, default: Any) -> tuple[bool, Any]:
 def hashed_config(cfg: Any, exclude: Iterable[str] = ()) -> dict:
     """The resolved config as it enters a hash: bookkeeping keys (and ``exclude``) removed,
     options in :data:`HASH_OMIT_AT_DEFAULT` removed while at their default."""
-    from omegaconf import DictConfig, OmegaConf
-
     data = (OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False) if isinstance(cfg, DictConfig)
             else json.loads(json.dumps(cfg, default=str)))
     for key in (*BOOKKEEPING_KEYS, *exclude):

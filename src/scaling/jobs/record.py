@@ -6,9 +6,11 @@ import datetime as _dt
 import os
 import socket
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from scaling.results import RESULTS_VERSION
@@ -22,8 +24,6 @@ def now() -> str:
 
 
 def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": sys.version.split()[0]}
     for pkg in VERSIONED_PACKAGES:
         try:
@@ -35,8 +35,6 @@ def package_versions() -> dict[str, str]:
 
 def machine_record() -> dict:
     """Where the job ran: host, process, torch threads, accelerator."""
-    import torch
-
     return {"hostname": socket.gethostname(), "pid": os.getpid(), "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
             "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 log = logging.getLogger("scaling.train")
 
@@ -50,8 +51,6 @@ class ResumePoint:
 def read_checkpoint_head(path: Path) -> dict[str, Any]:
     """The checkpoint's small entries (tensors memory-mapped, not read). Raises
     :class:`CheckpointError` naming the file when it is truncated or corrupt."""
-    import torch
-
     try:
         ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
         if not isinstance(ckpt, dict) or "global_step" not in ckpt:

@@ -27,6 +27,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
@@ -359,8 +360,6 @@ def _read_previous(path: Path) -> dict | None:
 def _instantiate(conf):
     """``instantiate(conf)``; a config class's own error (it names the flag) is raised as
     itself, not inside Hydra's InstantiationException."""
-    from hydra.errors import InstantiationException
-
     try:
         return instantiate(conf, _convert_="all")
     except InstantiationException as exc:
@@ -370,7 +369,7 @@ def _instantiate(conf):
 
 
 def _lora_wrap(model, lora: dict):
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # here: peft is imported only by LoRA jobs
 
     config = LoraConfig(
         r=int(lora.get("r", 16)),

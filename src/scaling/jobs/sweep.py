@@ -25,7 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import scaling.jobs.config  # noqa: F401 - registers the configs' resolvers before Hydra composes
@@ -41,15 +44,10 @@ _exit_status = 0  # set by SweepCallback.on_multirun_end, read by hydra_entry
 
 
 def hydra_job_dir() -> Path:
-    from hydra.core.hydra_config import HydraConfig
-
     return Path(HydraConfig.get().runtime.output_dir)
 
 
 def is_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     try:
         return HydraConfig.get().mode == RunMode.MULTIRUN
     except ValueError:
@@ -57,8 +55,6 @@ def is_multirun() -> bool:
 
 
 def _job_num() -> int:
-    from hydra.core.hydra_config import HydraConfig
-
     return int(HydraConfig.get().job.num)
 
 
@@ -205,8 +201,6 @@ def report_sweep(outcomes: dict[int, dict], sweep_name: str) -> int:
 
 def hydra_entry(config_name: str) -> None:
     """``main`` of a job entry point over ``conf/<config_name>.yaml``."""
-    import hydra
-
     hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(run_task)()
     if _exit_status:
         sys.exit(_exit_status)

@@ -13,9 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
+from scaling.metrics import HEADLINE_METRICS
 from scaling.results import atomic_write_text
 
 
@@ -86,8 +88,6 @@ def _step(row: dict) -> int | None:
 
 def build_loggers(cfg) -> list:
     """The Lightning loggers of ``cfg.logger`` (``logger=none``: none)."""
-    from hydra.utils import instantiate
-
     return [instantiate(conf) for conf in (cfg.get("logger") or {}).values()
             if conf is not None and "_target_" in conf]
 
@@ -105,11 +105,9 @@ def wandb_tags(loggers: list, category: str, n_params: int) -> None:
 
 def wandb_results(loggers: list, record: dict, rows: list[dict]) -> None:
     """The evaluation metrics into the W&B summary, the predictions as a table."""
-    from scaling.metrics import HEADLINE_METRICS
-
     split = record["data"]["eval_split"]  # "test" or "val": val scores never show up as test ones
     for lg in wandb_loggers(loggers):
-        import wandb
+        import wandb  # here: only jobs that log to W&B pay for importing it
 
         run = lg.experiment
         run.config.update(record["config"], allow_val_change=True)
