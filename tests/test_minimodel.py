@@ -427,14 +427,14 @@ def test_padding_mask_never_leaves_a_query_without_keys():
 def test_continuous_batching_engine_runs_minimodel_like_generate():
     """scaling.evaluate's default engine edits the KV cache (drops finished rows, merges new
     prompts in): MiniModel's cache must take that and give what model.generate gives."""
-    from scaling.evaluate import DecodeConfig, generate_batched
+    from scaling.decode import DecodeConfig, generate_batched
     from scaling.models import train_bpe_tokenizer
 
     texts = [f"order {i}: {i * 7} apples and {i % 5} pears, shipped to {'Oslo' if i % 2 else 'Lima'}" for i in range(40)]
     tok = train_bpe_tokenizer(texts, vocab_size=300)
     model = tiny_model(seed=3, vocab_size=len(tok)).double()
     prompts = [t[: 10 + 9 * i] for i, t in enumerate(texts[:7])]
-    base = dict(progress=False, batch_size=3, stop_at_json_end=False)
+    base = dict(progress=False, batch_size=3, stop_at_json_end=False, dtype="float64")
     # Make a token the model writes mid-answer the EOS, so rows stop at different steps and
     # rows leave and join the running batch.
     firsts: dict[int, set[int]] = {}
