@@ -15,9 +15,9 @@ from typing import Any, Mapping, Sequence
 from scaling.compare.datacheck import (VersionCheck, VersionDiff, check_version, common_stats, diff_to_json,
                                        diff_versions, field_changes, pooled)
 from scaling.compare.datacheck import to_json as check_to_json
-from scaling.data import CHECKS
 from scaling.compare.runs import METRIC_NAMES, METRICS, Alignment, CompareError, Run, align, load_run
 from scaling.compare.stats import OTHERS, OVERALL, GroupComparison, PairComparison, compare_runs
+from scaling.data import CHECKS
 from scaling.fit.tables import Table
 
 FIGURE = "deltas"
@@ -165,7 +165,7 @@ def runs_table(cmp: Comparison) -> Table:
         rows.append((r.label, d["model"], d["finetune"], d["decode"], d["prompt"], trained_on(r, cmp.checks),
                      scored_on(r, cmp.checks), str(len(ids)), pct(means["json_exact"]), f"{100 * means['field_f1']:.1f}",
                      pct(means["schema_compliance"])))
-    return Table("compare-runs", f"Runs compared ({cmp.name}); scores on the {len(ids)} examples every run scored.",
+    return Table(f"compare-{cmp.name}-runs", f"Runs compared ({cmp.name}); scores on the {len(ids)} examples every run scored.",
                  header, tuple(rows))
 
 
@@ -176,17 +176,17 @@ def _group_title(row: GroupComparison) -> str:
 def summary_table(cmp: Comparison, pair: PairComparison, tag: str) -> Table:
     a, b = pair.a, pair.b
     level = round(100 * cmp.level)
-    header = ("examples", "n", f"JSONExact % {a} -> {b}", f"JSONExact delta [{level}% CI]",
+    header = ("examples", "n", f"JSONExact % {a} → {b}", f"JSONExact delta [{level}% CI]",
               f"Field F1 delta [{level}% CI]", f"compliance delta [{level}% CI]",
               f"right only in {a} / only in {b}", "McNemar p")
     rows = []
     for row in pair.by_kind("overall", "tier", "group"):
         m = row.metrics
         label = _group_title(row) if row.kind != "group" else f"group {row.group}"
-        rows.append((label, str(row.n), f"{pct(m['json_exact'].a)} -> {pct(m['json_exact'].b)}",
+        rows.append((label, str(row.n), f"{pct(m['json_exact'].a)} → {pct(m['json_exact'].b)}",
                      *(pts(m[k].delta, m[k].ci) for k in METRICS),
                      f"{row.mcnemar.lost} / {row.mcnemar.gained}", pval(row.mcnemar.p)))
-    return Table(f"compare-{tag}", f"{b} against {a}: deltas ({b} minus {a}) in points with {level}% paired-bootstrap "
+    return Table(f"compare-{cmp.name}-{tag}", f"{b} against {a}: deltas ({b} minus {a}) in points with {level}% paired-bootstrap "
                                    "intervals over the shared examples; exact McNemar test on JSONExact.",
                  header, tuple(rows))
 
@@ -195,16 +195,16 @@ def schema_table(cmp: Comparison, pair: PairComparison, tag: str) -> Table:
     a, b = pair.a, pair.b
     owner = {s: g for g, members in cmp.groups.items() for s in members}
     header = ("schema", "tier") + (("group",) if cmp.groups else ()) + (
-        "n", f"JSONExact % {a} -> {b}", "JSONExact delta", "Field F1 delta", "compliance delta",
+        "n", f"JSONExact % {a} → {b}", "JSONExact delta", "Field F1 delta", "compliance delta",
         f"only {a} / only {b}", "McNemar p")
     rows = []
     for row in pair.by_kind("schema"):
         m = row.metrics
         rows.append((row.group, row.tier or "-") + ((owner.get(row.group, OTHERS),) if cmp.groups else ()) + (
-            str(row.n), f"{pct(m['json_exact'].a)} -> {pct(m['json_exact'].b)}",
+            str(row.n), f"{pct(m['json_exact'].a)} → {pct(m['json_exact'].b)}",
             *(pts(m[k].delta, m[k].ci) for k in METRICS), f"{row.mcnemar.lost} / {row.mcnemar.gained}",
             pval(row.mcnemar.p)))
-    return Table(f"compare-{tag}-schemas", f"{b} against {a} per schema (points, paired-bootstrap intervals "
+    return Table(f"compare-{cmp.name}-{tag}-schemas", f"{b} against {a} per schema (points, paired-bootstrap intervals "
                                            "within each schema).", header, tuple(rows))
 
 
@@ -228,7 +228,7 @@ def validator_table(cmp: Comparison) -> Table:
             rows.append((c.label, "all", str(c.records), str(c.invalid),
                          ", ".join(f"{k} {v}" for k, v in c.by_check.items()) or "none",
                          *(str(total.get(g, 0)) for g in groups)))
-    return Table("compare-validator", "Records the validator (scaling.data validate) finds invalid, computed by "
+    return Table(f"compare-{cmp.name}-validator", "Records the validator (scaling.data validate) finds invalid, computed by "
                                       "this report on the files named.", header, tuple(rows))
 
 
@@ -248,8 +248,8 @@ def format_table(cmp: Comparison, diff: VersionDiff) -> Table:
     other = next(c for c in cmp.checks if c.label == diff.other)
     a, b = ref.label, other.label
     roles, xs, ys = common_stats(ref, other)
-    header = ("schema", "records", f"changed ({b} vs {a})", f"invalid {a} -> {b}", f"line items/answer {a} -> {b}",
-              "leaves/answer", "prompt chars", "answer chars", "copyable leaves %", f"fields in how many records ({a} -> {b})")
+    header = ("schema", "records", f"changed ({b} vs {a})", f"invalid {a} → {b}", f"line items/answer {a} → {b}",
+              "leaves/answer", "prompt chars", "answer chars", "copyable leaves %", f"fields in how many records ({a} → {b})")
     rows = []
     changed = diff.changed_schemas
     blocks: list[tuple[str, list[str]]] = [(s, [s]) for s in (changed or ys)]
@@ -264,13 +264,13 @@ def format_table(cmp: Comparison, diff: VersionDiff) -> Table:
         n_changed = sum(n for s in members for role, n in diff.changed.get(s, {}).items() if not roles or role in roles)
         fields = ""
         if len(members) == 1:
-            fields = ", ".join(f"{k} {u} -> {v}" for k, u, v in field_changes(x, y)) or "same"
-        rows.append((title, str(y.records), str(n_changed), f"{x.invalid} -> {y.invalid}",
-                     f"{x.items:.2f} -> {y.items:.2f}", f"{x.leaves:.1f} -> {y.leaves:.1f}",
-                     f"{x.prompt_chars:.0f} -> {y.prompt_chars:.0f}", f"{x.answer_chars:.0f} -> {y.answer_chars:.0f}",
-                     f"{pct(x.copyable)} -> {pct(y.copyable)}", fields))
+            fields = ", ".join(f"{k} {u} → {v}" for k, u, v in field_changes(x, y)) or "same"
+        rows.append((title, str(y.records), str(n_changed), f"{x.invalid} → {y.invalid}",
+                     f"{x.items:.2f} → {y.items:.2f}", f"{x.leaves:.1f} → {y.leaves:.1f}",
+                     f"{x.prompt_chars:.0f} → {y.prompt_chars:.0f}", f"{x.answer_chars:.0f} → {y.answer_chars:.0f}",
+                     f"{pct(x.copyable)} → {pct(y.copyable)}", fields))
     over = " and ".join(f"{r} files" for r in roles) if roles else "the files given"
-    return Table(f"compare-data-{a}-{b}", f"{b} against {a} over the {over} of both: what changed and how the "
+    return Table(f"compare-{cmp.name}-data-{a}-{b}", f"{b} against {a} over the {over} of both: what changed and how the "
                                         "answers' format differs (means per record).", header, tuple(rows))
 
 
