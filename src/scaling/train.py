@@ -38,7 +38,7 @@ _HASH_EXCLUDE = ("sweep_name", "output_root", "run_name", "train_cache", "skip_c
                  "hydra", "threads")
 # Options added after runs existed hash as absent while at their default, so finished jobs
 # and cached weights stay recognised.
-_HASH_OMIT_AT_DEFAULT = ((("finetune", "tier_repeat"), None),)
+_HASH_OMIT_AT_DEFAULT = ((("finetune", "tier_repeat"), None), (("data", "train_version"), None))
 _HASH_EXCLUDE_NESTED = (("trainer", "enable_progress_bar"), ("trainer", "default_root_dir"),
                         ("trainer", "log_every_n_steps"), ("decode", "progress"), ("data", "root"),
                         ("finetune", "checkpoint_every_n_steps"), ("finetune", "gradient_checkpointing"))
