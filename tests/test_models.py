@@ -129,8 +129,10 @@ def test_minimodel200_parameter_count_on_meta():
     with torch.device("meta"):
         model = MiniModelForCausalLM(build_config(spec))
     counts = count_parameters(model)
-    assert 200e6 < counts.total < 215e6  # published as "200M"; measured 209,190,912
+    assert counts.total == 209_190_912  # published as "200M": 32768*768 + 24*(5*768^2 + 2*768*3072)
     assert counts.non_embedding == counts.total - 32768 * 768
+    config = model.config  # the published layout: 12 heads of 64, 16 rotating pairs, base 1024
+    assert (config.head_dim, config.rotary_dim, config.rope_theta) == (64, 32, 1024.0)
     assert category_for(counts.total) == "MLM"
 
 
