@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from scaling.data.prompts import PromptFormat, format_prompt, format_target
 from scaling.decode import DecodeConfig, SchemaGrammars, derive_max_new_tokens, generate_batched, row_caps
+from scaling.decode.engine import encode_prompts
 from scaling.score import score_predictions
 
 __all__ = ["DecodeConfig", "EvalResult", "derive_max_new_tokens", "evaluate_records", "main"]
@@ -43,11 +44,11 @@ def evaluate_records(model, tokenizer, records, schemas, fmt: PromptFormat, cfg:
     (:func:`scaling.decode.answer_prompt_ratio`); with ``cfg.prompt_cap`` each row is also
     capped by its own prompt's length. ``None``: the run-wide cap only.
     """
-    prompts = [format_prompt(r.prompt, schemas[r.schema_id].schema, fmt, tokenizer) for r in records]
+    prompts = encode_prompts(tokenizer, [format_prompt(r.prompt, schemas[r.schema_id].schema, fmt, tokenizer)
+                                         for r in records])
     if max_new_tokens is None:
         max_new_tokens = derive_max_new_tokens(tokenizer, [format_target(r.expected_output, fmt) for r in records], cfg)
-    lengths = [len(tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
-    caps = row_caps(lengths, max_new_tokens, cap_ratio, cfg)
+    caps = row_caps([len(p) for p in prompts], max_new_tokens, cap_ratio, cfg)
     grammars = None
     compile_s = 0.0
     failures: dict = {}

@@ -318,7 +318,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
     from scaling.data.sft import stratified_split
     from scaling.decode import DecodeConfig, answer_prompt_ratio, derive_max_new_tokens
     from scaling.evaluate import evaluate_records
-    from scaling.models import build_model, build_tokenizer, category_for, count_parameters
+    from scaling.models import build_model, build_tokenizer, category_for, count_parameters, resolved_revision
     from scaling.results import METRICS_FILE, PREDICTIONS_FILE, atomic_write_json, write_jsonl
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -354,6 +354,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
     model = build_model(spec, tokenizer=tokenizer, seed=int(cfg.seed))
     base_counts = count_parameters(model)
     record["model"] = {"key": spec.key, "source": spec.source, "hub_id": spec.hub_id, "revision": spec.revision,
+                       "revision_resolved": resolved_revision(spec, model),
                        "family": spec.family, "vocab_size": len(tokenizer)}
     record["category"] = category_for(base_counts.total)
     record["finetune"] = {"method": finetune.method, "epochs": finetune.epochs, "max_steps": finetune.max_steps,

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from scaling.data.sft import bos_prefix, prompt_ids
 from scaling.decode.config import DecodeConfig
 from scaling.decode.grammar import GrammarLogitsProcessor, mask_to_grammars
 from scaling.decode.kv_cache import SlotKVCache
@@ -151,10 +152,13 @@ def supports_slot_cache(model) -> bool:
 
 
 @torch.inference_mode()
-def generate_batched(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, cfg: DecodeConfig,
+def generate_batched(model, tokenizer, prompts: Sequence[str | list[int]], max_new_tokens: int, cfg: DecodeConfig,
                      grammars: Sequence[Any] | None = None, desc: str = "generate",
                      caps: Sequence[int] | None = None) -> tuple[list[Generation], GenerationStats]:
     """Greedy-decode every prompt; returns generations in input order and measured stats.
+
+    A prompt is text, encoded as training encodes it (:func:`scaling.data.sft.prompt_ids`: the
+    model's BOS where its tokenizer adds one), or a list of token ids used as given.
 
     ``caps`` bounds each row (default: ``max_new_tokens`` for all). ``cfg.dtype`` decides the
     decoding precision: a model in another dtype is decoded through a converted copy, so the
@@ -165,7 +169,7 @@ def generate_batched(model, tokenizer, prompts: Sequence[str], max_new_tokens: i
     run_model = model if next(model.parameters()).dtype == dtype else copy.deepcopy(model).to(dtype)
     was_training = run_model.training
     run_model.eval()
-    encoded = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+    encoded = encode_prompts(tokenizer, prompts)
     caps = [min(int(c), max_new_tokens) for c in caps] if caps is not None else [max_new_tokens] * len(prompts)
     engine = cfg.engine if cfg.engine == "hf" or supports_slot_cache(run_model) else "hf"
     if engine != cfg.engine:
@@ -208,6 +212,12 @@ def generate_batched(model, tokenizer, prompts: Sequence[str], max_new_tokens: i
         run_model.train(was_training)
     stats.wall_s = time.perf_counter() - t_start
     return [r for r in results if r is not None], stats
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str | list[int]]) -> list[list[int]]:
+    """Token ids of each prompt as the model was trained on them (text), or as given (ids)."""
+    prefix = bos_prefix(tokenizer)
+    return [list(p) if not isinstance(p, str) else prompt_ids(tokenizer, p, prefix) for p in prompts]
 
 
 # --------------------------------------------------------------------------------------
