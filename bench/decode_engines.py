@@ -67,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS[:-1]), choices=VARIANTS)
     p.add_argument("--old-rev", default="24ff6b7", help="git revision whose src/scaling/evaluate.py is the baseline")
     p.add_argument("--curve-steps", type=int, default=6, help="decode steps timed per step-cost point")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--min-available-mb", type=float, default=800)
     p.add_argument("--out", type=Path, default=None)
@@ -112,7 +113,7 @@ def main(argv=None) -> dict:
         from scaling.train import load_weights
 
         model = load_weights(model, args.weights)
-    model.eval()
+    model.eval().to(args.device)
     fmt = PromptFormat(template=args.template, schema=args.schema)
     # As scaling.train does: the run cap from every target, row caps from the training records.
     max_new = args.max_new_tokens or derive_max_new_tokens(tokenizer, [format_target(r.expected_output, fmt)
