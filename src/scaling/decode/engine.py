@@ -226,14 +226,14 @@ def encode_prompts(tokenizer, prompts: Sequence[str | list[int]]) -> list[list[i
 
 
 class _Row:
-    """One sequence being decoded: its input index, stop state, grammar matcher, where its
-    columns start in its slot, its next column and position, and its clock."""
+    """One sequence being decoded: its input index, stop state, grammar matcher, its next
+    column (the device-side ``state`` holds start column, next column and position for the
+    model's inputs; this copy sizes the attention read without a device sync), its clock."""
 
-    __slots__ = ("index", "stop", "matcher", "start", "col", "position", "t0")
+    __slots__ = ("index", "stop", "matcher", "col", "t0")
 
-    def __init__(self, index: int, stop: RowStop, matcher, start: int, col: int, position: int, t0: float) -> None:
-        self.index, self.stop, self.matcher = index, stop, matcher
-        self.start, self.col, self.position, self.t0 = start, col, position, t0
+    def __init__(self, index: int, stop: RowStop, matcher, col: int, t0: float) -> None:
+        self.index, self.stop, self.matcher, self.col, self.t0 = index, stop, matcher, col, t0
 
 
 class _ContinuousEngine:
@@ -255,6 +255,8 @@ class _ContinuousEngine:
         self.cache = SlotKVCache(model.config.num_hidden_layers, self.slots, width)
         self.rows: list[_Row] = []
         self.logits: torch.Tensor | None = None
+        self.state = torch.zeros((0, 3), dtype=torch.long, device=self.device)  # start column, next column, position
+        self.next_ids = torch.zeros(0, dtype=torch.long, device=self.device)
         self.bitmask = None
         if grammars is not None:
             import xgrammar as xgr
@@ -288,10 +290,12 @@ class _ContinuousEngine:
                          use_cache=True, logits_to_keep=1, **{self.cache_kw: self.cache})
         logits = out.logits[:, -1, :].float()
         self.logits = logits if self.logits is None or not self.rows else torch.cat([self.logits, logits])
+        new_state = torch.tensor([[width - n, width, n] for n in lengths], dtype=torch.long, device=self.device)
+        self.state = new_state if not self.rows else torch.cat([self.state, new_state])
         for i, n in zip(indices, lengths):
             grammar = self.grammars[i] if self.grammars is not None else None
             matcher = self.xgr.GrammarMatcher(grammar) if grammar is not None else None
-            self.rows.append(_Row(i, self.new_row(i), matcher, start=width - n, col=width, position=n, t0=t0))
+            self.rows.append(_Row(i, self.new_row(i), matcher, col=width, t0=t0))
         self.stats.batches += 1
         self.stats.prefill_tokens += sum(lengths)
         self.stats.prefill_s += time.perf_counter() - t0
@@ -300,6 +304,8 @@ class _ContinuousEngine:
     # -- one step ------------------------------------------------------------------------------
 
     def _choose(self) -> list[int]:
+        """Each row's next token (under its grammar), kept on the device for the next step;
+        the list returned is the step's one device-to-host transfer."""
         scores = self.logits
         if self.grammars is not None:
             t0 = time.perf_counter()
@@ -307,15 +313,22 @@ class _ContinuousEngine:
                 self.bitmask = self.xgr.allocate_token_bitmask(self.slots, scores.shape[-1])
             mask_to_grammars(scores, [r.matcher for r in self.rows], self.bitmask)
             self.stats.grammar_s += time.perf_counter() - t0
-        return scores.argmax(-1).tolist()  # the step's one device-to-host transfer
+        self.next_ids = scores.argmax(-1)
+        return self.next_ids.tolist()
 
     def _retire(self, done: list[int]) -> None:
-        """Drop finished rows; the last rows move into their slots (one row's copy each)."""
+        """Drop finished rows; the last rows move into their slots (one row's copy each), in
+        the cache, the device-side row state and the chosen tokens alike."""
         n_keep = len(self.rows) - len(done)
         done_set = set(done)
         holes = [k for k in done if k < n_keep]
         movers = [k for k in range(n_keep, len(self.rows)) if k not in done_set]
         self.cache.move_slots(movers, holes)
+        if holes:
+            h, m = torch.tensor(holes, device=self.device), torch.tensor(movers, device=self.device)
+            self.state[h] = self.state[m]
+            self.next_ids[h] = self.next_ids[m]
+        self.state, self.next_ids = self.state[:n_keep], self.next_ids[:n_keep]
         rows = self.rows
         for hole, mover in zip(holes, movers):
             rows[hole] = rows[mover]
@@ -336,30 +349,24 @@ class _ContinuousEngine:
                     self.finish(row.index, row.stop, now - row.t0)
                     done.append(k)
             if done:
-                keep = [k for k in range(len(self.rows)) if k not in set(done)]
-                kept_tokens = {self.rows[k].index: tokens[k] for k in keep}
                 self._retire(done)
-                tokens = [kept_tokens[r.index] for r in self.rows]
             if not self.rows:
                 self.logits = None
                 continue
-            self._step(tokens)
+            self._step()
 
-    def _step(self, tokens: list[int]) -> None:
-        rows, device = self.rows, self.device
-        cols = torch.tensor([r.col for r in rows], dtype=torch.long)
-        read = int(cols.max()) + 1
-        start = torch.tensor([r.start for r in rows], dtype=torch.long)
-        cols, start = cols.to(device), start.to(device)
+    def _step(self) -> None:
+        """One token for every row: written at each row's next column, attending to its own."""
+        rows = self.rows
+        read = max(r.col for r in rows) + 1
+        start, cols, positions = self.state[:, 0], self.state[:, 1], self.state[:, 2:]
         self.cache.set_decode(cols, read)
-        mask = SlotKVCache.decode_mask(start, cols, read)
-        positions = torch.tensor([[r.position] for r in rows], dtype=torch.long, device=device)
-        out = self.model(input_ids=torch.tensor(tokens, dtype=torch.long, device=device)[:, None], attention_mask=mask,
+        out = self.model(input_ids=self.next_ids[:, None], attention_mask=SlotKVCache.decode_mask(start, cols, read),
                          position_ids=positions, use_cache=True, **{self.cache_kw: self.cache})
         self.logits = out.logits[:, -1, :].float()
+        self.state[:, 1:] += 1
         for r in rows:
             r.col += 1
-            r.position += 1
         self.stats.steps += 1
         self.stats.row_steps += len(rows)
         self.stats.context_steps += read
