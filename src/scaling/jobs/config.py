@@ -124,11 +124,19 @@ def wandb_offline() -> bool:
         return True
 
 
+def auto_precision(accelerator: str) -> str:
+    """``${auto_precision:cpu}``: bf16-mixed where the hardware has fast bf16 (scaling.hardware)."""
+    from scaling.hardware import resolve_precision  # here: it imports torch, which --help never needs
+
+    return resolve_precision("auto", accelerator)
+
+
 RESOLVERS = {
     "wandb_offline": wandb_offline,
     "job_type": lambda method: "eval" if method == "none" else "train",
     "job_dirname": job_dirname,
     "bookkeeping_keys": lambda: list(BOOKKEEPING_KEYS),
+    "auto_precision": auto_precision,
 }
 
 for _name, _fn in RESOLVERS.items():

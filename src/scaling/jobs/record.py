@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from scaling.hardware import machine_bf16_record
 from scaling.results import RESULTS_VERSION
 
 VERSIONED_PACKAGES = ("scaling", "torch", "transformers", "lightning", "peft", "xgrammar", "datasets", "hydra-core",
@@ -37,7 +38,8 @@ def machine_record() -> dict:
     """Where the job ran: host, process, torch threads, accelerator."""
     return {"hostname": socket.gethostname(), "pid": os.getpid(), "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
-            "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+            "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            **machine_bf16_record()}
 
 
 def new_record(cfg: DictConfig, job_dir: Path, config_hash: str) -> dict[str, Any]:

@@ -35,7 +35,8 @@ from omegaconf import DictConfig
 from scaling.configs import dataclass_from_config
 from scaling.data.prompts import format_prompt, format_target
 from scaling.data.sft import SFTDataset, stratified_split, tier_passes
-from scaling.evaluate import DecodeConfig, derive_max_new_tokens, evaluate_records
+from scaling.decode import DecodeConfig, answer_prompt_ratio, derive_max_new_tokens
+from scaling.evaluate import evaluate_records
 from scaling.jobs.cache import CacheEntry, cache_entry
 from scaling.jobs.config import FinetuneConfig, LockConfig, eval_split
 from scaling.jobs.identity import config_hash, data_hash, train_hash
@@ -44,7 +45,7 @@ from scaling.jobs.record import new_record, now
 from scaling.jobs.resume import ResumePoint, TrainIdentity, resume_point
 from scaling.jobs.sweep import hydra_job_dir
 from scaling.jobs.tracking import build_loggers, finish_wandb, wandb_results, wandb_tags
-from scaling.models import build_model, build_tokenizer, category_for, count_parameters
+from scaling.models import build_model, build_tokenizer, category_for, count_parameters, resolved_revision
 from scaling.module import OptimConfig, SFTDataModule, SFTModule, peak_memory_mb
 from scaling.results import METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, atomic_write_json, read_json, write_jsonl
 
@@ -199,6 +200,7 @@ class Job:
         self.model = build_model(spec, tokenizer=self.tokenizer, seed=int(cfg.seed))
         self.base_counts = counts = count_parameters(self.model)
         record["model"] = {"key": spec.key, "source": spec.source, "hub_id": spec.hub_id, "revision": spec.revision,
+                           "revision_resolved": resolved_revision(spec, self.model),
                            "family": spec.family, "vocab_size": len(self.tokenizer)}
         record["category"] = category_for(counts.total)
         record["finetune"] = {"method": finetune.method, "epochs": finetune.epochs, "max_steps": finetune.max_steps,
@@ -329,14 +331,20 @@ class Job:
             return
         all_targets = [format_target(r.expected_output, fmt) for r in list(self.data.train) + list(self.data.test)]
         max_new = derive_max_new_tokens(self.tokenizer, all_targets, decode)
+        # Per-row caps come from the records the model was fitted on, never from what it is scored on.
+        cap_ratio = answer_prompt_ratio(
+            self.tokenizer,
+            [format_prompt(r.prompt, self.data.schemas[r.schema_id].schema, fmt, self.tokenizer) for r in self.fit_records],
+            [format_target(r.expected_output, fmt) for r in self.fit_records]) if decode.prompt_cap else None
         record["decode"] = {"mode": decode.mode, "max_new_tokens": max_new, "stop_at_json_end": decode.stop_at_json_end,
-                            "batch_size": decode.batch_size, "grammar_strict": decode.grammar_strict}
+                            "batch_size": decode.batch_size, "grammar_strict": decode.grammar_strict,
+                            "engine": decode.engine, "dtype": decode.dtype, "prompt_cap_ratio": cap_ratio}
         use_cuda = torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto")
         self.model.to(torch.device("cuda") if use_cuda else torch.device("cpu"))
         log.info("eval: %d %s examples, %s decoding, max_new_tokens=%d", len(self.eval_records), self.split,
                  decode.mode, max_new)
         result = evaluate_records(self.model, self.tokenizer, self.eval_records, self.data.schemas, fmt, decode,
-                                  max_new_tokens=max_new, desc=f"eval {self.spec.key}")
+                                  max_new_tokens=max_new, desc=f"eval {self.spec.key}", cap_ratio=cap_ratio)
         write_jsonl(self.job_dir / PREDICTIONS_FILE, result.rows)
         atomic_write_json(self.job_dir / METRICS_FILE, result.metrics)
         record["eval"] = result.stats
