@@ -38,7 +38,8 @@ _HASH_EXCLUDE = ("sweep_name", "output_root", "run_name", "train_cache", "skip_c
                  "hydra", "threads")
 # Options added after runs existed hash as absent while at their default, so finished jobs
 # and cached weights stay recognised.
-_HASH_OMIT_AT_DEFAULT = ((("finetune", "tier_repeat"), None),)
+_HASH_OMIT_AT_DEFAULT = ((("finetune", "tier_repeat"), None), (("model", "depth"), None),
+                         (("data", "train_fraction"), 1.0))
 _HASH_EXCLUDE_NESTED = (("trainer", "enable_progress_bar"), ("trainer", "default_root_dir"),
                         ("trainer", "log_every_n_steps"), ("decode", "progress"), ("data", "root"),
                         ("finetune", "checkpoint_every_n_steps"), ("finetune", "gradient_checkpointing"))
@@ -304,9 +305,10 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
     from hydra.utils import instantiate
 
     from scaling.data.prompts import format_prompt, format_target
-    from scaling.data.sft import stratified_split
+    from scaling.data.sft import stratified_fraction, stratified_split
     from scaling.evaluate import DecodeConfig, derive_max_new_tokens, evaluate_records
     from scaling.models import build_model, build_tokenizer, category_for, count_parameters
+    from scaling.models.depth import calibration_for, depth_record
     from scaling.results import METRICS_FILE, PREDICTIONS_FILE, atomic_write_json, write_jsonl
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -326,11 +328,13 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
     # The held-out validation records are fixed by (val_fraction, seed), whether or not this
     # job trains, so a base model and a fine-tuned one are scored on the same ones.
     fit_records, val_records = stratified_split(train_records, finetune.val_fraction, seed=int(cfg.seed))
+    fit_records = stratified_fraction(fit_records, data_spec.train_fraction, seed=int(cfg.seed))
     eval_records = {"test": test_records, "val": val_records, "none": []}[split]
     if cfg.eval.get("limit"):
         eval_records = eval_records[: int(cfg.eval.limit)]
     record["data"] = {"name": data.name, "version": data.version, "root": str(data.root) if data.root else None,
-                      "n_train": len(fit_records), "n_val": len(val_records), "n_test": len(test_records),
+                      "n_train": len(fit_records), "train_fraction": data_spec.train_fraction,
+                      "n_val": len(val_records), "n_test": len(test_records),
                       "eval_split": split, "n_eval": len(eval_records), "files": data.files}
 
     bpe_texts = None
@@ -339,10 +343,11 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
         bpe_texts = [format_prompt(r.prompt, data.schemas[r.schema_id].schema, fmt) + format_target(r.expected_output, fmt)
                      for r in train_records]
     tokenizer = build_tokenizer(spec, train_texts=bpe_texts)
-    model = build_model(spec, tokenizer=tokenizer, seed=int(cfg.seed))
+    model = build_model(spec, tokenizer=tokenizer, seed=int(cfg.seed),
+                        calibration=calibration_for(spec, fit_records, data.schemas, tokenizer, fmt))
     base_counts = count_parameters(model)
     record["model"] = {"key": spec.key, "source": spec.source, "hub_id": spec.hub_id, "revision": spec.revision,
-                       "family": spec.family, "vocab_size": len(tokenizer)}
+                       "family": spec.family, "vocab_size": len(tokenizer), "depth": depth_record(model)}
     record["category"] = category_for(base_counts.total)
     record["finetune"] = {"method": finetune.method, "epochs": finetune.epochs, "max_steps": finetune.max_steps,
                           "optim": finetune.optim, "lora": finetune.lora, "tier_repeat": finetune.tier_repeat}
