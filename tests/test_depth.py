@@ -190,9 +190,11 @@ def test_smol135_depth_rungs_have_the_expected_sizes(compose_train):
         keep_blocks(model, range(keep))
         assert count_parameters(model).total == total, keep
         assert model.config.num_hidden_layers == keep
+    whole = instantiate(compose_train(["model=smol135_gguf"]).model, _convert_="all")
     for keep in (8, 15, 22):
         spec = instantiate(compose_train([f"model=smol135_gguf_d{keep}"]).model, _convert_="all")
-        assert spec.key == f"smol135_gguf_d{keep}" and spec.source == "gguf"
+        assert spec.key == f"smol135_gguf_d{keep}"
+        assert replace(spec, key=whole.key, depth=None) == whole     # the same weights, fewer blocks
         assert DepthSpec.from_config(spec.depth) == DepthSpec(keep=keep, rule="block_influence", n_examples=32)
 
 
@@ -294,3 +296,16 @@ def test_real_smol135_gguf_at_8_blocks(compose_train, edgejson_dir):
     out = model.generate(torch.tensor([ids]), max_new_tokens=4, do_sample=False)
     assert out.shape[1] == len(ids) + 4
     json.dumps(rec)  # the record goes into results.json as it is
+
+
+def test_minimodel_blocks_are_pruned_and_renumbered_too(compose_train):
+    spec = instantiate(compose_train(["model=minimodel_tiny"]).model, _convert_="all")
+    spec = replace(spec, depth={"keep": 1, "rule": "indices", "indices": [1]})
+    model = build_model(spec, seed=0).eval()
+    assert depth_record(model)["kept"] == [1] and model.config.num_hidden_layers == 1
+    assert [b.att.layer_idx for b in model.blocks] == [0]
+    ids = torch.tensor([[3, 4, 5, 6]])
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=3, do_sample=False, pad_token_id=0)
+        nxt = model(input_ids=out[:, :-1], use_cache=False).logits[:, -1].argmax(-1)
+    assert nxt.item() == out[0, -1].item()

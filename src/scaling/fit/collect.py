@@ -414,6 +414,10 @@ def group_jobs(jobs: Iterable[Job], log: Log = _stderr) -> tuple[Series, ...]:
                 if (j.params_total, j.params_non_embedding) != (first.params_total, first.params_non_embedding):
                     log(f"warning: {label} / {key}: {j.path} reports params {j.params_total} "
                         f"but {first.path} reports {first.params_total}; using the latter")
+                kept = [(x.depth or {}).get("kept") for x in (first, j)]
+                if kept[0] != kept[1]:
+                    log(f"warning: {label} / {key}: {j.path} kept blocks {kept[1]} but {first.path} kept "
+                        f"{kept[0]} (model.depth); averaged as seeds of one rung all the same")
             seeds = [j.seed for j in js]
             if len(set(seeds)) < len(seeds):
                 log(f"warning: {label} / {key}: seed repeated across jobs {seeds}; "
