@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, DynamicCache, LlamaConfig
 
 from scaling.data.sft import stratified_fraction
 from scaling.models import ModelLoadError, ModelSpec, build_model, count_parameters
-from scaling.models.depth import (Calibration, DepthSpec, apply_depth, block_influence, calibration_for,
+from scaling.models.depth import (Calibration, DepthSpec, block_influence, calibration_for,
                                   depth_record, find_blocks, keep_blocks, pick_records, top_k)
 from scaling.paths import CONF_DIR
 from scaling.results import read_json

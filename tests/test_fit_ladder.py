@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from scaling.fit import synthetic
-from scaling.fit.analysis import analyse
 from scaling.fit.collect import collect
 from scaling.fit.config import Settings
 from scaling.fit.fits import fit_logistic, logistic, no_signal, rung_gains
@@ -285,3 +284,11 @@ def test_a_depth_record_keeps_an_overridden_rung_apart_from_the_full_model(tmp_p
     col = collect([root], log=messages.append)
     assert [m.key for m in col.series[0].models] == ["smol-135m_d8", "smol-135m"]
     assert not any("reports params" in m for m in messages)
+    # a second seed of the rung that kept other blocks is still a seed, with a warning
+    synthetic.write_job(root / "98_pruned_s1", small, ex, synthetic.simulate(small, ex, 1, np.random.default_rng(2)),
+                        seed=1, depth={"rule": "indices", "keep": 8, "n_blocks": 30, "kept": list(range(22, 30)),
+                                       "dropped": list(range(22))})
+    messages.clear()
+    col = collect([root], log=messages.append)
+    assert col.series[0].models[0].seeds == (0, 1)
+    assert any("kept blocks [22, 23" in m and "model.depth" in m for m in messages)
