@@ -18,7 +18,6 @@ Format, version ``RESULTS_VERSION``::
                 "depth": null | {"rule": str, "keep": int, "n_blocks": int, "kept": [int],
                                  "dropped": [int], "scores": [float],   # one per original block
                                  "measured_on": {...}, "seconds": float}},  # model.depth
-
       "params": {"total": int, "non_embedding": int, "trainable": int},   # measured
       "category": "NLM"|"MLM"|"SLM"|"LLM",     # from params.total
       "finetune": {"method": "full"|"lora"|"none", ...},
