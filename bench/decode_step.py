@@ -1,14 +1,14 @@
-"""Cost of one greedy decode step against the number of rows decoded together.
+"""Cost of one greedy decode step against rows decoded together and context length.
 
 Why it matters: the evaluation harness's speed comes from decoding many rows per forward
-pass. On a GPU a step costs about the same for 1 or 64 rows; on a CPU it does not, and
-``conf/decode/greedy.yaml``'s ``batch_size`` is chosen from this curve. For each batch size
-the script prefills ``--context`` random tokens per row, then times ``--steps`` single-token
-steps with the KV cache (median of ``--repeats``) and reports ms per step and per token,
-and the per-token speed-up over one row, all in one process.
+pass, and on a CPU a step's cost grows with rows and with the context each row attends to.
+This is the *step-cost curve* an engine is judged against: the model's own forward with a
+preallocated KV cache (:class:`scaling.decode.kv_cache.SlotKVCache`), no engine around it.
+For each (rows, context) the script prefills ``context`` random tokens per row, then times
+``--steps`` single-token steps (median of ``--repeats``), in each ``--dtypes``.
 
-    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 .venv/bin/python bench/decode_step.py \\
-        --model smol135 --batch-sizes 1 2 4 8 16 32 64 --out /tmp/bench/decode_step.json
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/decode_step.py --model smol135 \\
+        --rows 1 4 8 16 32 --contexts 400 1500 3000 --dtypes float32 bfloat16 --out /tmp/bench/decode_step.json
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matmul_rate import machine_info, emit_result  # noqa: E402
+from matmul_rate import emit_result, machine_info  # noqa: E402
 
+from scaling.decode.kv_cache import SlotKVCache  # noqa: E402
+from scaling.hardware import DTYPES  # noqa: E402
 from scaling.models import ModelSpec, build_model, count_parameters  # noqa: E402
 from scaling.paths import CONF_DIR  # noqa: E402
 
@@ -33,9 +35,11 @@ from scaling.paths import CONF_DIR  # noqa: E402
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smol135", help="conf/model/<name>.yaml (random weights of that architecture)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
-    p.add_argument("--context", type=int, default=400, help="prompt tokens per row before the timed steps")
-    p.add_argument("--steps", type=int, default=10, help="timed decode steps per repeat")
+    p.add_argument("--rows", type=int, nargs="+", default=[1, 4, 8, 16, 32])
+    p.add_argument("--contexts", type=int, nargs="+", default=[400, 1500, 3000],
+                   help="cached tokens per row before the timed steps")
+    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=sorted(DTYPES))
+    p.add_argument("--steps", type=int, default=8, help="timed decode steps per repeat")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None)
@@ -43,44 +47,61 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 @torch.inference_mode()
-def step_ms(model, batch: int, context: int, steps: int, seed: int = 0) -> float:
-    """Milliseconds per decode step of ``batch`` rows, after a prefill of ``context`` tokens each."""
+def step_ms(model, rows: int, context: int, steps: int, seed: int = 0) -> float:
+    """Milliseconds per decode step of ``rows`` rows at ``context`` cached tokens each, through
+    the slot cache the continuous engine uses (so the curve and the engine share the kernels)."""
     gen = torch.Generator().manual_seed(seed)
-    vocab = model.config.vocab_size
-    ids = torch.randint(0, vocab, (batch, context), generator=gen)
-    mask = torch.ones_like(ids)
-    out = model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
-    cache = out["cache"] if "cache" in out else out["past_key_values"]
+    device = next(model.parameters()).device
+    cache = SlotKVCache(model.config.num_hidden_layers, rows, context + steps + 1)
+    ids = torch.randint(0, model.config.vocab_size, (rows, context), generator=gen).to(device)
+    positions = torch.arange(context, device=device).expand(rows, -1)
+    cache.set_prefill(0)
+    out = model(input_ids=ids, attention_mask=SlotKVCache.prefill_mask([context] * rows, context, device),
+                position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
     nxt = out.logits[:, -1].argmax(-1, keepdim=True)
-    pos = torch.full((batch, 1), context, dtype=torch.long)
+    start = torch.zeros(rows, dtype=torch.long, device=device)
     t0 = time.perf_counter()
-    for _ in range(steps):
-        mask = torch.cat([mask, mask.new_ones((batch, 1))], dim=1)
-        out = model(input_ids=nxt, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
-        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
-        pos = pos + 1
+    for s in range(steps):
+        cols = torch.full((rows,), context + s, dtype=torch.long, device=device)
+        cache.set_decode(cols, context + s + 1)
+        out = model(input_ids=nxt, attention_mask=SlotKVCache.decode_mask(start, cols, context + s + 1),
+                    position_ids=cols[:, None], cache=cache, use_cache=True)
+        nxt = out.logits[:, -1].float().argmax(-1, keepdim=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return (time.perf_counter() - t0) / steps * 1000
+
+
+def random_model(name: str, dtype: torch.dtype):
+    cfg = yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text())
+    cfg.pop("_target_", None)
+    cfg["source"] = "random"
+    return build_model(ModelSpec(**cfg), seed=0).eval().to(dtype)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = yaml.safe_load((CONF_DIR / "model" / f"{args.model}.yaml").read_text())
-    cfg.pop("_target_", None)
-    cfg["source"] = "random"
-    model = build_model(ModelSpec(**cfg), seed=0).eval()
-    step_ms(model, 1, 16, 2)  # warm-up
-    rows = []
-    for b in args.batch_sizes:
-        times = [step_ms(model, b, args.context, args.steps, seed=r) for r in range(args.repeats)]
-        ms = statistics.median(times)
-        rows.append({"batch": b, "ms_per_step": round(ms, 2), "ms_per_token": round(ms / b, 2), "runs_ms": [round(t, 2) for t in times]})
-        print(f"batch {b:3d}: {ms:7.1f} ms/step  {ms / b:6.2f} ms/token", file=sys.stderr, flush=True)
-    one = next((r["ms_per_token"] for r in rows if r["batch"] == 1), None)
-    for r in rows:
-        r["per_token_speedup_vs_1"] = round(one / r["ms_per_token"], 2) if one else None
-    result = {"benchmark": "decode_step", "machine": machine_info(args.threads), "args": {k: str(v) for k, v in vars(args).items()},
-              "params": dataclasses.asdict(count_parameters(model)), "rows": rows}
+    points = []
+    params = None
+    for dtype_name in args.dtypes:
+        model = random_model(args.model, DTYPES[dtype_name])
+        params = dataclasses.asdict(count_parameters(model))
+        step_ms(model, 1, 16, 2)  # warm-up
+        for context in args.contexts:
+            for rows in args.rows:
+                times = [step_ms(model, rows, context, args.steps, seed=r) for r in range(args.repeats)]
+                ms = statistics.median(times)
+                points.append({"dtype": dtype_name, "rows": rows, "context": context, "ms_per_step": round(ms, 2),
+                               "ms_per_token": round(ms / rows, 2), "runs_ms": [round(t, 2) for t in times]})
+                print(f"{dtype_name:>8} ctx {context:5d} rows {rows:3d}: {ms:7.1f} ms/step  {ms / rows:6.2f} ms/token",
+                      file=sys.stderr, flush=True)
+    base = {(p["rows"], p["context"]): p["ms_per_step"] for p in points if p["dtype"] == "float32"}
+    for p in points:
+        fp32 = base.get((p["rows"], p["context"]))
+        p["speedup_vs_fp32"] = round(fp32 / p["ms_per_step"], 2) if fp32 else None
+    result = {"benchmark": "decode_step", "machine": machine_info(args.threads),
+              "args": {k: str(v) for k, v in vars(args).items()}, "params": params, "points": points}
     emit_result(result, args.out)
     return result
 

@@ -43,7 +43,7 @@ from matmul_rate import machine_info, start_memory_guard  # noqa: E402
 
 from scaling.data import load_dataset  # noqa: E402
 from scaling.data.prompts import PromptFormat, format_prompt, format_target  # noqa: E402
-from scaling.evaluate import DecodeConfig, JsonCloseTracker, derive_max_new_tokens, generate_batched  # noqa: E402
+from scaling.decode import DecodeConfig, derive_max_new_tokens, generate_batched, json_complete  # noqa: E402
 from scaling.models import ModelSpec, build_model, build_tokenizer  # noqa: E402
 from scaling.paths import CONF_DIR, REPO_ROOT  # noqa: E402
 from scaling.score import score_predictions  # noqa: E402
@@ -117,10 +117,13 @@ def build_bench_model(spec: ModelSpec, layers: int | None = None, seed: int = 0)
 
 
 def json_close_index(tokenizer, ids: list[int]) -> int | None:
-    """Number of tokens up to and including the one that closes the first JSON value."""
-    tracker = JsonCloseTracker()
+    """Number of tokens up to and including the one after which the scorer's extraction finds
+    the JSON value (where the evaluation's stop rule ends a row)."""
+    text = ""
     for k, tok in enumerate(ids):
-        if tracker.feed(tokenizer.decode([tok], skip_special_tokens=True)):
+        piece = tokenizer.decode([tok], skip_special_tokens=True)
+        text += piece
+        if ("}" in piece or "]" in piece) and json_complete(text):
             return k + 1
     return None
 

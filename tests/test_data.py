@@ -103,6 +103,54 @@ def test_validate_real_v3(edgejson_dir, capsys):
     assert per_file == {"train.jsonl": 271, "test.jsonl": 70}
 
 
+def test_validate_real_v2_names_the_92_records_with_random_totals(edgejson_dir, capsys):
+    v2 = edgejson_dir / "v2"
+    if not (v2 / "train.jsonl").is_file():
+        pytest.skip("EdgeJSON v2 not found")
+    affected = {}
+    for split in ("train", "test"):
+        for line in (v2 / f"{split}.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            if r["schema_id"] in ("invoice", "order_details", "shopping_cart"):
+                affected[r["id"]] = split
+    assert len(affected) == 92 and Counter(affected.values()) == {"train": 72, "test": 20}
+    code = main(["validate", str(v2 / "train.jsonl"), str(v2 / "test.jsonl"), "--schemas", str(edgejson_dir / "schemas"),
+                 "--json", "--max-failures", "1000"])
+    out = capsys.readouterr().out
+    assert code == 1
+    report = json.loads(out.splitlines()[-1])
+    assert report["invalid"] == 92 and report["by_check"]["derived"] == 92
+    assert {k for k, v in report["by_check"].items() if v} == {"derived"}
+    assert {f["id"] for f in report["failures"]} == set(affected)
+    assert all(f["check"] == "derived" for f in report["failures"])
+    # the printed list names every one of them (file:line: id: derived: ...)
+    assert all(f": {rid}: derived: " in out for rid in affected)
+
+
+def test_train_version_trains_on_one_version_and_tests_on_another(edgejson_dir):
+    if not (edgejson_dir / "v2" / "train.jsonl").is_file():
+        pytest.skip("EdgeJSON v2 not found")
+    from scaling.data.source import DataSpec
+
+    ds = DataSpec(root=str(edgejson_dir), version="v3", train_version="v2").load()
+    train, test = edgejson_dir / "v2" / "train.jsonl", edgejson_dir / "v3" / "test.jsonl"
+    assert ds.version == "v3" and (len(ds.train), len(ds.test)) == (629, 158)
+    assert ds.files[str(train)] == hashlib.sha256(train.read_bytes()).hexdigest()
+    assert ds.files[str(test)] == hashlib.sha256(test.read_bytes()).hexdigest()
+    assert str(edgejson_dir / "v3" / "train.jsonl") not in ds.files
+    v2_invoice = next(r for r in ds.train if r.schema_id == "invoice")
+    assert check_derived("invoice", v2_invoice.expected_output)  # v2's random totals
+    assert all(check_derived(r.schema_id, r.expected_output) == [] for r in ds.test)
+    same = DataSpec(root=str(edgejson_dir), version="v3", train_version="v3").load()
+    assert same.files == DataSpec(root=str(edgejson_dir), version="v3").load().files
+    with pytest.raises(DataError, match="data.train_version=v2 and data.train_file=x.jsonl both name"):
+        DataSpec(root=str(edgejson_dir), train_version="v2", train_file="x.jsonl").load()
+    with pytest.raises(DataError, match="data.train_version=v2 needs data.root"):
+        DataSpec(root=None, train_version="v2", test_file="t.jsonl", schemas_dir="s").load()
+    with pytest.raises(DataError, match="v9/train.jsonl"):
+        DataSpec(root=str(edgejson_dir), train_version="v9").load()
+
+
 def test_derived_catches_corrupted_real_invoice(edgejson_dir, tmp_path):
     schemas = load_schemas(edgejson_dir / "schemas")
     records = read_records(edgejson_dir / "v3" / "train.jsonl", schemas)

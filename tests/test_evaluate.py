@@ -15,19 +15,20 @@ from hypothesis import strategies as st
 
 from scaling.data.io import Record, SchemaInfo, load_schemas
 from scaling.data.prompts import PromptFormat
-from scaling.evaluate import (
+from scaling.metrics import extract_json
+from scaling.decode import (
     DecodeConfig,
-    JsonCloseStopper,
-    prefill_chunks,
-    without_formats,
-    JsonCloseTracker,
+    RowStop,
     SchemaGrammars,
     TokenText,
     derive_max_new_tokens,
-    evaluate_records,
     generate_batched,
+    json_complete,
     length_grouped_batches,
+    prefill_chunks,
+    without_formats,
 )
+from scaling.evaluate import evaluate_records
 from scaling.models import ModelSpec, build_model, train_bpe_tokenizer
 from scaling.results import read_json
 
@@ -35,16 +36,17 @@ TINY_ARCH = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num
                  num_key_value_heads=4, vocab_size=512, tie_word_embeddings=True)
 
 
-def feed_all(text: str, chunks: list[str] | None = None) -> bool:
-    tracker = JsonCloseTracker()
-    return any([tracker.feed(c) for c in (chunks if chunks is not None else [text])])
+def stop_after(chunks: list[str], **kwargs) -> int | None:
+    """Feed text pieces to a RowStop as if each were one token; the 1-based piece it stops at."""
+    stop = RowStop(lambda k: chunks[k], eos_ids={-1}, **kwargs)
+    return next((k + 1 for k in range(len(chunks)) if stop.push(k)), None)
 
 
-# --- JsonCloseTracker --------------------------------------------------------------------------
+# --- the stop rule is the scorer's extraction ---------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("text", "closed"),
+    ("text", "complete"),
     [
         ('{"a":1}', True),
         ('{"a":{"b":{"c":[1,2,{"d":null}]}}}', True),
@@ -57,19 +59,23 @@ def feed_all(text: str, chunks: list[str] | None = None) -> bool:
         ('Sure! Here is the JSON: {"a":[1]}', True),
         ('He said "wait" and then {"a":1', False),
         ("no json at all } ]", False),
+        ("Answer [v1]", False),  # brackets that are not JSON do not end the answer
+        ('Answer [v1]: {"a": 1}', True),
         ("", False),
     ],
 )
-def test_tracker_examples(text, closed):
-    assert feed_all(text) is closed
+def test_json_complete_examples(text, complete):
+    assert json_complete(text) is complete
 
 
-def test_tracker_closes_on_the_exact_character_and_stays_closed():
-    text = '{"a":{"b":"}"},"c":[{}]}'
-    tracker = JsonCloseTracker()
-    results = [tracker.feed(ch) for ch in text]
-    assert results == [False] * (len(text) - 1) + [True]
-    assert tracker.feed("more text {") is True
+def test_text_before_the_json_with_brackets_does_not_stop_the_row():
+    """The old bracket counter closed on ``[v1]`` and cut the answer to ``'Answer [v1]'``
+    (a syntax error); the scorer reads the full text as ``ok``."""
+    text = 'Answer [v1]: {"a": 1} and more'
+    chunks = list(text)
+    stopped = stop_after(chunks)
+    assert stopped == text.index("}") + 1
+    assert extract_json(text[:stopped]).value == extract_json(text).value == {"a": 1}
 
 
 json_scalars = (st.none() | st.booleans() | st.integers(-10**12, 10**12)
@@ -91,17 +97,25 @@ json_containers = st.lists(json_values, max_size=4) | st.dictionaries(st.text(ma
     compact=st.booleans(),
     data=st.data(),
 )
-def test_tracker_closes_exactly_at_the_end_of_any_json_dump(value, prefix, suffix, ensure_ascii, compact, data):
+def test_row_stops_exactly_at_the_end_of_any_json_dump(value, prefix, suffix, ensure_ascii, compact, data):
     dump = json.dumps(value, ensure_ascii=ensure_ascii, separators=(",", ":") if compact else None)
     stream = prefix + dump + suffix
     cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, len(stream) - 1)), max_size=12))))
     bounds = [0, *[c for c in cuts if 0 < c < len(stream)], len(stream)]
     chunks = [stream[a:b] for a, b in zip(bounds, bounds[1:])]
     end = len(prefix) + len(dump)  # the dump's last character is stream[end - 1]
-    tracker = JsonCloseTracker()
-    first_closed = next((i for i, c in enumerate(chunks) if tracker.feed(c)), None)
     expected = next(i for i, (a, b) in enumerate(zip(bounds, bounds[1:])) if a < end <= b)
-    assert first_closed == expected
+    assert stop_after(chunks) == expected + 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(head=st.text(alphabet='{}[]":,ab1 \\n', max_size=40), tail=st.text(alphabet='{}[]":,ab1 \\x', max_size=20))
+def test_a_complete_prefix_extracts_what_every_continuation_extracts(head, tail):
+    """Why stopping early never changes a score: once the scorer's extraction finds a value in
+    a prefix, it finds the same value (same place) in any longer text."""
+    if json_complete(head):
+        before, after = extract_json(head), extract_json(head + tail)
+        assert (after.value, after.start, after.end) == (before.value, before.start, before.end)
 
 
 # --- batching and the generation budget -------------------------------------------------------
@@ -168,7 +182,7 @@ def test_batched_left_padded_greedy_equals_one_at_a_time(tiny_lm, order_texts):
     # Very different prompt lengths in one batch: most rows are left-padded.
     prompts = [t.split("JSON:\n")[0][: 15 + 30 * i] + "\nJSON:\n" for i, t in enumerate(order_texts[:7])]
     assert len({len(tok(p).input_ids) for p in prompts}) >= 5
-    cfg = DecodeConfig(progress=False, batch_size=8, stop_at_json_end=False)
+    cfg = DecodeConfig(dtype="float32", progress=False, batch_size=8, stop_at_json_end=False)
     batched, stats = generate_batched(model, tok, prompts, 20, cfg)
     assert stats.batches == 1
     single = [generate_batched(model, tok, [p], 20, cfg)[0][0] for p in prompts]
@@ -187,7 +201,7 @@ def test_batched_left_padded_greedy_equals_one_at_a_time(tiny_lm, order_texts):
 def test_generation_order_follows_inputs_across_batches(tiny_lm, order_texts):
     model, tok = tiny_lm
     prompts = [t.split("JSON:\n")[0][: 40 + 25 * i] + "\nJSON:\n" for i, t in enumerate(order_texts[:6])]
-    cfg = DecodeConfig(progress=False, batch_size=2, stop_at_json_end=False)
+    cfg = DecodeConfig(dtype="float32", progress=False, batch_size=2, stop_at_json_end=False)
     gens, stats = generate_batched(model, tok, prompts, 8, cfg)
     assert stats.batches == 3
     alone = [generate_batched(model, tok, [p], 8, cfg)[0][0].text for p in prompts]
@@ -230,34 +244,29 @@ def test_generation_stops_when_the_json_closes(parrot):
     model, tok = parrot
     other = "Something else entirely, a longer prompt that the model never saw in training.\nJSON:\n"
     answer_tokens = len(tok(ANSWER, add_special_tokens=False).input_ids)
-    gens, stats = generate_batched(model, tok, [PROMPT, other], 60, DecodeConfig(progress=False))
+    gens, stats = generate_batched(model, tok, [PROMPT, other], 60, DecodeConfig(dtype="float32", progress=False))
     assert gens[0].text == ANSWER
     assert gens[0].n_tokens == answer_tokens and not gens[0].hit_eos
     assert stats.generated_tokens == sum(g.n_tokens for g in gens)
     # Without the stopper the same model goes on into its junk until the cap.
-    free, _ = generate_batched(model, tok, [PROMPT], 60, DecodeConfig(progress=False, stop_at_json_end=False))
+    free, _ = generate_batched(model, tok, [PROMPT], 60, DecodeConfig(dtype="float32", progress=False, stop_at_json_end=False))
     assert free[0].text.startswith(ANSWER + " and then") and free[0].n_tokens == 60
 
 
-def test_stopper_marks_rows_done_at_eos_or_json_close():
+def test_row_stop_at_eos_json_end_or_cap():
     tok = train_bpe_tokenizer(['{"a":[1,2]} tail', "x y z"] * 4, vocab_size=270)
     eos = tok.eos_token_id
-    row0 = tok('{"a":[1,2]}', add_special_tokens=False).input_ids + tok(" tail", add_special_tokens=False).input_ids
-    row1 = tok("x y", add_special_tokens=False).input_ids + [eos] + [eos] * 20
-    stopper = JsonCloseStopper(TokenText(tok), batch_size=2, prompt_len=0, eos_ids={eos})
-    n_json = len(tok('{"a":[1,2]}', add_special_tokens=False).input_ids)
-    n_row1 = len(tok("x y", add_special_tokens=False).input_ids) + 1
-    steps = max(len(row0), n_row1)
-    done_at = [None, None]
-    for t in range(steps):
-        ids = torch.tensor([[row0[min(t, len(row0) - 1)]], [row1[t]]])
-        done = stopper(ids)
-        for r in range(2):
-            if done[r] and done_at[r] is None:
-                done_at[r] = t + 1
-    assert done_at == [n_json, n_row1]
-    assert stopper.n_generated == [n_json, n_row1]
-    assert stopper.hit_eos == [False, True]
+    json_ids = tok('{"a":[1,2]}', add_special_tokens=False).input_ids
+    row0 = json_ids + tok(" tail", add_special_tokens=False).input_ids
+    row1 = tok("x y", add_special_tokens=False).input_ids + [eos, eos]
+    stops = [RowStop(TokenText(tok), {eos}), RowStop(TokenText(tok), {eos}),
+             RowStop(TokenText(tok), {eos}, cap=3)]
+    done_at = [next(t + 1 for t, tok_id in enumerate(seq) if stop.push(tok_id))
+               for stop, seq in zip(stops, (row0, row1, row0))]
+    assert done_at == [len(json_ids), len(row1) - 1, 3]
+    assert [s.hit_eos for s in stops] == [False, True, False]
+    assert [s.capped for s in stops] == [False, False, True]
+    assert stops[0].text == '{"a":[1,2]}' and stops[0].push(eos)  # a finished row stays finished
 
 
 # --- schema-constrained decoding (xgrammar) ----------------------------------------------------
@@ -315,7 +324,7 @@ def test_constrained_decoding_makes_a_random_model_schema_valid(tiny_lm, seed):
     fmt = PromptFormat(schema="fields")
     # With formats the grammar bounds every string (a "date" has 10 characters), so random
     # weights still finish within the token cap.
-    cfg = DecodeConfig(mode="constrained", progress=False, batch_size=4, grammar_formats=True)
+    cfg = DecodeConfig(mode="constrained", dtype="float32", progress=False, batch_size=4, grammar_formats=True)
     result = evaluate_records(model, tok, recs, schemas, fmt, cfg, max_new_tokens=160)
     assert result.stats["grammar_failures"] == {}
     for row, rec in zip(result.rows, recs):
@@ -323,7 +332,7 @@ def test_constrained_decoding_makes_a_random_model_schema_valid(tiny_lm, seed):
         jsonschema.validate(obj, schemas[rec.schema_id].schema)
         assert row["status"] == "ok" and row["schema_compliance"] == 1.0, row
     # The same random model unconstrained writes no JSON at all.
-    free = evaluate_records(model, tok, recs, schemas, fmt, DecodeConfig(progress=False), max_new_tokens=40)
+    free = evaluate_records(model, tok, recs, schemas, fmt, DecodeConfig(dtype="float32", progress=False), max_new_tokens=40)
     assert all(r["status"] != "ok" for r in free.rows)
 
 
@@ -359,7 +368,7 @@ def test_evaluate_records_rows_and_metrics(tiny_lm):
     model, tok = tiny_lm
     recs, schemas = constrained_records(6)
     result = evaluate_records(model, tok, recs, schemas, PromptFormat(schema="none"),
-                              DecodeConfig(progress=False), max_new_tokens=12)
+                              DecodeConfig(dtype="float32", progress=False), max_new_tokens=12)
     assert [r["id"] for r in result.rows] == [r.id for r in recs]
     for row, rec in zip(result.rows, recs):
         assert row["schema_id"] == rec.schema_id and row["tier"] == rec.tier
@@ -398,7 +407,7 @@ def test_evaluate_entry_point_writes_results(tmp_path, run_scaling, fast_overrid
 def test_continuous_engine_equals_fixed_batches_and_one_at_a_time(tiny_lm, order_texts):
     model, tok = tiny_lm
     prompts = [t.split("JSON:\n")[0][: 15 + 23 * i] + "\nJSON:\n" for i, t in enumerate(order_texts[:9])]
-    base = dict(progress=False, batch_size=3, stop_at_json_end=False)
+    base = dict(dtype="float32", progress=False, batch_size=3, stop_at_json_end=False)
     cont, stats = generate_batched(model, tok, prompts, 20, DecodeConfig(**base))
     fixed, _ = generate_batched(model, tok, prompts, 20, DecodeConfig(**base, engine="hf"))
     alone = [generate_batched(model, tok, [p], 20, DecodeConfig(**base))[0][0] for p in prompts]
@@ -423,9 +432,9 @@ def test_continuous_engine_refills_rows_that_finish_early(tiny_lm):
     model = build_model(spec, tokenizer=tok, seed=1).eval()
     recs, schemas = constrained_records(10)
     fmt = PromptFormat(schema="fields")
-    cfg = DecodeConfig(mode="constrained", progress=False, batch_size=3, grammar_formats=True)
+    cfg = DecodeConfig(mode="constrained", dtype="float32", progress=False, batch_size=3, grammar_formats=True)
     cont = evaluate_records(model, tok, recs, schemas, fmt, cfg, max_new_tokens=160)
-    fixed = evaluate_records(model, tok, recs, schemas, fmt, DecodeConfig(mode="constrained", progress=False,
+    fixed = evaluate_records(model, tok, recs, schemas, fmt, DecodeConfig(mode="constrained", dtype="float32", progress=False,
                                                                           batch_size=3, engine="hf",
                                                                           grammar_formats=True),
                              max_new_tokens=160)

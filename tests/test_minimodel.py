@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM
+from transformers.cache_utils import DynamicCache
 
 from scaling.models.minimodel import (
     MiniModelConfig,
@@ -115,11 +119,100 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(grads[0][name], grads[1][name], msg=name)
 
 
-def reference_logits(state: dict[str, torch.Tensor], ids: torch.Tensor, heads: int, eps: float) -> torch.Tensor:
-    """An independent transcription of the author's forward pass (github.com/xTimeCrystal/MiniModel):
-    rotary as ``cos * x + sin' * pair_flip(x)`` over precomputed tables, then plain tensor algebra."""
+# --- the published model's own numerics (reference from the upstream first model file) --------
+
+def reference_dir() -> Path:
+    """``../shared/reference/minimodel_v1`` beside the repository, or beside ``$EDGEJSON_DIR`` (a
+    worktree elsewhere), or ``$SCALING_REFERENCE_DIR``. Read in place, never copied."""
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [repo.parent / "shared" / "reference"]
+    if os.environ.get("EDGEJSON_DIR"):
+        candidates.append(Path(os.environ["EDGEJSON_DIR"]).expanduser().parent / "reference")
+    if os.environ.get("SCALING_REFERENCE_DIR"):
+        candidates.insert(0, Path(os.environ["SCALING_REFERENCE_DIR"]).expanduser())
+    for folder in candidates:
+        if (folder / "minimodel_v1" / "tiny_logits.safetensors").is_file():
+            return folder / "minimodel_v1"
+    # Not a skip: this is the test that the port computes what the published model computes.
+    pytest.fail(f"MiniModel reference logits not found in {[str(c) for c in candidates]} (see ../shared/README.md)")
+
+
+@pytest.fixture(scope="module")
+def v1_reference() -> dict:
+    """What ``fast_self_attn_model.py`` (the file that trained MiniModel-200M-Base) computes on tiny
+    random weights with the real key names and the real 64-wide heads (``../shared/reference``)."""
+    folder = reference_dir()
+    data = load_file(str(folder / "tiny_logits.safetensors"))
+    config = json.loads((folder / "tiny_config.json").read_text())
+    weights = {k.removeprefix("weights."): v for k, v in data.items() if k.startswith("weights.")}
+    return {"weights": weights, "input_ids": data["input_ids"], "logits": data["logits"], "config": config}
+
+
+def v1_model(ref: dict) -> MiniModelForCausalLM:
+    cfg = ref["config"]
+    config = MiniModelConfig(
+        vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"], intermediate_size=cfg["intermediate_size"],
+        num_hidden_layers=cfg["num_hidden_layers"], num_attention_heads=cfg["num_attention_heads"],
+        head_dim=cfg["head_dim"], rope_theta=float(cfg["rope_base"]),
+    )
+    assert config.rotary_dim // 2 == cfg["rotary_frequencies"]  # 16 rotating pairs, as published
+    with torch.device("meta"):
+        model = MiniModelForCausalLM(config)
+    return load_minimodel_weights(model, ref["weights"]).eval()
+
+
+def test_reference_state_dict_has_the_published_key_names_and_shapes(v1_reference):
+    weights, cfg = v1_reference["weights"], v1_reference["config"]
+    assert set(weights) == published_keys(cfg["num_hidden_layers"])
+    width, mlp = cfg["hidden_size"], cfg["intermediate_size"]
+    assert weights["emb.weight"].shape == (cfg["vocab_size"], width)
+    for i in range(cfg["num_hidden_layers"]):
+        for p in "qkvgo":
+            assert weights[f"blocks.{i}.att.{p}_proj.weight"].shape == (width, width)
+        assert weights[f"blocks.{i}.ffn.k_proj.weight"].shape == (mlp, width)
+        assert weights[f"blocks.{i}.ffn.v_proj.weight"].shape == (width, mlp)
+
+
+def test_port_reproduces_the_first_model_file_at_every_position(v1_reference):
+    model = v1_model(v1_reference)
+    with torch.no_grad():
+        logits = model(v1_reference["input_ids"]).logits
+    want = v1_reference["logits"]
+    assert logits.dtype == torch.float32 and logits.shape == want.shape == (2, 48, 96)
+    per_position = (logits - want).abs().amax(dim=(0, 2))
+    assert per_position.max() < 1e-4, per_position
+
+
+def adjacent_pair_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The later "MiniModel 2.0 (MoE)" layout: pairs (2i, 2i+1) over the first 2 * R/2 dims, same
+    angles and sign convention; the layout this port used before and must no longer match."""
+    rotary_dim = 2 * cos.size(-1)
+    cos, sin = cos[:, None], sin[:, None]
+    pairs = x[..., :rotary_dim].float().unflatten(-1, (rotary_dim // 2, 2))
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    rotated = torch.stack((x0 * cos + x1 * sin, x1 * cos - x0 * sin), dim=-1).flatten(-2)
+    return torch.cat((rotated.to(x.dtype), x[..., rotary_dim:]), dim=-1)
+
+
+def test_adjacent_pair_layout_does_not_reproduce_the_reference(v1_reference, monkeypatch):
+    # If the reference could not tell the two layouts apart, the test above would prove nothing.
+    import scaling.models.minimodel as mm
+
+    model = v1_model(v1_reference)
+    monkeypatch.setattr(mm, "apply_rotary", adjacent_pair_rotary)
+    with torch.no_grad():
+        logits = model(v1_reference["input_ids"]).logits
+    per_position = (logits - v1_reference["logits"]).abs().amax(dim=(0, 2))
+    assert per_position[0] < 1e-4  # position 0 does not rotate: both layouts agree there
+    assert (per_position[1:] > 0.1).all(), per_position  # and nowhere after it
+    assert per_position.max() > 5.0
+
+
+def first_file_logits(state: dict[str, torch.Tensor], ids: torch.Tensor, heads: int, eps: float) -> torch.Tensor:
+    """An independent transcription of ``fast_self_attn_model.py``'s forward pass, for head widths
+    other than the reference's: a cos/sin table over N/2 entries (N/4 frequencies, then zeros),
+    halves ``x1, x2`` rotated as ``(x1 cos + x2 sin, -x1 sin + x2 cos)``, then plain tensor algebra."""
     bsz, seq = ids.shape
-    dim = state["emb.weight"].shape[1]
     head_dim = state["blocks.0.att.q_proj.weight"].shape[0] // heads
     layers = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
 
@@ -127,14 +220,13 @@ def reference_logits(state: dict[str, torch.Tensor], ids: torch.Tensor, heads: i
         return torch.rms_norm(x, (x.size(-1),), eps=eps)
 
     freq = (1 / 1024) ** torch.linspace(0, 1, steps=head_dim // 4)
-    freq = torch.cat([freq.repeat_interleave(2), freq.new_zeros(head_dim // 2)])
+    freq = torch.cat([freq, freq.new_zeros(head_dim // 4)])
     angles = torch.outer(torch.arange(seq, dtype=torch.float32), freq)
-    factor1, factor2 = angles.cos(), angles.sin()
-    factor2[..., 1::2] *= -1
+    cos, sin = angles.cos()[None, :, None, :], angles.sin()[None, :, None, :]
 
     def rotary(x):  # [B, T, H, N]
-        flipped = x.view(*x.shape[:-1], head_dim // 2, 2).flip(-1).view(x.shape)
-        return factor1[None, :, None, :] * x + factor2[None, :, None, :] * flipped
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((x1 * cos + x2 * sin, -x1 * sin + x2 * cos), dim=-1)
 
     x = norm(F.embedding(ids, state["emb.weight"]))
     for i in range(layers):
@@ -150,36 +242,39 @@ def reference_logits(state: dict[str, torch.Tensor], ids: torch.Tensor, heads: i
     return F.linear(norm(x), state["emb.weight"])
 
 
-def test_forward_matches_a_transcription_of_the_original_code():
-    model = tiny_model(seed=4)
+def test_forward_matches_a_transcription_of_the_first_file_for_other_head_widths():
+    model = tiny_model(seed=4)  # head_dim 16: 4 rotating pairs (0,8) .. (3,11)
     ids = torch.randint(0, 128, (2, 11))
     with torch.no_grad():
         ours = model(ids).logits
-        theirs = reference_logits(published_state(model), ids, heads=4, eps=model.config.rms_norm_eps)
+        theirs = first_file_logits(published_state(model), ids, heads=4, eps=model.config.rms_norm_eps)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
 # --- rotary, norms, tying ---------------------------------------------------------------------
 
 
-def test_rotary_rotates_only_the_first_half_in_adjacent_pairs():
+def test_rotary_pairs_dim_i_with_i_plus_half_for_the_first_quarter_only():
     head_dim, rotary_dim, theta = 16, 8, 1024.0
     x = torch.randn(1, 2, 3, head_dim)  # [B, H, T, N]
     positions = torch.tensor([[0, 5, 37]])
     cos, sin = rotary_cos_sin(positions, rotary_dim, theta)
     assert cos.shape == (1, 3, rotary_dim // 2)
     y = apply_rotary(x, cos, sin)
-    # untouched half
-    assert torch.equal(y[..., rotary_dim:], x[..., rotary_dim:])
+    half, pairs = head_dim // 2, rotary_dim // 2
+    # dims with zero frequency in the original pass through: 4..7 and 12..15
+    assert torch.equal(y[..., pairs:half], x[..., pairs:half])
+    assert torch.equal(y[..., half + pairs :], x[..., half + pairs :])
     # position 0 is the identity
     torch.testing.assert_close(y[:, :, 0], x[:, :, 0])
-    # explicit reference: pair i turns by p * theta**(-i / (R/2 - 1)), y0 = x0 cos + x1 sin, y1 = x1 cos - x0 sin
+    # explicit reference: pair (i, i + N/2) turns by p * theta**(-i / (R/2 - 1)),
+    # y1 = x1 cos + x2 sin, y2 = -x1 sin + x2 cos
     for t, p in enumerate([0, 5, 37]):
-        for i in range(rotary_dim // 2):
-            angle = p * theta ** (-i / (rotary_dim // 2 - 1))
-            x0, x1 = x[..., t, 2 * i], x[..., t, 2 * i + 1]
-            torch.testing.assert_close(y[..., t, 2 * i], x0 * math.cos(angle) + x1 * math.sin(angle))
-            torch.testing.assert_close(y[..., t, 2 * i + 1], x1 * math.cos(angle) - x0 * math.sin(angle))
+        for i in range(pairs):
+            angle = p * theta ** (-i / (pairs - 1))
+            x1, x2 = x[..., t, i], x[..., t, i + half]
+            torch.testing.assert_close(y[..., t, i], x1 * math.cos(angle) + x2 * math.sin(angle))
+            torch.testing.assert_close(y[..., t, i + half], -x1 * math.sin(angle) + x2 * math.cos(angle))
     # slowest pair turns by exactly 1/theta per position
     torch.testing.assert_close(cos[0, 1, -1], torch.tensor(math.cos(5 / theta)))
 
@@ -427,14 +522,14 @@ def test_padding_mask_never_leaves_a_query_without_keys():
 def test_continuous_batching_engine_runs_minimodel_like_generate():
     """scaling.evaluate's default engine edits the KV cache (drops finished rows, merges new
     prompts in): MiniModel's cache must take that and give what model.generate gives."""
-    from scaling.evaluate import DecodeConfig, generate_batched
+    from scaling.decode import DecodeConfig, generate_batched
     from scaling.models import train_bpe_tokenizer
 
     texts = [f"order {i}: {i * 7} apples and {i % 5} pears, shipped to {'Oslo' if i % 2 else 'Lima'}" for i in range(40)]
     tok = train_bpe_tokenizer(texts, vocab_size=300)
     model = tiny_model(seed=3, vocab_size=len(tok)).double()
     prompts = [t[: 10 + 9 * i] for i, t in enumerate(texts[:7])]
-    base = dict(progress=False, batch_size=3, stop_at_json_end=False)
+    base = dict(progress=False, batch_size=3, stop_at_json_end=False, dtype="float64")
     # Make a token the model writes mid-answer the EOS, so rows stop at different steps and
     # rows leave and join the running batch.
     firsts: dict[int, set[int]] = {}
@@ -450,3 +545,93 @@ def test_continuous_batching_engine_runs_minimodel_like_generate():
     assert [g.n_tokens for g in cont] == [g.n_tokens for g in fixed]
     assert len({g.n_tokens for g in cont}) >= 2, [g.n_tokens for g in cont]
     assert stats.batches > 3
+
+
+# --- decoding past the cache, on the reference weights (64-wide heads) ------------------------
+
+
+def cache_of(out):
+    return out["cache"] if "cache" in out else out["past_key_values"]
+
+
+def test_token_by_token_decoding_with_cache_gives_the_reference_logits(v1_reference):
+    model = v1_model(v1_reference)
+    ids, want = v1_reference["input_ids"], v1_reference["logits"]
+    cache = None
+    steps = []
+    with torch.no_grad():
+        for t in range(ids.shape[1]):
+            kwargs = {"past_key_values": cache} if cache is not None else {}
+            out = model(ids[:, t : t + 1], use_cache=True, **kwargs)
+            cache = cache_of(out)
+            steps.append(out.logits[:, -1])
+    assert cache.get_seq_length() == ids.shape[1]
+    got = torch.stack(steps, dim=1)
+    assert (got - want).abs().max() < 1e-4, (got - want).abs().amax(dim=(0, 2))
+
+
+def test_left_padded_batch_decoding_as_the_engine_calls_it_gives_the_reference_logits(v1_reference):
+    """Prefill left-padded prompts of different lengths with explicit position ids, the padding mask
+    and ``logits_to_keep=1``, then feed one token per row per step with the mask grown by one column,
+    as ``scaling.evaluate``'s continuous engine does: every logit must equal the full forward's."""
+    model = v1_model(v1_reference)
+    ids, want = v1_reference["input_ids"], v1_reference["logits"]
+    prompt_lens, total = [17, 6], 30  # row 1 is left-padded by 11 in the prefill
+    pad = 0
+    width = max(prompt_lens)
+    input_ids = torch.full((2, width), pad, dtype=torch.long)
+    mask = torch.zeros((2, width), dtype=torch.long)
+    for row, n in enumerate(prompt_lens):
+        input_ids[row, width - n :] = ids[row, :n]
+        mask[row, width - n :] = 1
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True, logits_to_keep=1)
+        assert out.logits.shape == (2, 1, 96)
+        for row, n in enumerate(prompt_lens):
+            assert (out.logits[row, -1] - want[row, n - 1]).abs().max() < 1e-4
+        cache = cache_of(out)
+        positions = list(prompt_lens)
+        for _ in range(total - max(prompt_lens)):
+            tokens = torch.stack([ids[row, positions[row]] for row in range(2)])[:, None]
+            mask = torch.cat([mask, mask.new_ones((2, 1))], dim=1)
+            step_pos = torch.tensor(positions)[:, None]
+            out = model(input_ids=tokens, attention_mask=mask, position_ids=step_pos, use_cache=True, past_key_values=cache)
+            cache = cache_of(out)
+            for row in range(2):
+                diff = (out.logits[row, -1] - want[row, positions[row]]).abs().max()
+                assert diff < 1e-4, (row, positions[row], float(diff))
+                positions[row] += 1
+    assert torch.isfinite(out.logits).all()
+
+
+class RecordingCache(DynamicCache):
+    """A real DynamicCache that also records how the model calls ``update`` (a custom Cache
+    subclass, as a decode engine may pass one)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple[int, tuple[int, ...], dict]] = []
+
+    def update(self, key_states, value_states, layer_idx, cache_kwargs=None, *args, **kwargs):
+        self.calls.append((layer_idx, tuple(key_states.shape), dict(cache_kwargs or {})))
+        return super().update(key_states, value_states, layer_idx, cache_kwargs, *args, **kwargs)
+
+
+def test_attention_goes_through_the_cache_api_so_a_cache_subclass_works(v1_reference):
+    model = v1_model(v1_reference)
+    ids, want = v1_reference["input_ids"], v1_reference["logits"]
+    try:
+        cache = RecordingCache(config=model.config)
+    except TypeError:  # transformers 4.x
+        cache = RecordingCache()
+    with torch.no_grad():
+        first = model(ids[:, :40], use_cache=True, past_key_values=cache)
+        second = model(ids[:, 40:], use_cache=True, past_key_values=cache)
+    assert cache_of(first) is cache and cache_of(second) is cache
+    got = torch.cat([first.logits, second.logits], dim=1)
+    assert (got - want).abs().max() < 1e-4
+    heads, head_dim = model.config.num_attention_heads, model.config.head_dim
+    assert [c[0] for c in cache.calls] == [0, 1, 0, 1]
+    assert cache.calls[0][1] == (2, heads, 40, head_dim) and cache.calls[2][1] == (2, heads, 8, head_dim)
+    assert torch.equal(cache.calls[2][2]["cache_position"], torch.arange(40, 48))

@@ -14,7 +14,10 @@ Format, version ``RESULTS_VERSION``::
       "group": str,                          # the sweep (W&B group); the multirun folder name
       "job_dir": str,
       "model": {"key": str, "source": "hub"|"gguf"|"random"|"local", "hub_id": str|null,
-                "revision": str|null, "family": str,
+                "revision": str|null,          # as configured (a branch such as "main", or a commit)
+                "revision_resolved": str|null, # the 40-hex commit the hub weights came from
+                                               # (source=hub; also from the local cache), else null
+                "family": str, "vocab_size": int,
                 "depth": null | {"rule": str, "keep": int, "n_blocks": int, "kept": [int],
                                  "dropped": [int], "scores": [float],   # one per original block
                                  "measured_on": {...}, "seconds": float}},  # model.depth

@@ -38,8 +38,8 @@ _HASH_EXCLUDE = ("sweep_name", "output_root", "run_name", "train_cache", "skip_c
                  "hydra", "threads")
 # Options added after runs existed hash as absent while at their default, so finished jobs
 # and cached weights stay recognised.
-_HASH_OMIT_AT_DEFAULT = ((("finetune", "tier_repeat"), None), (("model", "depth"), None),
-                         (("data", "train_fraction"), 1.0))
+_HASH_OMIT_AT_DEFAULT = ((("finetune", "tier_repeat"), None), (("data", "train_version"), None),
+                         (("model", "depth"), None), (("data", "train_fraction"), 1.0))
 _HASH_EXCLUDE_NESTED = (("trainer", "enable_progress_bar"), ("trainer", "default_root_dir"),
                         ("trainer", "log_every_n_steps"), ("decode", "progress"), ("data", "root"),
                         ("finetune", "checkpoint_every_n_steps"), ("finetune", "gradient_checkpointing"))
@@ -121,9 +121,17 @@ def _job_dirname(overrides: str, limit: int = 200) -> str:
     return f"{overrides[: limit - 11]}~{digest}"
 
 
+def _auto_precision(accelerator: str) -> str:
+    """``${auto_precision:cpu}``: bf16-mixed where the hardware has fast bf16 (scaling.hardware)."""
+    from scaling.hardware import resolve_precision
+
+    return resolve_precision("auto", accelerator)
+
+
 for _name, _fn in (("wandb_offline", _wandb_offline),
                    ("job_type", lambda method: "eval" if method == "none" else "train"),
-                   ("job_dirname", _job_dirname)):
+                   ("job_dirname", _job_dirname),
+                   ("auto_precision", _auto_precision)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
 
@@ -181,9 +189,12 @@ def machine_record() -> dict:
 
     import torch
 
+    from scaling.hardware import machine_bf16_record
+
     return {"hostname": socket.gethostname(), "pid": os.getpid(), "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
-            "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+            "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            **machine_bf16_record()}
 
 
 EVAL_SPLITS = ("test", "val", "none")
@@ -306,8 +317,9 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
 
     from scaling.data.prompts import format_prompt, format_target
     from scaling.data.sft import stratified_fraction, stratified_split
-    from scaling.evaluate import DecodeConfig, derive_max_new_tokens, evaluate_records
-    from scaling.models import build_model, build_tokenizer, category_for, count_parameters
+    from scaling.decode import DecodeConfig, answer_prompt_ratio, derive_max_new_tokens
+    from scaling.evaluate import evaluate_records
+    from scaling.models import build_model, build_tokenizer, category_for, count_parameters, resolved_revision
     from scaling.models.depth import calibration_for, depth_record
     from scaling.results import METRICS_FILE, PREDICTIONS_FILE, atomic_write_json, write_jsonl
 
@@ -347,6 +359,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
                         calibration=calibration_for(spec, fit_records, data.schemas, tokenizer, fmt))
     base_counts = count_parameters(model)
     record["model"] = {"key": spec.key, "source": spec.source, "hub_id": spec.hub_id, "revision": spec.revision,
+                       "revision_resolved": resolved_revision(spec, model),
                        "family": spec.family, "vocab_size": len(tokenizer), "depth": depth_record(model)}
     record["category"] = category_for(base_counts.total)
     record["finetune"] = {"method": finetune.method, "epochs": finetune.epochs, "max_steps": finetune.max_steps,
@@ -390,13 +403,18 @@ def _run(cfg: DictConfig, job_dir: Path, record: dict, loggers: list) -> None:
         return
     all_targets = [format_target(r.expected_output, fmt) for r in list(data.train) + list(data.test)]
     max_new = derive_max_new_tokens(tokenizer, all_targets, decode)
+    # Per-row caps come from the records the model was fitted on, never from what it is scored on.
+    cap_ratio = answer_prompt_ratio(
+        tokenizer, [format_prompt(r.prompt, data.schemas[r.schema_id].schema, fmt, tokenizer) for r in fit_records],
+        [format_target(r.expected_output, fmt) for r in fit_records]) if decode.prompt_cap else None
     record["decode"] = {"mode": decode.mode, "max_new_tokens": max_new, "stop_at_json_end": decode.stop_at_json_end,
-                        "batch_size": decode.batch_size, "grammar_strict": decode.grammar_strict}
+                        "batch_size": decode.batch_size, "grammar_strict": decode.grammar_strict,
+                        "engine": decode.engine, "dtype": decode.dtype, "prompt_cap_ratio": cap_ratio}
     device = torch.device("cuda") if torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") else torch.device("cpu")
     model.to(device)
     log.info("eval: %d %s examples, %s decoding, max_new_tokens=%d", len(eval_records), split, decode.mode, max_new)
     result = evaluate_records(model, tokenizer, eval_records, data.schemas, fmt, decode, max_new_tokens=max_new,
-                              desc=f"eval {spec.key}")
+                              desc=f"eval {spec.key}", cap_ratio=cap_ratio)
     write_jsonl(job_dir / PREDICTIONS_FILE, result.rows)
     atomic_write_json(job_dir / METRICS_FILE, result.metrics)
     record["eval"] = result.stats

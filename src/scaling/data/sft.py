@@ -8,6 +8,15 @@ Fixes the published pipeline's three training-data flaws:
   tokenizer pads with it;
 - every example padded to max_length -> dynamic padding to the longest in a batch of
   similar lengths (:class:`LengthGroupedBatchSampler`).
+
+Whether a sequence starts with BOS is the tokenizer's own convention, read by :func:`bos_prefix`:
+BOS comes first exactly when ``tokenizer(text)`` (special tokens on) puts it first. Prompt and
+answer are encoded without special tokens (so BOS never lands between them), and the prefix goes
+before the prompt. SmolLM2's tokenizers (hub and GGUF) and the trained BPE add no BOS, so their
+sequences start with the prompt's first token, as before. MiniModel's tokenizer adds ``<s>``
+(:func:`scaling.models.minimodel.load_minimodel_tokenizer`): its pretraining started every sequence
+with it. Decoding must encode prompts with :func:`prompt_ids` too, or the model sees a different
+start at test time than in training.
 """
 
 from __future__ import annotations
@@ -32,18 +41,43 @@ class SFTExample:
     truncated: bool
 
 
-def build_example(record, schema: dict | None, tokenizer, fmt: PromptFormat, max_length: int | None) -> SFTExample:
-    """Tokenise one record. When too long, the *prompt* is cut from the left (the answer and
-    its EOS are what we learn from), and the example is flagged."""
+def bos_prefix(tokenizer) -> list[int]:
+    """``[bos_token_id]`` if the tokenizer starts a sequence with BOS when asked to add its special
+    tokens, else ``[]`` (see the module docstring)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return []
+    probe = "a"
+    with_special = tokenizer(probe).input_ids
+    plain = tokenizer(probe, add_special_tokens=False).input_ids
+    return [bos] if with_special[:1] == [bos] and plain[:1] != [bos] else []
+
+
+def prompt_ids(tokenizer, prompt: str, prefix: list[int] | None = None) -> list[int]:
+    """The token ids a prompt is fed as, in training and at decoding: :func:`bos_prefix` (or the
+    given ``prefix``) then the prompt without special tokens; no second BOS if the prompt text
+    already starts with one (a chat template that writes ``{{ bos_token }}``)."""
+    prefix = bos_prefix(tokenizer) if prefix is None else prefix
+    ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    return ids if ids[: len(prefix)] == prefix else prefix + ids
+
+
+def build_example(record, schema: dict | None, tokenizer, fmt: PromptFormat, max_length: int | None,
+                  prefix: list[int] | None = None) -> SFTExample:
+    """Tokenise one record (``prefix``: :func:`bos_prefix`, computed here if not given). When too
+    long, the *prompt* is cut from the left, after its BOS (the answer and its EOS are what we learn
+    from), and the example is flagged."""
+    prefix = bos_prefix(tokenizer) if prefix is None else prefix
     prompt = format_prompt(record.prompt, schema, fmt, tokenizer)
     target = format_target(record.expected_output, fmt)
-    p_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    p_ids = prompt_ids(tokenizer, prompt, prefix)  # starts with prefix
     t_ids = tokenizer(target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
     truncated = False
     if max_length is not None and len(p_ids) + len(t_ids) > max_length:
         truncated = True
-        keep_prompt = max(max_length - len(t_ids), min(len(p_ids), 16))
-        p_ids = p_ids[len(p_ids) - keep_prompt:]
+        body = p_ids[len(prefix):]
+        keep_body = max(max_length - len(prefix) - len(t_ids), min(len(body), 16))
+        p_ids = prefix + body[len(body) - keep_body:]
         t_ids = t_ids[: max_length - len(p_ids)]
     return SFTExample(
         input_ids=p_ids + t_ids,
@@ -57,8 +91,10 @@ class SFTDataset(Dataset):
     """Tokenised examples for a list of records (tokenised once, up front)."""
 
     def __init__(self, records, schemas, tokenizer, fmt: PromptFormat, max_length: int | None = None) -> None:
+        prefix = bos_prefix(tokenizer)
         self.examples = [
-            build_example(r, schemas[r.schema_id].schema if r.schema_id in schemas else None, tokenizer, fmt, max_length)
+            build_example(r, schemas[r.schema_id].schema if r.schema_id in schemas else None, tokenizer, fmt,
+                          max_length, prefix)
             for r in records
         ]
 

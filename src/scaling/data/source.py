@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaling.data.io import Dataset, load_dataset
+from scaling.data.io import DataError, Dataset, load_dataset
 from scaling.data.prompts import PromptFormat
 
 
@@ -23,8 +23,12 @@ class DataSpec:
     """Sub-folder of ``root`` holding ``train.jsonl`` and ``test.jsonl``."""
     root: str | None = None
     """Dataset root: ``<root>/<version>/{train,test}.jsonl`` and ``<root>/schemas/<tier>/``."""
+    train_version: str | None = None
+    """Sub-folder of ``root`` whose ``train.jsonl`` is trained on, when not ``version``'s:
+    ``train_version=v2`` with ``version=v3`` trains on EdgeJSON v2 and scores on v3's test
+    set (the data-quality comparison). results.json records both files' sha256."""
     train_file: str | None = None
-    """Explicit train JSONL (overrides the layout)."""
+    """Explicit train JSONL (overrides the layout and ``train_version``)."""
     test_file: str | None = None
     """Explicit test JSONL (overrides the layout)."""
     schemas_dir: str | None = None
@@ -56,11 +60,24 @@ class DataSpec:
         return load_dataset(
             self.root,
             version=self.version,
-            train_file=self.train_file,
+            train_file=self._train_file(),
             test_file=self.test_file,
             schemas_dir=self.schemas_dir,
             name=self.name,
         )
+
+    def _train_file(self) -> str | None:
+        """The training file ``load_dataset`` reads: ``train_file``, or the one ``train_version``
+        names, or None for the layout default."""
+        if self.train_version is None or self.train_version == self.version:
+            return self.train_file
+        if self.train_file is not None:
+            raise DataError(f"data.train_version={self.train_version} and data.train_file={self.train_file} "
+                            "both name the training file: give one")
+        if self.root is None:
+            raise DataError(f"data.train_version={self.train_version} needs data.root (the folder holding "
+                            f"{self.train_version}/train.jsonl)")
+        return str(Path(self.root) / self.train_version / "train.jsonl")
 
 
 def ensure_synthetic(root: Path, version: str = "v1", seed: int = 0, n_train: int = 2000, n_test: int = 200,

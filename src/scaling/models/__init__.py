@@ -1,4 +1,7 @@
-"""Model registry: hub / gguf / random / local sources, MiniModel-200M port, parameter counts."""
+"""Model registry: hub / gguf / random / local sources, MiniModel-200M port, parameter counts.
+
+``resolved_revision(spec, model)`` is the hub commit a model was loaded from (``results.json``'s
+``model.revision_resolved``)."""
 
 from scaling.models.registry import (
     CATEGORY_BOUNDS,
@@ -10,6 +13,7 @@ from scaling.models.registry import (
     category_for,
     count_parameters,
     gguf_tokenizer,
+    resolved_revision,
     train_bpe_tokenizer,
 )
 
@@ -23,5 +27,6 @@ __all__ = [
     "category_for",
     "count_parameters",
     "gguf_tokenizer",
+    "resolved_revision",
     "train_bpe_tokenizer",
 ]

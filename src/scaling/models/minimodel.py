@@ -1,7 +1,8 @@
 """MiniModel-200M-Base as a native ``transformers`` causal LM.
 
-``xTimeCrystal/MiniModel-200M-Base`` (Apache-2.0) ships plain ``model.safetensors`` weights and its
-own ``model.py``, not a ``transformers`` architecture. This module re-implements that network as
+``xTimeCrystal/MiniModel-200M-Base`` (Apache-2.0) ships plain ``model.safetensors`` weights,
+``tokenizer.json`` and ``special_tokens_map.json`` (no ``config.json``, no ``tokenizer_config.json``);
+its model code lives on GitHub, not in ``transformers``. This module re-implements that network as
 ``MiniModelForCausalLM(PreTrainedModel, GenerationMixin)`` so that training, ``generate()`` (KV cache,
 left padding) and evaluation treat it exactly like a Llama checkpoint.
 
@@ -18,15 +19,42 @@ Architecture (one block, ``norm`` = RMSNorm over the last dim with no learnable 
         h = h + ffn.v_proj(relu(ffn.k_proj(x)) ** 2)       # ReLU^2 MLP
     logits = norm(h) @ emb.weight.T                        # tied embeddings
 
-Rotary embedding ("half-truncated RoPE", from modded-nanogpt, as in the author's public code at
-github.com/xTimeCrystal/MiniModel): only the first ``rotary_dim = head_dim * partial_rotary_factor``
-dims of each head rotate, in ADJACENT pairs ``(2i, 2i+1)``, with angular frequencies
-``theta ** -linspace(0, 1, rotary_dim // 2)`` (so the slowest pair turns at exactly ``1/theta`` rad
-per position). The remaining dims pass through unchanged. The rotation direction follows the
-author's code: ``y[2i] = x[2i] cos + x[2i+1] sin``, ``y[2i+1] = x[2i+1] cos - x[2i] sin``.
+Which upstream file this follows. The author's repository (github.com/xTimeCrystal/MiniModel) holds
+two model files. MiniModel-200M-Base (24 layers, width 768, 12 heads of 64, vocab 32,768, published
+September 2025) was trained with the FIRST one, ``fast_self_attn_model.py`` at the repository root
+(commit 20d34ad, 2025-09-24; ``trainGPT-token.py`` beside it imports ``Transformer`` from it and says
+"MiniModel-200M-Base used 24 layers"). This port follows that file. The later
+``MiniModel 2.0 (MoE)/fast_self_attn_model.py`` (February 2026, after the checkpoint) rotates
+ADJACENT pairs ``(2i, 2i+1)`` with YaRN-style tables; applied to the published weights it gives
+different logits at every position after the first (on the tiny reference weights in
+``../shared/reference/minimodel_v1/``, max |diff| about 14 on logits of scale ~15), so the weights
+would load without a missing key and then see scrambled positions. ``tests/test_minimodel.py``
+checks the port against logits computed by the first file and checks that the 2.0 layout does not
+reproduce them.
+
+Rotary embedding of the first file ("half-truncated RoPE", from modded-nanogpt): each head of width
+``N`` is split in halves ``x1 = x[:N/2]``, ``x2 = x[N/2:]``, and dimension ``i`` rotates together
+with dimension ``i + N/2``, for ``i < R/2`` only, where ``R = rotary_dim = N * partial_rotary_factor``
+(32 of 64: 16 rotating pairs). The pair angles are ``position * (1/theta) ** linspace(0, 1, R/2)``
+(16 frequencies ``(1/1024) ** (k/15)``; the slowest pair turns exactly ``1/theta`` rad per position);
+the original pads them with ``N/2 - R/2`` zero frequencies, so dims ``R/2 .. N/2-1`` and
+``N/2 + R/2 .. N-1`` pass through unchanged. Rotation (the author's sign convention, float32):
+``y1 = x1 cos + x2 sin``, ``y2 = -x1 sin + x2 cos``. Positions count from 0 (a left-padded row gets
+``cumsum(mask) - 1``, so its first real token is position 0, as in training).
 
 RMSNorm epsilon defaults to ``torch.finfo(torch.float32).eps`` (about 1.19e-7): the author's code
 uses ``torch.rms_norm(x, (x.size(-1),), eps=torch.finfo(torch.float32).eps)``.
+
+Special tokens and BOS. Without ``tokenizer_config.json`` nothing says which token is BOS/EOS/PAD;
+:func:`load_minimodel_tokenizer` and :func:`special_token_ids` read the roles from
+``special_tokens_map.json`` (else the ``<s>``/``</s>``/``<pad>`` names) so the tokenizer and the model
+config agree, and ``scaling.models.build_model`` refuses a pair that does not. Sequences start with
+BOS: the model card says every pretraining sequence began with ``<s>`` (the attention sink), so the
+tokenizer's post-processor prepends it and ``scaling.data.sft`` puts it before every prompt. The
+first file's training loss uses ``ignore_index=0`` (its packed rows pad with id 0, and the rolled-over
+last target of each row is zeroed): that removes id 0 as a *target*, it says nothing about the input
+at position 0, which was ``<s>`` in every row. Our labels mask prompt and padding with -100 by
+position, so fine-tuning learns EOS whatever its id.
 
 Parameter names equal the published ones (``emb.weight``, ``blocks.N.att.{q,k,v,g,o}_proj.weight``,
 ``blocks.N.ffn.{k,v}_proj.weight``), so a published state dict loads directly; ``lm_head.weight``
@@ -58,18 +86,23 @@ except ImportError:  # transformers 4.x
 
 __all__ = [
     "MINIMODEL_EPS",
+    "MINIMODEL_SPECIAL_TOKENS",
     "MiniModelConfig",
     "MiniModelForCausalLM",
+    "MiniModelTokenizerError",
     "MiniModelWeightsError",
     "apply_rotary",
-    "load_minimodel_weights",
+    "download_minimodel",
     "load_minimodel_pretrained",
+    "load_minimodel_tokenizer",
+    "load_minimodel_weights",
     "load_published_minimodel",
     "minimodel_config_from_state_dict",
     "register_minimodel",
     "rms_norm",
     "rotary_cos_sin",
     "special_token_ids",
+    "special_token_roles",
 ]
 
 MINIMODEL_EPS: float = torch.finfo(torch.float32).eps
@@ -90,6 +123,10 @@ class MiniModelWeightsError(ValueError):
     """
 
 
+class MiniModelTokenizerError(ValueError):
+    """A MiniModel tokenizer file is unreadable or names a special token that is not in its vocabulary."""
+
+
 class MiniModelConfig(PretrainedConfig):
     r"""Configuration of a MiniModel decoder; the defaults are MiniModel-200M-Base.
 
@@ -104,7 +141,8 @@ class MiniModelConfig(PretrainedConfig):
             rotary angles are computed on the fly) but were never seen in training.
         rms_norm_eps: epsilon of every weightless RMSNorm (float32 machine epsilon).
         rope_theta: rotary base; the slowest rotating pair turns ``1/rope_theta`` rad per position (1024).
-        partial_rotary_factor: fraction of each head's dims that rotate (0.5: the first 32 of 64).
+        partial_rotary_factor: fraction of each head's dims that rotate (0.5: 32 of 64, i.e. dims
+            0-15 paired with 32-47; see the module docstring).
         mlp_bias: whether the MLP projections carry biases (the published keys have none).
         tie_word_embeddings: the output projection is ``emb.weight`` (must stay True for the
             published weights, which store no separate head).
@@ -183,6 +221,11 @@ class MiniModelConfig(PretrainedConfig):
             raise ValueError(
                 f"MiniModelConfig: field 'partial_rotary_factor' must lie in [0, 1], got {self.partial_rotary_factor!r}"
             )
+        if self.head_dim % 2:
+            raise ValueError(
+                f"MiniModelConfig: field 'head_dim' must be even (rotary pairs dim i with i + head_dim/2), "
+                f"got {self.head_dim}"
+            )
         if self.rotary_dim % 2:
             raise ValueError(
                 f"MiniModelConfig: field 'partial_rotary_factor': head_dim * factor = {self.rotary_dim} "
@@ -214,34 +257,39 @@ def rotary_cos_sin(
     """Rotation cosines and sines for ``position_ids`` of shape ``[B, T]``.
 
     Returns two float32 tensors of shape ``[B, T, rotary_dim // 2]``: entry ``i`` is for the pair of
-    dims ``(2i, 2i+1)``, whose angle is ``position * theta ** -(i / (rotary_dim // 2 - 1))``
-    (``i = 0`` only, angle = position, when ``rotary_dim == 2``).
+    dims ``(i, i + head_dim // 2)``, whose angle is ``position * (1/theta) ** (i / (rotary_dim // 2 - 1))``
+    (``i = 0`` only, angle = position, when ``rotary_dim == 2``). The frequencies are computed as the
+    original does, ``(1/theta) ** linspace(0, 1, R/2)`` in float32, times a float32 position, so the
+    angles match its precomputed table bit for bit.
     """
     half = rotary_dim // 2
     exponents = torch.linspace(0.0, 1.0, steps=half, dtype=torch.float32, device=position_ids.device)
-    inv_freq = float(theta) ** -exponents
+    inv_freq = (1.0 / float(theta)) ** exponents
     angles = position_ids.to(torch.float32)[..., None] * inv_freq
     return angles.cos(), angles.sin()
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the first ``2 * cos.size(-1)`` dims of ``x`` (``[B, H, T, N]``) in adjacent pairs.
+    """Rotate dim ``i`` of each head with dim ``i + N/2``, for ``i < cos.size(-1)`` (the first file's layout).
 
-    ``cos``/``sin`` are ``[B, T, R/2]`` from :func:`rotary_cos_sin`. For pair ``(x0, x1) = (x[2i],
-    x[2i+1])``: ``y0 = x0 cos + x1 sin``, ``y1 = x1 cos - x0 sin``. Dims ``R..N-1`` are returned unchanged.
+    ``x`` is ``[B, H, T, N]``; ``cos``/``sin`` are ``[B, T, R/2]`` from :func:`rotary_cos_sin`. With
+    ``x1 = x[..., i]`` and ``x2 = x[..., i + N/2]``: ``y1 = x1 cos + x2 sin``, ``y2 = x2 cos - x1 sin``.
+    Every other dim is returned unchanged (in the original they carry zero frequency: cos 1, sin 0).
     The rotation is done in float32 and cast back to ``x.dtype``.
     """
-    rotary_dim = 2 * cos.size(-1)
-    if rotary_dim == 0:
+    pairs = cos.size(-1)
+    if pairs == 0:
         return x
-    if rotary_dim > x.size(-1):
-        raise ValueError(f"apply_rotary: rotary_dim {rotary_dim} exceeds head_dim {x.size(-1)}")
+    head_dim = x.size(-1)
+    if head_dim % 2 or pairs > head_dim // 2:
+        raise ValueError(f"apply_rotary: {pairs} rotating pairs do not fit a head of width {head_dim}")
+    half = head_dim // 2
     cos = cos[:, None]  # broadcast over heads
     sin = sin[:, None]
-    pairs = x[..., :rotary_dim].float().unflatten(-1, (rotary_dim // 2, 2))
-    x0, x1 = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack((x0 * cos + x1 * sin, x1 * cos - x0 * sin), dim=-1).flatten(-2)
-    return torch.cat((rotated.to(x.dtype), x[..., rotary_dim:]), dim=-1)
+    x1, x2 = x[..., :pairs].float(), x[..., half : half + pairs].float()
+    y1 = (x1 * cos + x2 * sin).to(x.dtype)
+    y2 = (x2 * cos - x1 * sin).to(x.dtype)
+    return torch.cat((y1, x[..., pairs:half], y2, x[..., half + pairs :]), dim=-1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,9 +322,14 @@ class MiniModelAttention(nn.Module):
         sin: torch.Tensor,
         attention_mask: torch.Tensor | None,
         cache: Cache | None,
+        cache_position: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x`` is the normalised residual ``[B, T, C]``; ``attention_mask`` is ``None`` (plain causal
-        attention over all keys) or a boolean ``[B, 1, T, S]`` mask, True = may attend."""
+        attention over all keys) or a boolean ``[B, 1, T, S]`` mask, True = may attend.
+
+        With a cache, the new keys/values (``[B, H, T, N]``, keys already QK-normed and rotated at
+        their own positions) go through ``cache.update(k, v, layer_idx, {"cache_position": ...})``,
+        the ``transformers`` Cache API, and attention runs over the ``S = P + T`` keys it returns."""
         bsz, seq, _ = x.shape
         q = self.q_proj(x).view(bsz, seq, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(bsz, seq, self.num_heads, self.head_dim).transpose(1, 2)
@@ -284,7 +337,9 @@ class MiniModelAttention(nn.Module):
         q = apply_rotary(rms_norm(q, self.eps), cos, sin)
         k = apply_rotary(rms_norm(k, self.eps), cos, sin)
         if cache is not None:
-            k, v = cache.update(k, v, self.layer_idx)
+            # No sin/cos in cache_kwargs: they would describe Llama's rotary layout, not this one,
+            # and only sink caches (which re-rotate keys) read them.
+            k, v = cache.update(k, v, self.layer_idx, {"cache_position": cache_position})
         # With no past and no padding the fast built-in causal path is exact; with a past, SDPA's
         # is_causal would align the triangle top-left, so the caller always passes a mask then
         # (or None for a single query, which may attend to every cached key).
@@ -324,8 +379,10 @@ class MiniModelBlock(GradientCheckpointingLayer):
         sin: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
+        cache_position: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        hidden_states = hidden_states + self.att(rms_norm(hidden_states, self.eps), cos, sin, attention_mask, cache)
+        attended = self.att(rms_norm(hidden_states, self.eps), cos, sin, attention_mask, cache, cache_position)
+        hidden_states = hidden_states + attended
         return hidden_states + self.ffn(rms_norm(hidden_states, self.eps))
 
 
@@ -421,8 +478,9 @@ class MiniModelForCausalLM(MiniModelPreTrainedModel, GenerationMixin):
             labels: ``[B, T]`` targets, shifted inside the loss; -100 is ignored.
             use_cache: return a cache (a new ``DynamicCache`` when none is given); defaults to
                 ``config.use_cache`` and is forced off under gradient checkpointing in training.
-            cache_position: accepted for transformers 4.x callers and ignored (positions come from
-                the cache length).
+            cache_position: ``[T]`` cache slots of the new tokens, passed to ``cache.update`` in
+                ``cache_kwargs``; default ``P + arange(T)``. Rotary positions come from
+                ``position_ids``, never from here.
             logits_to_keep: ``0`` = logits for all positions; ``n > 0`` = only the last ``n``; a 1-D
                 tensor = those sequence indices.
             output_hidden_states: also return the normalised embedding output and every block output.
@@ -455,6 +513,9 @@ class MiniModelForCausalLM(MiniModelPreTrainedModel, GenerationMixin):
 
         if position_ids is None:
             position_ids = _default_position_ids(attention_mask, bsz, seq, past, inputs_embeds.device)
+        if cache_position is None:
+            # Slots in the cache (not rotary positions, which may differ per row under left padding).
+            cache_position = torch.arange(past, past + seq, device=inputs_embeds.device)
         mask = _attention_mask(attention_mask, bsz, seq, past, inputs_embeds.device)
         cos, sin = rotary_cos_sin(position_ids.expand(bsz, -1), self.config.rotary_dim, self.config.rope_theta)
 
@@ -462,7 +523,7 @@ class MiniModelForCausalLM(MiniModelPreTrainedModel, GenerationMixin):
         hidden = rms_norm(inputs_embeds, eps)
         all_hidden: list[torch.Tensor] | None = [hidden] if output_hidden_states else None
         for block in self.blocks:
-            hidden = block(hidden, cos, sin, attention_mask=mask, cache=cache)
+            hidden = block(hidden, cos, sin, attention_mask=mask, cache=cache, cache_position=cache_position)
             if all_hidden is not None:
                 all_hidden.append(hidden)
         hidden = rms_norm(hidden, eps)
@@ -686,42 +747,157 @@ def load_published_minimodel(
     return model.to(dtype).eval()
 
 
+MINIMODEL_SPECIAL_TOKENS: dict[str, str] = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
+"""Roles assumed for a ``tokenizer.json`` with no ``special_tokens_map.json`` / ``tokenizer_config.json``
+beside it (the published tokenizer's token names); a role whose token is not in the vocabulary is unset."""
+
+_ROLES = ("bos_token", "eos_token", "pad_token", "unk_token")
+
+
+def special_token_roles(folder: str | Path) -> tuple[dict[str, str], str]:
+    """Role -> token text for the tokenizer files in ``folder``, and where the roles came from.
+
+    Read from ``special_tokens_map.json`` (what the hub repo ships), else from ``tokenizer_config.json``
+    (what ``save_pretrained`` writes), else :data:`MINIMODEL_SPECIAL_TOKENS`. Values may be strings or
+    ``{"content": ...}`` objects, as ``transformers`` writes them.
+    """
+    import json
+
+    folder = Path(folder)
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise MiniModelTokenizerError(f"{path}: unreadable JSON ({err})") from err
+        roles = {}
+        for role in _ROLES:
+            value = data.get(role)
+            if isinstance(value, dict):
+                value = value.get("content")
+            if isinstance(value, str) and value:
+                roles[role] = value
+        if roles or name == "special_tokens_map.json":
+            return roles, str(path)
+    return {k: v for k, v in MINIMODEL_SPECIAL_TOKENS.items()}, "the <s>/</s>/<pad> convention"
+
+
 def special_token_ids(tokenizer_json: str | Path) -> dict[str, int]:
-    """``bos_token_id``/``eos_token_id``/``pad_token_id`` for the tokens ``<s>``, ``</s>``, ``<pad>``
-    that exist in a ``tokenizer.json`` (the published model starts every training sequence with ``<s>``)."""
+    """``bos_token_id`` / ``eos_token_id`` / ``pad_token_id`` of a ``tokenizer.json``, with the roles of
+    :func:`special_token_roles` (files beside it). A role named by a file whose token is not in the
+    vocabulary raises :class:`MiniModelTokenizerError` naming the file, role and token."""
     from tokenizers import Tokenizer
 
     try:
         tokenizer = Tokenizer.from_file(str(tokenizer_json))
     except Exception as err:  # tokenizers raises its own Exception subclass for bad files
-        raise MiniModelWeightsError(f"{tokenizer_json}: not a readable tokenizer.json ({err})") from err
+        raise MiniModelTokenizerError(f"{tokenizer_json}: not a readable tokenizer.json ({err})") from err
+    roles, origin = special_token_roles(Path(tokenizer_json).parent)
     ids = {}
-    for field, token in (("bos_token_id", "<s>"), ("eos_token_id", "</s>"), ("pad_token_id", "<pad>")):
+    for role, token in roles.items():
         token_id = tokenizer.token_to_id(token)
-        if token_id is not None:
-            ids[field] = token_id
+        if token_id is None:
+            if origin.endswith(".json"):
+                raise MiniModelTokenizerError(
+                    f"{origin}: {role} {token!r} is not in the vocabulary of {tokenizer_json}"
+                )
+            continue
+        if role != "unk_token":
+            ids[f"{role}_id"] = token_id
     return ids
 
 
+def load_minimodel_tokenizer(tokenizer_json: str | Path):
+    """The published MiniModel tokenizer as a ``transformers`` fast tokenizer, ready for training.
+
+    The hub repo ships ``tokenizer.json`` and ``special_tokens_map.json`` but no
+    ``tokenizer_config.json``, so nothing tells ``AutoTokenizer`` which token is BOS/EOS/PAD, and
+    ``tokenizer.json`` alone gives none. Roles come from :func:`special_token_roles`, so the ids agree
+    with :func:`special_token_ids`, which sets the model config's ids for published weights.
+
+    Sequences start with BOS: the model card says every pretraining sequence started with ``<s>``
+    (an attention sink; bin-packing concatenated such sequences), so the post-processor is set to
+    ``<s> $A`` and ``tokenizer(text)`` starts with BOS, like Llama-2's tokenizer. Code that encodes
+    pieces with ``add_special_tokens=False`` asks :func:`scaling.data.sft.bos_prefix` for the prefix.
+    """
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer_json = Path(tokenizer_json)
+    ids = special_token_ids(tokenizer_json)  # validates the roles against the vocabulary
+    roles, _ = special_token_roles(tokenizer_json.parent)
+    try:
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_json))
+    except Exception as err:  # noqa: BLE001 - tokenizers' own exception type
+        raise MiniModelTokenizerError(f"{tokenizer_json}: not a readable tokenizer.json ({err})") from err
+    vocab = tok.get_vocab()
+    for role, token in roles.items():
+        if token in vocab:
+            setattr(tok, role, token)
+    if "bos_token_id" in ids:
+        bos = roles["bos_token"]
+        tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A $B:1", special_tokens=[(bos, ids["bos_token_id"])]
+        )
+    return tok
+
+
+def _snapshot_commit(folder: Path) -> str | None:
+    """The commit of a hub cache snapshot folder (``.../snapshots/<40 hex>``), else ``None``."""
+    import re
+
+    name = Path(folder).name
+    return name if Path(folder).parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", name) else None
+
+
+def download_minimodel(
+    repo_id: str, revision: str | None = None, local_files_only: bool = False, weights: bool = True
+) -> tuple[Path, str | None]:
+    """Fetch a published MiniModel repo's weights and tokenizer files (one snapshot, so one commit).
+
+    Returns the snapshot folder (``model.safetensors`` unless ``weights=False``, ``tokenizer.json``,
+    ``special_tokens_map.json``, as far as the repo has them) and the commit it resolved to.
+    ``local_files_only`` reads the local cache only. ``huggingface_hub`` errors (``OSError``
+    subclasses) propagate.
+    """
+    from huggingface_hub import snapshot_download
+
+    files = ["tokenizer.json", "special_tokens_map.json"] + (["model.safetensors"] if weights else [])
+    folder = Path(
+        snapshot_download(repo_id, revision=revision, allow_patterns=files, local_files_only=local_files_only)
+    )
+    if weights and not (folder / "model.safetensors").is_file():
+        raise MiniModelWeightsError(f"{repo_id}@{revision or 'main'}: the repository has no model.safetensors")
+    return folder, _snapshot_commit(folder)
+
+
 def load_minimodel_pretrained(
-    where: str | Path, revision: str | None = None, dtype: torch.dtype = torch.float32, **config_overrides: Any
+    where: str | Path,
+    revision: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    local_files_only: bool = False,
+    **config_overrides: Any,
 ) -> MiniModelForCausalLM:
     """Load MiniModel weights from a folder, a file or the hub, whatever their format.
 
     ``where`` is one of: a folder written by ``save_pretrained`` (``config.json`` with
     ``model_type: minimodel``), loaded with ``from_pretrained``; a published-format folder
-    (``model.safetensors`` [+ ``tokenizer.json``]) or ``.safetensors`` file, loaded with
-    :func:`load_published_minimodel`; otherwise a hub repo id such as
-    ``xTimeCrystal/MiniModel-200M-Base``, whose ``model.safetensors`` (and ``tokenizer.json``, if
-    present) are fetched at ``revision`` with ``huggingface_hub`` (the local cache when offline).
-    For published weights the special-token ids come from a ``tokenizer.json`` next to them
-    (:func:`special_token_ids`); ``config_overrides`` win over everything inferred.
+    (``model.safetensors`` [+ ``tokenizer.json``, ``special_tokens_map.json``]) or ``.safetensors``
+    file, loaded with :func:`load_published_minimodel`; otherwise a hub repo id such as
+    ``xTimeCrystal/MiniModel-200M-Base``, fetched at ``revision`` with :func:`download_minimodel`
+    (the local cache only with ``local_files_only``). For published weights the special-token ids
+    come from the tokenizer files next to them (:func:`special_token_ids`); ``config_overrides`` win
+    over everything inferred. A hub load sets ``config._commit_hash`` to the commit it resolved to
+    (as ``transformers.from_pretrained`` does).
 
-    Raises :class:`MiniModelWeightsError` (a ``ValueError``) for unusable weights and ``OSError``
-    (from ``huggingface_hub``) when a hub file is neither reachable nor cached.
+    Raises :class:`MiniModelWeightsError` / :class:`MiniModelTokenizerError` (``ValueError``) for
+    unusable files and ``OSError`` (from ``huggingface_hub``) when a hub file is neither reachable
+    nor cached.
     """
     path = Path(where)
-    tokenizer_json: Path | None = None
+    commit = None
     if path.is_dir() and (path / "config.json").is_file():
         import json
 
@@ -733,23 +909,41 @@ def load_minimodel_pretrained(
             raise MiniModelWeightsError(
                 f"{path / 'config.json'}: field 'model_type' is {model_type!r}, expected 'minimodel'"
             )
-        return MiniModelForCausalLM.from_pretrained(path, dtype=dtype, **config_overrides).eval()
+        model, info = MiniModelForCausalLM.from_pretrained(
+            path, dtype=dtype, output_loading_info=True, ignore_mismatched_sizes=True, **config_overrides
+        )
+        _raise_on_loading_info(str(path), info, model.config)
+        return model.eval()
     if path.exists():
         weights = path / "model.safetensors" if path.is_dir() else path
-        candidate = weights.parent / "tokenizer.json"
-        tokenizer_json = candidate if candidate.is_file() else None
     else:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-
-        weights = Path(hf_hub_download(str(where), "model.safetensors", revision=revision))
-        try:
-            tokenizer_json = Path(hf_hub_download(str(where), "tokenizer.json", revision=revision))
-        except (EntryNotFoundError, LocalEntryNotFoundError):
-            tokenizer_json = None
-    overrides = special_token_ids(tokenizer_json) if tokenizer_json is not None else {}
+        folder, commit = download_minimodel(str(where), revision, local_files_only=local_files_only)
+        weights = folder / "model.safetensors"
+    tokenizer_json = weights.parent / "tokenizer.json"
+    overrides = special_token_ids(tokenizer_json) if tokenizer_json.is_file() else {}
     overrides.update(config_overrides)
-    return load_published_minimodel(weights, dtype=dtype, **overrides)
+    model = load_published_minimodel(weights, dtype=dtype, **overrides)
+    model.config._commit_hash = commit
+    return model
+
+
+def _raise_on_loading_info(source: str, info: Mapping[str, Any], config: MiniModelConfig) -> None:
+    """``from_pretrained`` fills missing weights with random values and only logs it: refuse instead."""
+    missing = sorted(info.get("missing_keys") or (), key=_natural_key)
+    unexpected = sorted(info.get("unexpected_keys") or (), key=_natural_key)
+    mismatched = [
+        f"{m[0]}: checkpoint {tuple(m[1])} vs model {tuple(m[2])}" if isinstance(m, tuple) and len(m) == 3 else str(m)
+        for m in sorted(info.get("mismatched_keys") or (), key=str)
+    ]
+    if missing or unexpected or mismatched:
+        lines = [f"{source}: weights do not match MiniModelForCausalLM({_config_summary(config)})"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {_key_list(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {_key_list(unexpected)}")
+        if mismatched:
+            lines.append(f"  shape mismatches ({len(mismatched)}): {_key_list(mismatched, 6)}")
+        raise MiniModelWeightsError("\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,156 @@
+"""Paired differences between runs scored on the same examples.
+
+For a pair (reference run A, compared run B) and a group of examples (overall, a tier, a
+schema, a named group of schemas):
+
+* the **delta** of each metric is B's mean minus A's mean over the group's examples;
+* its **interval** is a paired percentile bootstrap: one replicate draws one multiset of
+  example ids and recomputes every run's mean on it
+  (:func:`scaling.fit.bootstrap.paired_bootstrap`, stratified by the grouping: the overall
+  and tier rows resample within tiers, schema rows within schemas, group rows within groups);
+* the **exact McNemar test** on JSONExact counts the discordant examples, ``gained`` (A wrong,
+  B right) and ``lost`` (A right, B wrong), and gives the two-sided binomial p-value of
+  ``gained`` out of ``gained + lost`` at 1/2 (:func:`scipy.stats.binomtest`); with no
+  discordant example p = 1. Examples both runs answer alike carry no evidence either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from scaling.compare.runs import METRICS, Alignment, Run, tier_rank
+from scaling.fit.bootstrap import paired_bootstrap, percentile_ci
+
+OVERALL = "overall"
+#: Schemas that no named group lists.
+OTHERS = "others"
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """Exact McNemar test on JSONExact for one pair and group."""
+
+    gained: int
+    """Examples B answers exactly and A does not."""
+    lost: int
+    """Examples A answers exactly and B does not."""
+    both_right: int
+    both_wrong: int
+    p: float
+
+    @property
+    def discordant(self) -> int:
+        return self.gained + self.lost
+
+
+def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> McNemar:
+    """The exact (binomial) McNemar test of two paired 0/1 outcome vectors."""
+    from scipy.stats import binomtest
+
+    a = np.asarray(a, dtype=bool)
+    b = np.asarray(b, dtype=bool)
+    gained, lost = int(np.sum(~a & b)), int(np.sum(a & ~b))
+    n = gained + lost
+    p = 1.0 if n == 0 else float(binomtest(gained, n, 0.5, alternative="two-sided").pvalue)
+    return McNemar(gained, lost, int(np.sum(a & b)), int(np.sum(~a & ~b)), min(p, 1.0))
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One metric of one pair on one group."""
+
+    a: float
+    b: float
+    delta: float
+    ci: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class GroupComparison:
+    """One pair on one group of examples."""
+
+    group: str
+    kind: str
+    """``overall``, ``tier``, ``schema`` or ``group``."""
+    tier: str | None
+    """The tier of a schema row (None otherwise)."""
+    n: int
+    metrics: Mapping[str, Delta]
+    mcnemar: McNemar
+
+
+@dataclass(frozen=True)
+class PairComparison:
+    """Run B against run A over the aligned examples."""
+
+    a: str
+    b: str
+    rows: Sequence[GroupComparison]
+    gained: Sequence[tuple[str, str, str]]
+    """(id, schema, tier) of the examples B answers exactly and A does not."""
+    lost: Sequence[tuple[str, str, str]]
+    """(id, schema, tier) of the examples A answers exactly and B does not."""
+
+    def by_kind(self, *kinds: str) -> list[GroupComparison]:
+        return [r for r in self.rows if r.kind in kinds]
+
+    def row(self, group: str) -> GroupComparison:
+        return next(r for r in self.rows if r.group == group)
+
+
+def group_labels(schemas: Sequence[str], groups: Mapping[str, Sequence[str]]) -> tuple[str, ...] | None:
+    """Each example's named group (:data:`OTHERS` for schemas no group lists); None without groups."""
+    if not groups:
+        return None
+    owner = {s: g for g, members in groups.items() for s in members}
+    return tuple(owner.get(s, OTHERS) for s in schemas)
+
+
+def compare_runs(runs: Sequence[Run], alignment: Alignment, pairs: Sequence[tuple[int, int]],
+                 groups: Mapping[str, Sequence[str]] | None = None, n_boot: int = 10000, seed: int = 0,
+                 level: float = 0.95) -> list[PairComparison]:
+    """Deltas, intervals and McNemar tests of each ``(i, j)`` in ``pairs`` (run j against run i).
+
+    One bootstrap per grouping draws the replicates for every run at once, so every pair and
+    every metric is resampled on the same draws."""
+    ids, tiers, schemas = alignment.ids, alignment.tiers, alignment.schemas
+    values = {m: np.array([[r.examples[i].value(m) for i in ids] for r in runs]) for m in METRICS}
+    tier_keys = [OVERALL] + sorted(set(tiers), key=tier_rank)
+    schema_keys = list(dict.fromkeys(schemas))  # already in tier, schema order
+    labels = group_labels(schemas, groups or {})
+    groupings: list[tuple[str, Sequence[str], list[str]]] = [("tier", tiers, tier_keys), ("schema", schemas, schema_keys)]
+    if labels is not None:
+        groupings.append(("group", labels, [g for g in [*groups, OTHERS] if g in set(labels)]))
+
+    boot: dict[tuple[str, str], tuple[dict, dict]] = {}
+    for kind, group_of, keys in groupings:
+        for m in METRICS:
+            boot[(kind, m)] = paired_bootstrap([v[None, :] for v in values[m]], group_of, keys, n_boot, seed)
+
+    exact = values["json_exact"]
+    out = []
+    for i, j in pairs:
+        rows = []
+        for kind, group_of, keys in groupings:
+            members = np.asarray(group_of)
+            for key in keys:
+                mask = np.ones(len(ids), bool) if key == OVERALL else members == key
+                deltas = {}
+                for m in METRICS:
+                    point, reps = boot[(kind, m)]
+                    lo, hi = percentile_ci(reps[key][:, j] - reps[key][:, i], level)
+                    deltas[m] = Delta(float(point[key][i]), float(point[key][j]),
+                                      float(point[key][j] - point[key][i]), (float(lo), float(hi)))
+                row_kind = "overall" if key == OVERALL else kind
+                tier = tiers[int(np.flatnonzero(mask)[0])] if kind == "schema" else None
+                rows.append(GroupComparison(key, row_kind, tier, int(mask.sum()), deltas,
+                                            mcnemar_exact(exact[i][mask], exact[j][mask])))
+        flips = [(ids[k], schemas[k], tiers[k]) for k in range(len(ids))]
+        gained = [f for k, f in enumerate(flips) if exact[j][k] and not exact[i][k]]
+        lost = [f for k, f in enumerate(flips) if exact[i][k] and not exact[j][k]]
+        out.append(PairComparison(runs[i].label, runs[j].label, rows, gained, lost))
+    return out
+
