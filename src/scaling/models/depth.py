@@ -39,10 +39,11 @@ nothing measured.
 
 The measurement runs once per job (one forward pass of the full model over the calibration
 examples, batch 1, no padding; see :func:`block_influence`), not cached: for SmolLM2-135M on
-EdgeJSON v3's training split, 32 examples (21,397 tokens) took 77 s on one thread of the shared
-2-core CPU, small next to fine-tuning, and rungs of one sweep that train on the same records
-measure the same scores. 16, 32, 48 and 64 examples kept the same blocks at 8, 15 and 22 of
-30 (8: blocks 0, 1, 18, 19, 20, 23, 24, 29), hence ``n_examples: 32``. ``results.json`` records it under
+EdgeJSON v3's training split, 32 examples (21,397 tokens) took 77 s on one thread of the
+shared 2-core CPU (101 s in a second run beside other jobs), small next to fine-tuning, and
+rungs of one sweep that train on the same records measure the same scores. 16, 32, 48 and 64
+examples kept the same blocks at 8, 15 and 22 of 30 (8: blocks 0, 1, 18, 19, 20, 23, 24, 29),
+hence ``n_examples: 32``. ``results.json`` records it under
 ``model.depth`` (:func:`depth_record`): the rule, every block's score, the kept and dropped
 indices, and which examples it was measured on.
 
