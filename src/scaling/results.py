@@ -17,13 +17,17 @@ Format, version ``RESULTS_VERSION``::
                 "revision": str|null,          # as configured (a branch such as "main", or a commit)
                 "revision_resolved": str|null, # the 40-hex commit the hub weights came from
                                                # (source=hub; also from the local cache), else null
-                "family": str, "vocab_size": int},
+                "family": str, "vocab_size": int,
+                "depth": null | {"rule": str, "keep": int, "n_blocks": int, "kept": [int],
+                                 "dropped": [int], "scores": [float],   # one per original block
+                                 "measured_on": {...}, "seconds": float}},  # model.depth
       "params": {"total": int, "non_embedding": int, "trainable": int},   # measured
       "category": "NLM"|"MLM"|"SLM"|"LLM",     # from params.total
       "finetune": {"method": "full"|"lora"|"none", ...},
       "decode": {"mode": "greedy"|"constrained", "max_new_tokens": int, "grammar_strict": bool},
                                              # absent with eval.split=none
       "data": {"name": str, "version": str, "n_train": int,   # records trained on
+               "train_fraction": float,      # data.train_fraction (1.0: all; absent in old runs)
                "n_val": int,                 # held out by finetune.val_fraction
                "n_test": int, "eval_split": "test"|"val"|"none", "n_eval": int,
                "files": {path: sha256}},
@@ -166,8 +170,9 @@ def decode_label(mode: str, config: Any) -> str:
 def recipe(config: Any) -> tuple[tuple[str, str], ...]:
     """What a job's model was shown and trained on, beyond model and decoder, as
     ``(name, value)`` pairs: the prompt format, and for a fine-tuned job its epochs,
-    learning rate and tier repeats. Two jobs that differ here are different recipes, never
-    replicates of one (see :func:`varying_recipe`)."""
+    learning rate, tier repeats and share of the training records (``data.train_fraction``:
+    the data axis). Two jobs that differ here are different recipes, never replicates of
+    one (see :func:`varying_recipe`)."""
     config = config or {}
     prompt = (config.get("data") or {}).get("prompt") or {}
     parts = [("prompt", str(prompt.get("schema", "?"))), ("template", str(prompt.get("template", "?")))]
@@ -176,8 +181,38 @@ def recipe(config: Any) -> tuple[tuple[str, str], ...]:
         repeat = finetune.get("tier_repeat") or {}
         parts += [("epochs", str(finetune.get("epochs", "?"))),
                   ("lr", f"{((finetune.get('optim') or {}).get('lr', '?'))}"),
-                  ("repeat", ", ".join(f"{t}×{n}" for t, n in sorted(repeat.items())) or "none")]
+                  ("repeat", ", ".join(f"{t}×{n}" for t, n in sorted(repeat.items())) or "none"),
+                  (RECORDS, fraction_label(train_fraction(config)))]
     return tuple(parts)
+
+
+#: The recipe part that names the data axis (``data.train_fraction``).
+RECORDS = "records"
+
+
+def train_fraction(config: Any) -> float:
+    """``data.train_fraction`` of a job's config (1.0 when absent: jobs from before the option)."""
+    value = ((config or {}).get("data") or {}).get("train_fraction", 1.0)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 1.0
+
+
+def fraction_label(fraction: float) -> str:
+    """``"25%"``, ``"100%"``: a train fraction as recipes and tables name it."""
+    return f"{fraction * 100:.4g}%"
+
+
+def model_key(model: Any) -> str:
+    """The key the analysis names a job's model by: ``results.json``'s ``model.key``, with
+    ``_d<k>`` appended when ``model.depth`` kept ``k`` of more blocks and the key does not
+    already say so (``model=smol135 model.depth={keep:8}`` is ``smol135_d8``, never a
+    replicate of the 30-block ``smol135``)."""
+    key = str((model or {}).get("key"))
+    depth = (model or {}).get("depth")
+    if isinstance(depth, dict) and isinstance(depth.get("kept"), list) and isinstance(depth.get("n_blocks"), int):
+        k = len(depth["kept"])
+        if k < depth["n_blocks"] and not key.endswith(f"_d{k}"):
+            key = f"{key}_d{k}"
+    return key
 
 
 def varying_recipe(recipes: Iterable[tuple[tuple[str, str], ...]]) -> frozenset[str]:

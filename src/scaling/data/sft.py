@@ -263,3 +263,28 @@ def stratified_split(records, fraction: float, seed: int = 0):
         val.extend(group[:k])
         train.extend(group[k:])
     return train, val
+
+
+def stratified_fraction(records, fraction: float, seed: int = 0) -> list:
+    """About ``fraction`` of each schema's records (at least one per schema), reproducibly by
+    ``seed``, in their original order: the data axis's smaller training sets.
+
+    Each schema's records are shuffled once by ``seed`` and the first ``round(n * fraction)``
+    kept, so with one seed the subsets are nested (the 25% subset lies inside the 50% one)
+    and a larger fraction only adds records. The shuffle is its own (``"fraction"`` mixed into
+    the seed), never the one of :func:`stratified_split`.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"data.train_fraction={fraction!r}: expected a fraction in (0, 1]")
+    if fraction == 1.0:
+        return list(records)
+    by_schema: dict[str, list] = {}
+    for r in records:
+        by_schema.setdefault(r.schema_id, []).append(r)
+    rng = random.Random(f"fraction-{seed}")
+    keep: set[str] = set()
+    for sid in sorted(by_schema):
+        group = sorted(by_schema[sid], key=lambda r: r.id)
+        rng.shuffle(group)
+        keep.update(r.id for r in group[: max(1, int(round(len(group) * fraction)))])
+    return [r for r in records if r.id in keep]

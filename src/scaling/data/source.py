@@ -38,6 +38,16 @@ class DataSpec:
     holds no data yet, the data is generated there first."""
     prompt: dict = field(default_factory=dict)
     """Prompt format, see :class:`scaling.data.prompts.PromptFormat`."""
+    train_fraction: float = 1.0
+    """Share of the training records a job fine-tunes on (the data axis: 0.25, 0.5, 1.0),
+    drawn per schema by the job's seed, nested across fractions
+    (:func:`scaling.data.sft.stratified_fraction`); records ``finetune.val_fraction`` holds
+    out are taken first, so validation is the same at every fraction."""
+
+    def __post_init__(self) -> None:
+        f = self.train_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f <= 1.0:
+            raise ValueError(f"data.train_fraction={f!r}: expected a fraction in (0, 1]")
 
     @property
     def prompt_format(self) -> PromptFormat:

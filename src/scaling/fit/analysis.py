@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 
 from scaling.fit.collect import Collection, Log, _stderr
+from scaling.fit.data_axis import DataCurve, data_curves
 from scaling.fit.config import Settings
 from scaling.fit.fits import (CapacityThreshold, DiminishingReturns, LogisticFit, LogLinearFit, RungGain,
-                              capacity_threshold, diminishing_returns, fit_logistic, fit_loglinear, rung_gains)
+                              capacity_threshold, diminishing_returns, fit_logistic, fit_loglinear, no_signal,
+                              rung_gains, span_gain)
 from scaling.fit.scores import SeriesScores, score_measured, score_reference
 from scaling.fit.verdicts import LadderRow, Recommendation, Verdict, build_ladder, evaluate_tracks
 
@@ -37,12 +39,28 @@ class Curve:
     loglinear: LogLinearFit
     logistic: LogisticFit
     diminishing: DiminishingReturns
+    seed_y: tuple[np.ndarray, ...] | None = None
+    """Each model's per-seed scores (in ``keys`` order), for the seed spread on figures."""
+
+    @property
+    def no_signal(self) -> str | None:
+        """``"all rungs 0"`` / ``"all rungs 100%"`` when the scores cannot tell sizes apart."""
+        return no_signal(self.y, self.reps)
+
+    @property
+    def span(self) -> RungGain | None:
+        """Gain per 100M from the smallest to the largest size, with its paired interval."""
+        return span_gain(self.N, self.y, self.reps, self.keys)
 
     def to_dict(self) -> dict[str, Any]:
+        seeds = self.seed_y if self.seed_y is not None else [None] * len(self.keys)
         return {
             "series": self.series, "metric": self.metric, "tier": self.tier,
-            "points": [{"model": k, "N": float(n), "score": _f(v), "ci": _pair(lo, hi)}
-                       for k, n, v, lo, hi in zip(self.keys, self.N, self.y, self.lo, self.hi)],
+            "points": [{"model": k, "N": float(n), "score": _f(v), "ci": _pair(lo, hi),
+                        "seeds": None if s is None else [float(x) for x in s]}
+                       for k, n, v, lo, hi, s in zip(self.keys, self.N, self.y, self.lo, self.hi, seeds)],
+            "no_signal": self.no_signal,
+            "span_gain_per_100m": self.span.to_dict() if self.span is not None else None,
             "gain_per_100m": [g.to_dict() for g in self.gains],
             "loglinear": self.loglinear.to_dict(), "logistic": self.logistic.to_dict(),
             "diminishing_returns": self.diminishing.to_dict(),
@@ -75,6 +93,8 @@ class Analysis:
     verdicts: tuple[Verdict, ...]
     ladder: tuple[LadderRow, ...]
     recommendations: tuple[Recommendation, ...]
+    data: tuple[DataCurve, ...] = ()
+    """The data axis: models measured at several ``data.train_fraction`` values."""
 
     def curve(self, series: str, metric: str, tier: str) -> Curve | None:
         for c in self.curves:
@@ -108,6 +128,7 @@ def build_curve(scores: SeriesScores, metric: str, tier: str, settings: Settings
     y = row.point[keep]
     reps = row.reps[:, keep] if row.reps is not None else None
     keys = tuple(scores.models[i].key for i in keep)
+    per_seed = scores.seed_scores.get((metric, tier))
     level = settings.level
     loglin = fit_loglinear(N, y, reps, level)
     return Curve(
@@ -117,6 +138,7 @@ def build_curve(scores: SeriesScores, metric: str, tier: str, settings: Settings
         logistic=fit_logistic(N, y, reps, level, n_boot=settings.n_boot_fit),
         diminishing=diminishing_returns(N, y, reps, keys, settings.threshold_per_100m, level,
                                         settings.min_sizes_curve),
+        seed_y=tuple(per_seed[i] for i in keep) if per_seed is not None else None,
     )
 
 
@@ -149,9 +171,10 @@ def analyse(collection: Collection, settings: Settings, log: Log = _stderr) -> A
             capacity.append(Capacity(c.series, c.metric, c.tier,
                                      capacity_threshold(c.N, c.y, c.reps, c.keys, target, c.loglinear)))
     ladder, recs = build_ladder(scores, settings)
+    data = data_curves(collection, settings.metrics, settings.tiers, settings.n_boot, settings.seed, settings.level)
     return Analysis(settings=settings, collection=collection, scores=tuple(scores), curves=tuple(curves),
                     capacity=tuple(capacity), verdicts=evaluate_tracks(scores, settings), ladder=ladder,
-                    recommendations=recs)
+                    recommendations=recs, data=data)
 
 
 def fit_summary(analysis: Analysis) -> str:
@@ -159,12 +182,13 @@ def fit_summary(analysis: Analysis) -> str:
     n_ok = sum(c.loglinear.ok for c in analysis.curves)
     n_logi = sum(c.logistic.ok for c in analysis.curves)
     parts = [f"fit: {len(analysis.curves)} curves, {n_ok} log-linear ok, {n_logi} logistic ok"]
-    m = analysis.settings.target_metric
+    m = analysis.settings.headline_metric
     for sc in analysis.scores:
         c = analysis.curve(sc.label, m, "overall")
         if c is None or not c.gains:
             continue
-        gains = ", ".join(f"{g.from_key}->{g.to_key} {g.gain * 100:+.1f}" if g.gain is not None
+        gains = ", ".join(f"{g.from_key}->{g.to_key} no signal" if g.status == "no_signal"
+                          else f"{g.from_key}->{g.to_key} {g.gain * 100:+.1f}" if g.gain is not None
                           else f"{g.from_key}->{g.to_key} n/a" for g in c.gains)
         parts.append(f"{sc.label}: {m} points per 100M: {gains}")
     return "; ".join(parts)

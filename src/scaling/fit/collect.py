@@ -30,7 +30,8 @@ from scaling.data.io import TIERS
 from scaling.fit.errors import FitError
 from scaling.metrics import METRIC_KEYS
 from scaling.results import (PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION, decode_label, recipe, recipe_label,
-                             varying_recipe)
+                             train_fraction, varying_recipe)
+from scaling.results import model_key as results_model_key
 
 #: Per-example metrics a ``predictions.jsonl`` line carries (all in [0, 1]).
 METRICS = METRIC_KEYS
@@ -81,6 +82,9 @@ class Job:
     predictions: Predictions | None
     config: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    n_train: int | None = None      # training records fine-tuned on (data.n_train)
+    train_fraction: float = 1.0     # data.train_fraction (the data axis)
+    depth: Mapping[str, Any] | None = None   # model.depth: the blocks a depth rung kept
 
     def aggregate(self, metric: str, tier: str) -> float | None:
         """The job's aggregate ``metric`` on ``tier`` (``"overall"`` or a tier) from results.json."""
@@ -283,7 +287,8 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
     if version != RESULTS_VERSION:
         raise FitError(f"unsupported results_version {version!r} (expected {RESULTS_VERSION})",
                        file=path, field="results_version")
-    model_key = _need(d, "model.key", str, path)
+    _need(d, "model.key", str, path)
+    model_key = results_model_key(d["model"])
     total = _need(d, "params.total", int, path)
     non_emb = _need(d, "params.non_embedding", int, path)
     if total <= 0 or non_emb <= 0:
@@ -298,6 +303,7 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
         if _as_unit_float(overall.get(name)) is None:
             raise FitError("missing or not a number in [0, 1]", file=path, field=f"metrics.overall.{name}")
     model = d["model"]
+    n_train = (d.get("data") or {}).get("n_train") if isinstance(d.get("data"), dict) else None
     notes: list[str] = []
     preds: Predictions | None = None
     ppath = path.with_name(PREDICTIONS_FILE)
@@ -320,6 +326,9 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
         category=d.get("category") if isinstance(d.get("category"), str) else None,
         method=method, decode_mode=decode_mode, seed=seed, metrics=m, predictions=preds,
         config=d.get("config") if isinstance(d.get("config"), dict) else {}, notes=tuple(notes),
+        n_train=n_train if isinstance(n_train, int) and not isinstance(n_train, bool) else None,
+        train_fraction=train_fraction(d.get("config")),
+        depth=model.get("depth") if isinstance(model.get("depth"), dict) else None,
     )
 
 
@@ -414,6 +423,10 @@ def group_jobs(jobs: Iterable[Job], log: Log = _stderr) -> tuple[Series, ...]:
                 if (j.params_total, j.params_non_embedding) != (first.params_total, first.params_non_embedding):
                     log(f"warning: {label} / {key}: {j.path} reports params {j.params_total} "
                         f"but {first.path} reports {first.params_total}; using the latter")
+                kept = [(x.depth or {}).get("kept") for x in (first, j)]
+                if kept[0] != kept[1]:
+                    log(f"warning: {label} / {key}: {j.path} kept blocks {kept[1]} but {first.path} kept "
+                        f"{kept[0]} (model.depth); averaged as seeds of one rung all the same")
             seeds = [j.seed for j in js]
             if len(set(seeds)) < len(seeds):
                 log(f"warning: {label} / {key}: seed repeated across jobs {seeds}; "

@@ -60,6 +60,11 @@ class Settings:
     threshold_per_100m: float = 0.05
     targets: tuple[float, ...] = (0.2, 0.5)
     target_metric: str = "json_exact"
+    headline_metric: str = "json_exact"
+    """The metric of the report's headline: gains per 100M, diminishing returns, the answer."""
+    headline_series: str | None = None
+    """The series of the headline table (a label); None: the measured fine-tuned series with
+    the most sizes (then the most jobs)."""
     recommend_target: float = 0.5
     n_boot: int = 2000
     n_boot_fit: int = 200
@@ -88,6 +93,12 @@ class Settings:
         target_metric = cfg.get("target_metric", d.target_metric)
         if target_metric not in metrics:
             raise FitError(f"{target_metric!r} is not among metrics {list(metrics)}", field="target_metric")
+        headline_metric = cfg.get("headline_metric", d.headline_metric)
+        if headline_metric not in metrics:
+            raise FitError(f"{headline_metric!r} is not among metrics {list(metrics)}", field="headline_metric")
+        headline_series = cfg.get("headline_series", d.headline_series)
+        if headline_series is not None and not isinstance(headline_series, str):
+            raise FitError(f"expected a series label or null, got {headline_series!r}", field="headline_series")
         verdicts = cfg.get("verdicts") or {}
         tracks = []
         for name in sorted(k for k in verdicts if k.startswith("track")):
@@ -96,7 +107,7 @@ class Settings:
             params=params, metrics=metrics, tiers=tiers,
             threshold_per_100m=_num(cfg, "threshold_per_100m", d.threshold_per_100m, 0.0, None),
             targets=tuple(_unit(v, "targets") for v in cfg.get("targets", d.targets)),
-            target_metric=target_metric,
+            target_metric=target_metric, headline_metric=headline_metric, headline_series=headline_series,
             recommend_target=_unit(cfg.get("recommend_target", d.recommend_target), "recommend_target"),
             n_boot=int(_num(cfg, "n_boot", d.n_boot, 1, None)),
             n_boot_fit=int(_num(cfg, "n_boot_fit", d.n_boot_fit, 0, None)),

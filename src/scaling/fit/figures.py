@@ -106,6 +106,7 @@ def _plot_curve(ax, c: Curve, styles: _Styles, offset: float = 1.0, fits: bool =
     ax.errorbar(x, c.y, yerr=_yerr(c.y, c.lo, c.hi), fmt=marker, color=colour,
                 mfc="none" if hollow else colour, label=label if label is not None else c.series,
                 zorder=3, elinewidth=0.9)
+    _plot_seeds(ax, x, c.seed_y, colour)
     if fits and c.loglinear.ok and len(c.N) >= 2:
         grid = np.geomspace(c.N[0] / 1.15, c.N[-1] * 1.15, 100)
         ax.plot(grid, np.clip(c.loglinear.predict(grid), 0, 1), ls=":" if hollow else ls, color=colour, lw=0.9,
@@ -114,6 +115,31 @@ def _plot_curve(ax, c: Curve, styles: _Styles, offset: float = 1.0, fits: bool =
             ax.plot(grid, c.logistic.predict(grid), ls="--", color=colour, lw=0.9, alpha=0.8, zorder=2)
     elif len(c.N) >= 2:
         ax.plot(x, c.y, ls=":", color=colour, lw=0.8, zorder=2)
+
+
+SEED_X = 1.04  # seed markers sit just right of their model's mean, clear of its error bar
+
+
+def _plot_seeds(ax, x: np.ndarray, seed_y, colour: str) -> None:
+    """Each seed's own score as a small hollow marker beside the mean (models with 2+ seeds)."""
+    if seed_y is None:
+        return
+    xs, ys = [], []
+    for xi, s in zip(x, seed_y):
+        if s is not None and len(s) > 1:
+            xs += [xi * SEED_X] * len(s)
+            ys += [float(v) for v in s]
+    if xs:
+        ax.scatter(xs, ys, s=9, marker="o", facecolors="none", edgecolors=colour, linewidths=0.6, alpha=0.8,
+                   zorder=2, label="_seeds")
+
+
+def _seed_legend_entries(curves) -> list:
+    from matplotlib.lines import Line2D
+
+    if any(c.seed_y is not None and any(s is not None and len(s) > 1 for s in c.seed_y) for c in curves):
+        return [(Line2D([], [], ls="none", marker="o", mfc="none", mec="grey", ms=3), "single seeds")]
+    return []
 
 
 def _curves(analysis: Analysis, metric: str, tier: str) -> list[Curve]:
@@ -184,7 +210,7 @@ def figure_score_vs_params(analysis: Analysis, metric: str = "json_exact") -> Fi
         ax.set_title(tier)
         ax.set_xlabel(f"parameters ({analysis.settings.params.replace('_', '-')})")
         ax.set_ylabel(metric_label(metric))
-    _legend(fig, [ax for _, ax in panels], _fit_legend_entries(all_curves))
+    _legend(fig, [ax for _, ax in panels], _fit_legend_entries(all_curves) + _seed_legend_entries(all_curves))
     fig.suptitle(f"{metric_label(metric)} vs parameters")
     return fig
 
@@ -252,7 +278,7 @@ def figure_f1_compliance(analysis: Analysis, metrics: Sequence[str] = ("field_f1
         ax.set_xlabel(f"parameters ({analysis.settings.params.replace('_', '-')})")
         ax.set_ylabel(metric_label(m))
         ax.set_title(f"{metric_label(m)} ({tier})")
-    _legend(fig, axes, _fit_legend_entries(all_curves))
+    _legend(fig, axes, _fit_legend_entries(all_curves) + _seed_legend_entries(all_curves))
     return fig
 
 
@@ -358,7 +384,7 @@ def figure_gain_per_100m(analysis: Analysis, metric: str | None = None) -> Figur
     """(f) marginal gain per 100M parameters between adjacent rungs (points per 100M), one
     panel per tier: a marker at the geometric midpoint of each step, a horizontal bar over
     the step, the paired-bootstrap interval as a vertical bar, the threshold dashed."""
-    metric = metric or analysis.settings.target_metric
+    metric = metric or analysis.settings.headline_metric
     if not any(c.gains for c in analysis.curves if c.metric == metric):
         raise SkipFigure(f"no gain between rungs for {metric} (needs at least 2 sizes in a series)")
     styles = _Styles(analysis)
@@ -394,6 +420,61 @@ def figure_gain_per_100m(analysis: Analysis, metric: str | None = None) -> Figur
     return fig
 
 
+# ----------------------------------------------------------------------------- (g)
+
+
+def figure_data_axis(analysis: Analysis, metric: str | None = None) -> Figure:
+    """(g) the data axis: ``metric`` per tier against the number of training records, one
+    line per model fine-tuned at several ``data.train_fraction`` values, with paired
+    intervals and each seed's score."""
+    metric = metric or analysis.settings.headline_metric
+    curves = [d for d in analysis.data if any(k[0] == metric for k in d.point)]
+    if not curves:
+        raise SkipFigure("no model fine-tuned at two or more data.train_fraction values")
+    tiers = [t for t in analysis.settings.tiers if any((metric, t) in d.point for d in curves)]
+    ncol = 2 if len(tiers) > 1 else 1
+    nrow = math.ceil(len(tiers) / ncol)
+    fig = Figure(figsize=(3.4 * ncol, 2.5 * nrow + 0.4), layout="constrained")
+    axes = fig.subplots(nrow, ncol, squeeze=False)
+    for ax in axes.ravel()[len(tiers):]:
+        ax.set_visible(False)
+    # x: training records when every job recorded them (data.n_train), else the fraction
+    by_count = all(n is not None and n > 0 for d in curves for n in d.n_train)
+    for tier, ax in zip(tiers, axes.ravel()):
+        xs_all = []
+        for k, d in enumerate(curves):
+            if (metric, tier) not in d.point:
+                continue
+            colour = OKABE_ITO[k % len(OKABE_ITO)]
+            x = np.array(d.n_train if by_count else d.fractions, dtype=float)
+            y = d.point[(metric, tier)]
+            ax.errorbar(x, y, yerr=_yerr(y, d.lo[(metric, tier)], d.hi[(metric, tier)]), fmt=MARKERS[k % len(MARKERS)],
+                        ls="-", color=colour, label=d.label, elinewidth=0.9, lw=0.9)
+            _plot_seeds(ax, x, d.seed_scores.get((metric, tier)), colour)
+            xs_all += list(x)
+        ax.set_xscale("log")
+        ticks = sorted(set(xs_all))
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if by_count else f"{v * 100:.4g}%"))
+        ax.set_xlim(ticks[0] / 1.3, ticks[-1] * 1.3)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(tier)
+        ax.set_xlabel("training records" if by_count else "share of the training records")
+        ax.set_ylabel(metric_label(metric))
+    _legend(fig, axes, _seed_legend_entries_data(curves))
+    fig.suptitle(f"{metric_label(metric)} vs training records (the data axis)")
+    return fig
+
+
+def _seed_legend_entries_data(curves) -> list:
+    from matplotlib.lines import Line2D
+
+    if any(len(s) > 1 for d in curves for s in d.seeds):
+        return [(Line2D([], [], ls="none", marker="o", mfc="none", mec="grey", ms=3), "single seeds")]
+    return []
+
+
 # ----------------------------------------------------------------------------- driver
 
 FIGURES: tuple[tuple[str, str, Callable[[Analysis], Figure]], ...] = (
@@ -403,6 +484,7 @@ FIGURES: tuple[tuple[str, str, Callable[[Analysis], Figure]], ...] = (
     ("schema_heatmap", "(d) JSONExact per schema and model", figure_schema_heatmap),
     ("base_vs_finetuned", "(e) base vs fine-tuned", figure_base_vs_finetuned),
     ("gain_per_100m", "(f) marginal gain per 100M parameters between rungs", figure_gain_per_100m),
+    ("data_axis", "(g) the headline metric per tier vs training records (data.train_fraction)", figure_data_axis),
 )
 FORMATS = ("pdf", "png")
 
@@ -441,4 +523,5 @@ def _metadata(ext: str) -> dict:
 
 __all__ = ["FIGURES", "FigureFile", "SkipFigure", "make_figures", "figure_score_vs_params", "figure_tier_bars",
            "figure_f1_compliance", "figure_schema_heatmap", "figure_base_vs_finetuned", "figure_gain_per_100m",
+           "figure_data_axis",
            "schema_matrix", "OKABE_ITO", "STYLE"]

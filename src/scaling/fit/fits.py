@@ -74,12 +74,35 @@ class _AsDict:
         return out
 
 
+# ----------------------------------------------------------------------------- signal
+
+
+NO_SIGNAL = "no_signal"
+
+
+def no_signal(y, reps=None) -> str | None:
+    """Why scores carry no signal about size, or None when they do: every size (and every
+    bootstrap replicate) sits at the floor (``"all rungs 0"``) or at the ceiling (``"all rungs
+    100%"``). A gain between two such scores is 0 with the interval [0, 0] by construction,
+    not a measured absence of gain: the metric cannot move there."""
+    y = np.asarray(y, dtype=float)
+    if y.size == 0 or not np.all(np.isfinite(y)):
+        return None
+    for value, words in ((0.0, "0"), (1.0, "100%")):
+        if np.all(y == value) and (reps is None or np.all(np.asarray(reps, dtype=float) == value)):
+            return f"all rungs {words}" if y.size > 1 else f"score {words}"
+    return None
+
+
 # ----------------------------------------------------------------------------- rung gains
 
 
 @dataclass(frozen=True)
 class RungGain(_AsDict):
-    """Gain between adjacent sizes: ``(y_to - y_from) / ((N_to - N_from) / 1e8)``."""
+    """Gain between adjacent sizes: ``(y_to - y_from) / ((N_to - N_from) / 1e8)``.
+    ``status``: ``"ok"``, ``"same_size"`` (no gain) or ``"no_signal"`` (both sizes at 0, or
+    both at 100%, on every replicate: the gain is 0 [0, 0] only because the metric cannot
+    move; see :func:`no_signal`)."""
 
     from_key: str
     to_key: str
@@ -106,9 +129,22 @@ def rung_gains(N, y, reps=None, keys=None, level: float = 0.95) -> tuple[RungGai
             continue
         g = (y[i + 1] - y[i]) / dn
         ci = _ci((reps[:, i + 1] - reps[:, i]) / dn, level) if reps is not None else None
+        flat = no_signal(y[i:i + 2], reps[:, i:i + 2] if reps is not None else None)
         out.append(RungGain(keys[i], keys[i + 1], float(N[i]), float(N[i + 1]), float(y[i]),
-                            float(y[i + 1]), float(g) if math.isfinite(g) else None, ci))
+                            float(y[i + 1]), float(g) if math.isfinite(g) else None, ci,
+                            NO_SIGNAL if flat else "ok"))
     return tuple(out)
+
+
+def span_gain(N, y, reps=None, keys=None, level: float = 0.95) -> RungGain | None:
+    """The gain per 100M from the smallest to the largest size (the ladder as one step),
+    with its paired interval; None with fewer than two distinct sizes."""
+    N, y, reps, keys = _prep(N, y, reps, keys)
+    if len(N) < 2 or N[-1] <= N[0]:
+        return None
+    ends = [0, len(N) - 1]
+    return rung_gains(N[ends], y[ends], reps[:, ends] if reps is not None else None,
+                      [keys[0], keys[-1]], level)[0]
 
 
 # ----------------------------------------------------------------------------- log-linear
@@ -194,8 +230,10 @@ def fit_loglinear(N, y, reps=None, level: float = 0.95, min_sizes: int = 2) -> L
 class LogisticFit(_AsDict):
     """Saturating curve in log N:
     ``score = lo + (hi - lo) / (1 + exp(-k (log10 N - x0)))`` with ``lo, hi`` in [0, 1] and
-    ``k > 0``; ``n50 = 10**x0`` is the size at the midpoint. ``loo_rmse`` needs >= 5 sizes
-    (each leave-one-out fit needs 4)."""
+    ``k > 0``; ``n50 = 10**x0`` is the size at the midpoint. ``loo_rmse``: error of
+    predicting each size from a fit to the others; with 5+ sizes every refit is the full
+    curve, with exactly 4 a refit has 3 points for 4 parameters, so there the floor ``lo`` is
+    fixed at 0 (a model that has learnt nothing scores 0) and ``loo_note`` says so."""
 
     status: str
     n_sizes: int
@@ -211,6 +249,7 @@ class LogisticFit(_AsDict):
     ci_k: Interval = None
     ci_x0: Interval = None
     n_boot: int = 0
+    loo_note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -230,23 +269,41 @@ K_BOUNDS = (1e-3, 100.0)
 X0_MARGIN = 3.0  # decades beyond the measured sizes the midpoint may lie
 
 
-def _logistic_lsq(x: np.ndarray, y: np.ndarray, starts: Sequence[Sequence[float]]) -> np.ndarray | None:
+def _logistic_lsq(x: np.ndarray, y: np.ndarray, starts: Sequence[Sequence[float]],
+                  fix_lo: float | None = None) -> np.ndarray | None:
+    """Best bounded least-squares logistic over ``starts``; with ``fix_lo`` the floor is held
+    there and only (hi, k, x0) are fitted (the result still has all four parameters)."""
     lower = [0.0, 0.0, K_BOUNDS[0], x.min() - X0_MARGIN]
     upper = [1.0, 1.0, K_BOUNDS[1], x.max() + X0_MARGIN]
+    if fix_lo is not None:
+        lower, upper = lower[1:], upper[1:]
+        starts = [list(p0)[1:] for p0 in starts]
+
+    def full(p):
+        return np.concatenate([[fix_lo], p]) if fix_lo is not None else p
 
     def resid(p):
-        return logistic(x, *p) - y
+        return logistic(x, *full(p)) - y
+
+    def jac(p):
+        # analytic: finite differences cost a residual call per parameter per step
+        lo, hi, k, x0 = full(p)
+        z = np.clip(-k * (x - x0), -500, 500)
+        s = 1.0 / (1.0 + np.exp(z))
+        ds = (hi - lo) * s * (1.0 - s)
+        cols = [1.0 - s, s, ds * (x - x0), -ds * k]
+        return np.stack(cols[1:] if fix_lo is not None else cols, axis=1)
 
     best, best_cost = None, math.inf
     for p0 in starts:
         p0 = np.clip(np.asarray(p0, dtype=float), np.add(lower, 1e-9), np.subtract(upper, 1e-9))
         try:
-            r = least_squares(resid, p0, bounds=(lower, upper), method="trf", x_scale="jac",
+            r = least_squares(resid, p0, jac=jac, bounds=(lower, upper), method="trf", x_scale="jac",
                               xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
         except (ValueError, FloatingPointError):
             continue
         if r.status > 0 and np.all(np.isfinite(r.x)) and r.cost < best_cost:
-            best, best_cost = r.x, r.cost
+            best, best_cost = full(r.x), r.cost
     return best
 
 
@@ -277,11 +334,18 @@ def fit_logistic(N, y, reps=None, level: float = 0.95, min_sizes: int = 4,
         return LogisticFit(status="failed: least squares did not converge from any start", n_sizes=distinct)
     rmse = float(np.sqrt(np.mean((logistic(x, *p) - y) ** 2)))
     loo = None
-    if distinct >= 5:
+    loo_note = ""
+    if len(x) == distinct:  # one point per size: leaving one out leaves the others' sizes
+        fix_lo = 0.0 if distinct == 4 else None
+        if fix_lo is not None:
+            loo_note = "refits to 3 sizes hold the floor at 0"
         errs = []
         for j in range(len(x)):
             keep = np.arange(len(x)) != j
-            pj = _logistic_lsq(x[keep], y[keep], [p] + _starts(x[keep], y[keep]))
+            # warm start from the full fit; the multi-start only when that fails (as for replicates)
+            pj = _logistic_lsq(x[keep], y[keep], [p], fix_lo=fix_lo)
+            if pj is None:
+                pj = _logistic_lsq(x[keep], y[keep], _starts(x[keep], y[keep]), fix_lo=fix_lo)
             if pj is not None:
                 errs.append(float(logistic(x[j], *pj) - y[j]))
         loo = float(np.sqrt(np.mean(np.square(errs)))) if errs else None
@@ -302,7 +366,7 @@ def fit_logistic(N, y, reps=None, level: float = 0.95, min_sizes: int = 4,
     lo, hi, k, x0 = (float(v) for v in p)
     return LogisticFit(status="ok", n_sizes=distinct, lo=lo, hi=hi, k=k, x0=x0, n50=float(10 ** x0),
                        rmse=rmse, loo_rmse=loo, ci_lo=cis[0], ci_hi=cis[1], ci_k=cis[2], ci_x0=cis[3],
-                       n_boot=n_ok)
+                       n_boot=n_ok, loo_note=loo_note)
 
 
 # ----------------------------------------------------------------------------- diminishing returns
@@ -325,7 +389,11 @@ class DiminishingReturns(_AsDict):
       with ``b <= 0`` counts as n = 0: already below everywhere). ``rungs`` holds the
       rung-based answer as well.
     * ``"below_everywhere"``: the fitted gain per decade is <= 0.
+    * ``"no_signal"``: every size scores 0 (or 100%): the metric says nothing about size.
     * ``"insufficient_sizes"``.
+
+    Steps between two sizes that both score 0 (or both 100%) are never "below the
+    threshold": a floor followed by a rise is not a diminishing return.
     """
 
     kind: str
@@ -359,8 +427,11 @@ def diminishing_returns_rungs(N, y, reps=None, keys=None, threshold: float = 0.0
     if len(uniq) < 2:
         return DiminishingReturns(kind="insufficient_sizes", threshold=threshold, method="rungs",
                                   note="needs at least 2 sizes")
-    gains = rung_gains(N, y, None, keys)
-    valid = [i for i, g in enumerate(gains) if g.gain is not None]
+    flat = no_signal(y, reps)
+    if flat:
+        return DiminishingReturns(kind=NO_SIGNAL, threshold=threshold, method="rungs", note=f"no signal: {flat}")
+    gains = rung_gains(N, y, reps, keys)
+    valid = [i for i, g in enumerate(gains) if g.gain is not None and g.status != NO_SIGNAL]
 
     def first_below(gvals: np.ndarray) -> int:
         for i in valid:
@@ -375,6 +446,10 @@ def diminishing_returns_rungs(N, y, reps=None, keys=None, threshold: float = 0.0
         dn = np.diff(N) / HUNDRED_M
         with np.errstate(divide="ignore", invalid="ignore"):
             rg = np.diff(reps, axis=1) / dn
+        # a replicate whose two sizes are both at 0 (or 100%) has no signal at that step
+        for i in range(rg.shape[1]):
+            both = ((reps[:, i] == 0) & (reps[:, i + 1] == 0)) | ((reps[:, i] == 1) & (reps[:, i + 1] == 1))
+            rg[both, i] = np.nan
         idx = np.array([first_below(row) for row in rg])
         counts = np.bincount(idx, minlength=len(gains) + 1) / len(idx)
         labels = [f"{_fmt_n(g.n_from)}-{_fmt_n(g.n_to)}" for g in gains] + [f"beyond {_fmt_n(N[-1])}"]
@@ -404,7 +479,7 @@ def diminishing_returns(N, y, reps=None, keys=None, threshold: float = 0.05, lev
     ``min_sizes_point`` sizes, else the rung-based range (see :class:`DiminishingReturns`)."""
     rungs = diminishing_returns_rungs(N, y, reps, keys, threshold, level)
     Ns, ys, rs, _ = _prep(N, y, reps, keys)
-    if len(np.unique(Ns)) < min_sizes_point:
+    if len(np.unique(Ns)) < min_sizes_point or rungs.kind == NO_SIGNAL:
         return rungs
     fit = fit_loglinear(Ns, ys, rs, level)
     if not fit.ok:
@@ -468,6 +543,6 @@ def capacity_threshold(N, y, reps=None, keys=None, target: float = 0.5,
                              probabilities=probs, fitted_n=fitted)
 
 
-__all__ = ["RungGain", "LogLinearFit", "LogisticFit", "DiminishingReturns", "CapacityThreshold",
+__all__ = ["NO_SIGNAL", "no_signal", "span_gain", "RungGain", "LogLinearFit", "LogisticFit", "DiminishingReturns", "CapacityThreshold",
            "rung_gains", "fit_loglinear", "fit_logistic", "logistic", "diminishing_returns",
            "diminishing_returns_rungs", "capacity_threshold"]

@@ -9,7 +9,7 @@ there are no replicates, so gains and fits come without intervals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
@@ -62,6 +62,12 @@ class SeriesScores:
     schema_tiers: Mapping[str, str]
     paired: bool
     notes: tuple[str, ...] = ()
+    seed_scores: Mapping[tuple[str, str], tuple[np.ndarray, ...]] = field(default_factory=dict)
+    """``(metric, tier)`` -> one array per model: the score of each of its seeds (the spread
+    the figures show beside the seed mean)."""
+    thin: tuple[str, ...] = ()
+    """``model/tier (k of n)`` where json_exact rests on fewer than :data:`THIN` successes or
+    failures: percentile intervals there are too narrow (see :data:`THIN_NOTE`)."""
 
     @property
     def is_base(self) -> bool:
@@ -90,6 +96,8 @@ def score_measured(series: Series, metrics: Sequence[str], tiers: Sequence[str],
     rows: dict[tuple[str, str], ScoreRow] = {}
     by_schema: dict[str, dict[str, np.ndarray]] = {}
     schema_tiers: dict[str, str] = {}
+    seed_scores: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
+    thin: list[str] = []
     n_examples: list[int | None] = [None] * J
     common: list[str] = []
     if all(j.predictions is not None for j in jobs):
@@ -128,19 +136,21 @@ def score_measured(series: Series, metrics: Sequence[str], tiers: Sequence[str],
         schema_arr = np.asarray(ex_schemas)
         for sid in sorted(set(ex_schemas)):
             schema_tiers[sid] = ex_tiers[ex_schemas.index(sid)]
+        tier_arr = np.asarray(ex_tiers)
         for m in metrics:
             point, reps = paired_bootstrap(values[m], ex_tiers, present, n_boot, seed)
             for t in point:
                 lo, hi = percentile_ci(reps[t], level)
                 rows[(m, t)] = ScoreRow(m, t, point[t], lo, hi, reps[t])
+                cols = np.ones(len(common), bool) if t == OVERALL else tier_arr == t
+                seed_scores[(m, t)] = tuple(v[:, cols].mean(axis=1) for v in values[m])
             by_schema[m] = {sid: np.array([v.mean(axis=0)[schema_arr == sid].mean() for v in values[m]])
                             for sid in sorted(set(ex_schemas))}
         paired = True
         thin = _thin_tiers(series, rows, ex_tiers)
         if thin:
-            notes.append(f"{series.label}: json_exact rests on fewer than {THIN} successes or failures for "
-                         f"{', '.join(thin)}; percentile intervals there are too narrow (in simulation about "
-                         f"85% coverage for a nominal 95% with 25 examples at 5% vs 10% success)")
+            log(f"note: {series.label}: json_exact rests on fewer than {THIN} successes or failures for "
+                f"{', '.join(thin)}; {THIN_NOTE}")
     else:
         paired = False
         for m in metrics:
@@ -157,6 +167,9 @@ def score_measured(series: Series, metrics: Sequence[str], tiers: Sequence[str],
                             lo[mi], hi[mi] = ci
                 if np.isfinite(point).any():
                     rows[(m, t)] = ScoreRow(m, t, point, lo, hi, None)
+                    seed_scores[(m, t)] = tuple(
+                        np.array([v for v in (j.aggregate(m, t) for j in model.jobs) if v is not None])
+                        for model in series.models)
             schemas: dict[str, list[list[float]]] = {}
             for mi, model in enumerate(series.models):
                 for j in model.jobs:
@@ -177,11 +190,14 @@ def score_measured(series: Series, metrics: Sequence[str], tiers: Sequence[str],
     return SeriesScores(label=series.label, kind="measured", method=series.method,
                         decode_mode=series.decode_mode, models=models, rows=MappingProxyType(rows),
                         by_schema=MappingProxyType(by_schema), schema_tiers=MappingProxyType(schema_tiers),
-                        paired=paired, notes=tuple(notes))
+                        paired=paired, notes=tuple(notes), seed_scores=MappingProxyType(seed_scores),
+                        thin=tuple(thin))
 
 
 #: Fewer successes (or failures) than this in a tier make its bootstrap interval unreliable.
 THIN = 5
+THIN_NOTE = ("percentile intervals there are too narrow (in simulation about 85% coverage for a nominal 95% "
+             "with 25 examples at 5% vs 10% success)")
 
 
 def _thin_tiers(series: Series, rows: Mapping[tuple[str, str], ScoreRow], ex_tiers: Sequence[str]) -> list[str]:

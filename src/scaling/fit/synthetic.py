@@ -104,8 +104,11 @@ def _aggregate(values: Mapping[str, np.ndarray], mask: np.ndarray) -> dict:
 
 def write_job(job_dir: str | Path, model: SyntheticModel, examples: Examples, values: Mapping[str, np.ndarray],
               *, seed: int, method: str = "full", decode_mode: str = "greedy", group: str = "synthetic",
-              with_predictions: bool = True) -> Path:
-    """Write ``results.json`` (+ ``predictions.jsonl``) of one completed job; returns the results path."""
+              with_predictions: bool = True, train_fraction: float = 1.0, n_train: int | None = None,
+              depth: Mapping | None = None) -> Path:
+    """Write ``results.json`` (+ ``predictions.jsonl``) of one completed job; returns the results path.
+    ``train_fraction``/``n_train`` go where a real job records them (``config.data`` and
+    ``data``); ``depth`` is a ``model.depth`` record (see :mod:`scaling.models.depth`)."""
     job_dir = Path(job_dir)
     tiers = np.asarray(examples.tiers)
     schemas = np.asarray(examples.schema_ids)
@@ -118,20 +121,23 @@ def write_job(job_dir: str | Path, model: SyntheticModel, examples: Examples, va
     results = {
         "results_version": RESULTS_VERSION, "status": "completed", "error": None,
         "run_name": f"{model.key}-{method}-s{seed}", "group": group, "job_dir": str(job_dir),
-        "model": {"key": model.key, "source": "local", "hub_id": None, "revision": None, "family": model.family},
+        "model": {"key": model.key, "source": "local", "hub_id": None, "revision": None, "family": model.family,
+                  "depth": dict(depth) if depth is not None else None},
         "params": {"total": model.params_total, "non_embedding": model.non_embedding,
                    "trainable": model.params_total if method != "none" else 0},
         "category": category_of(model.params_total),
         "finetune": {"method": method},
         "decode": {"mode": decode_mode, "max_new_tokens": 512},
-        "data": {"name": "synthetic", "version": "v0", "n_train": 0, "n_test": len(examples.ids), "files": {}},
+        "data": {"name": "synthetic", "version": "v0", "n_train": n_train, "train_fraction": train_fraction,
+                 "n_test": len(examples.ids), "files": {}},
         "train": None,
         "eval": {"wall_s": 1.0, "generated_tokens": 0, "tokens_per_s": 0.0, "latency_s_per_example": 0.0,
                  "n": len(examples.ids)},
         "metrics": {"overall": _aggregate(values, np.ones(len(tiers), bool)), "by_tier": by_tier,
                     "by_schema": by_schema},
-        "config": {"synthetic": True, "p": dict(model.p)},
-        "config_hash": f"synthetic-{model.key}-{method}-{decode_mode}-{seed}",
+        "config": {"synthetic": True, "p": dict(model.p), "finetune": {"method": method},
+                   "data": {"train_fraction": train_fraction}},
+        "config_hash": f"synthetic-{model.key}-{method}-{decode_mode}-{seed}-{train_fraction}",
         "seed": seed, "versions": {}, "created_at": "2025-01-01T00:00:00+00:00",
         "finished_at": "2025-01-01T00:00:01+00:00",
     }
@@ -186,20 +192,29 @@ DEFAULT_BASE = (
 def make_sweep(root: str | Path, models: Sequence[SyntheticModel] = DEFAULT_LADDER, *, seeds: Sequence[int] = (0,),
                base: Sequence[SyntheticModel] = (), n_per_tier: Mapping[str, int] = EDGEJSON_TEST,
                method: str = "full", decode_mode: str = "greedy", correlation: float = 0.5,
-               n_failed: int = 0, n_corrupt: int = 0, with_predictions: bool = True, seed: int = 0) -> Path:
+               n_failed: int = 0, n_corrupt: int = 0, with_predictions: bool = True, seed: int = 0,
+               seeds_for: Mapping[str, Sequence[int]] | None = None,
+               fractions: Sequence[tuple[SyntheticModel, float, int]] = ()) -> Path:
     """Write a sweep folder ``root`` with one job folder per (model, seed) of ``models``
-    (fine-tuned with ``method``) and of ``base`` (``method: none``, seed 0), plus
-    ``n_failed`` failed and ``n_corrupt`` corrupt jobs. Returns ``root``."""
+    (fine-tuned with ``method``; ``seeds_for[key]`` replaces ``seeds`` for one model) and
+    of ``base`` (``method: none``, seed 0), one job per ``(model, train_fraction, n_train)``
+    of ``fractions`` (the data axis, seed 0), plus ``n_failed`` failed and ``n_corrupt``
+    corrupt jobs. Returns ``root``."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     examples = make_examples(n_per_tier, rng=rng)
     k = 0
     for model in models:
-        for s in seeds:
+        for s in (seeds_for or {}).get(model.key, seeds):
             write_job(root / f"{k:02d}_{model.key}_{method}_s{s}", model, examples,
                       simulate(model, examples, s, rng, correlation), seed=s, method=method,
                       decode_mode=decode_mode, group=root.name, with_predictions=with_predictions)
             k += 1
+    for model, fraction, n_train in fractions:
+        write_job(root / f"{k:02d}_{model.key}_{method}_f{fraction:g}", model, examples,
+                  simulate(model, examples, 0, rng, correlation), seed=0, method=method, decode_mode=decode_mode,
+                  group=root.name, with_predictions=with_predictions, train_fraction=fraction, n_train=n_train)
+        k += 1
     for model in base:
         write_job(root / f"{k:02d}_{model.key}_none_s0", model, examples, simulate(model, examples, 0, rng, correlation),
                   seed=0, method="none", decode_mode=decode_mode, group=root.name, with_predictions=with_predictions)

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Sequence
 
 from scaling.fit.analysis import Analysis
-from scaling.fit.fits import _fmt_n
+from scaling.fit.data_axis import describe_fraction
+from scaling.fit.fits import NO_SIGNAL, _fmt_n
+from scaling.fit.scores import SeriesScores
 from scaling.results import describe_categories
 
 
@@ -109,13 +111,92 @@ def tier_scores_table(analysis: Analysis) -> Table:
                                 "examples and seeds).", ("series", "model", "metric") + tuple(st.tiers), tuple(rows))
 
 
+def gain_text(g, digits: int = 1) -> str:
+    """``+12.3 [+4.0, +20.1]`` (points per 100M), ``no signal (both 0)`` or ``n/a (same_size)``."""
+    if g.status == NO_SIGNAL:
+        return f"no signal (both {_floor_or_ceiling(g.score_from)})"
+    if g.gain is None:
+        return f"n/a ({g.status})"
+    ci = f" [{g.ci[0] * 100:+.{digits}f}, {g.ci[1] * 100:+.{digits}f}]" if g.ci else ""
+    return f"{g.gain * 100:+.{digits}f}{ci}"
+
+
+def _floor_or_ceiling(v: float) -> str:
+    return "0" if v == 0 else "100%"
+
+
+def headline_table(analysis: Analysis, series: SeriesScores) -> Table:
+    """The report's opening table: every rung of ``series`` on every tier, each metric with
+    its interval, and the headline metric's gain per 100M from the rung below."""
+    st = analysis.settings
+    m = st.headline_metric
+    header = ("tier", "rung", "params", "seeds") + tuple(f"{_metric_name(x)} (%)" for x in st.metrics) + (
+        f"{_metric_name(m)} gain / 100M from the rung below (points)",)
+    rows = []
+    for t in st.tiers:
+        curve = analysis.curve(series.label, m, t)
+        gains = {g.to_key: g for g in curve.gains} if curve is not None else {}
+        first = True
+        for i in sorted(range(len(series.models)), key=lambda i: (series.models[i].params_total, series.models[i].key)):
+            model = series.models[i]
+            cells = []
+            for metric in st.metrics:
+                r = series.row(metric, t)
+                cells.append(pct(r.point[i], _ci(r.lo[i], r.hi[i])) if r is not None else "-")
+            if all(c == "-" for c in cells):
+                continue
+            g = gains.get(model.key)
+            rows.append((t if first else "", model.key, _fmt_n(model.params_total), str(len(model.seeds)) or "-",
+                         *cells, gain_text(g) if g is not None else "-"))
+            first = False
+    return Table("headline", f"{series.label}: scores per rung and tier (%, 95% paired-bootstrap intervals over test "
+                             f"examples and seeds) and the {_metric_name(m)} gain per 100M parameters from the rung "
+                             f"below.", header, tuple(rows))
+
+
+def _metric_name(metric: str) -> str:
+    from scaling.fit.figures import metric_label
+
+    return metric_label(metric)
+
+
+def data_axis_table(analysis: Analysis) -> Table:
+    """The data axis: each model's scores per fraction of the training records, and the
+    change from the previous fraction (points, paired interval)."""
+    st = analysis.settings
+    m = st.headline_metric
+    rows = []
+    for d in analysis.data:
+        for t in st.tiers:
+            if (m, t) not in d.point:
+                continue
+            steps = {s.to_fraction: s for s in d.steps[(m, t)]}
+            for i, f in enumerate(d.fractions):
+                step = steps.get(f)
+                if step is None:
+                    change = "-"
+                elif step.status == NO_SIGNAL:
+                    change = f"no signal (both {_floor_or_ceiling(d.point[(m, t)][i])})"
+                else:
+                    change = f"{step.delta * 100:+.1f}" + (f" [{step.ci[0] * 100:+.1f}, {step.ci[1] * 100:+.1f}]"
+                                                           if step.ci else "")
+                rows.append((d.label, t, describe_fraction(f, d.n_train[i]), str(len(d.seeds[i])),
+                             pct(d.point[(m, t)][i], _ci(d.lo[(m, t)][i], d.hi[(m, t)][i])), change))
+    return Table("data_axis", f"The data axis: {_metric_name(m)} (%) per share of the training records, 95% paired-"
+                              f"bootstrap intervals; change from the previous share in points.",
+                 ("model", "tier", "training records", "seeds", f"{_metric_name(m)} (%)", "change (points)"),
+                 tuple(rows))
+
+
 def gain_table(analysis: Analysis) -> Table:
     """Gain per 100M parameters between adjacent rungs (points), every series/metric/tier."""
     rows = []
     for c in analysis.curves:
         for g in c.gains:
             gain = "-" if g.gain is None else f"{g.gain * 100:+.1f}"
-            ci = f"[{g.ci[0] * 100:+.1f}, {g.ci[1] * 100:+.1f}]" if g.ci else "-"
+            if g.status == NO_SIGNAL:
+                gain = f"no signal (both {_floor_or_ceiling(g.score_from)})"
+            ci = f"[{g.ci[0] * 100:+.1f}, {g.ci[1] * 100:+.1f}]" if g.ci and g.status != NO_SIGNAL else "-"
             rows.append((c.series, c.metric, c.tier, f"{g.from_key} → {g.to_key}",
                          f"{_fmt_n(g.n_from)} → {_fmt_n(g.n_to)}", gain, ci))
     return Table("gain_per_100m", f"Gain per 100M parameters between adjacent rungs (points; threshold "
@@ -144,6 +225,8 @@ def fits_table(analysis: Analysis) -> Table:
 def describe_diminishing(dr) -> str:
     """One phrase: where the gain per 100M falls below the threshold, with the bootstrap's
     distribution over steps for the rung-based answer."""
+    if dr.kind == NO_SIGNAL:
+        return dr.note or "no signal"
     if dr.kind == "point":
         s = f"at {_fmt_n(dr.n)}"
         if dr.ci:
@@ -193,8 +276,13 @@ def verdict_table(analysis: Analysis) -> Table:
 
 
 def all_tables(analysis: Analysis) -> tuple[Table, ...]:
-    return (ladder_table(analysis), recommendation_table(analysis), tier_scores_table(analysis),
-            gain_table(analysis), fits_table(analysis), capacity_table(analysis), verdict_table(analysis))
+    from scaling.fit.report import headline_series
+
+    head = headline_series(analysis)
+    return ((headline_table(analysis, head),) if head is not None else ()) + (
+        ladder_table(analysis), recommendation_table(analysis), tier_scores_table(analysis),
+        gain_table(analysis), fits_table(analysis), capacity_table(analysis), verdict_table(analysis)) + (
+        (data_axis_table(analysis),) if analysis.data else ())
 
 
 def write_tables(analysis: Analysis, out_dir: str | Path) -> tuple[Path, ...]:

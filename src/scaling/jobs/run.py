@@ -34,7 +34,7 @@ from omegaconf import DictConfig
 
 from scaling.configs import dataclass_from_config
 from scaling.data.prompts import format_prompt, format_target
-from scaling.data.sft import SFTDataset, stratified_split, tier_passes
+from scaling.data.sft import SFTDataset, stratified_fraction, stratified_split, tier_passes
 from scaling.decode import DecodeConfig, answer_prompt_ratio, derive_max_new_tokens
 from scaling.evaluate import evaluate_records
 from scaling.jobs.cache import CacheEntry, cache_entry
@@ -46,6 +46,7 @@ from scaling.jobs.resume import ResumePoint, TrainIdentity, resume_point
 from scaling.jobs.sweep import hydra_job_dir
 from scaling.jobs.tracking import build_loggers, finish_wandb, wandb_results, wandb_tags
 from scaling.models import build_model, build_tokenizer, category_for, count_parameters, resolved_revision
+from scaling.models.depth import calibration_for, depth_record
 from scaling.module import OptimConfig, SFTDataModule, SFTModule, peak_memory_mb
 from scaling.results import METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, atomic_write_json, read_json, write_jsonl
 
@@ -176,12 +177,15 @@ class Job:
         # job trains, so a base model and a fine-tuned one are scored on the same ones.
         self.fit_records, self.val_records = stratified_split(self.train_records, self.finetune.val_fraction,
                                                               seed=int(cfg.seed))
+        # The data axis: a stratified share of the records left for fitting (validation untouched).
+        self.fit_records = stratified_fraction(self.fit_records, data_spec.train_fraction, seed=int(cfg.seed))
         eval_records = {"test": list(data.test), "val": self.val_records, "none": []}[self.split]
         if cfg.eval.get("limit"):
             eval_records = eval_records[: int(cfg.eval.limit)]
         self.eval_records = eval_records
         record["data"] = {"name": data.name, "version": data.version, "root": str(data.root) if data.root else None,
-                          "n_train": len(self.fit_records), "n_val": len(self.val_records), "n_test": len(data.test),
+                          "n_train": len(self.fit_records), "train_fraction": data_spec.train_fraction,
+                          "n_val": len(self.val_records), "n_test": len(data.test),
                           "eval_split": self.split, "n_eval": len(eval_records), "files": data.files}
         record["data_hash"] = data_hash(data.files)
         record["train_hash"] = train_hash(cfg, record["data_hash"])
@@ -197,11 +201,13 @@ class Job:
             bpe_texts = [format_prompt(r.prompt, self.data.schemas[r.schema_id].schema, self.fmt)
                          + format_target(r.expected_output, self.fmt) for r in self.train_records]
         self.tokenizer = build_tokenizer(spec, train_texts=bpe_texts)
-        self.model = build_model(spec, tokenizer=self.tokenizer, seed=int(cfg.seed))
+        self.model = build_model(spec, tokenizer=self.tokenizer, seed=int(cfg.seed),
+                                 calibration=calibration_for(spec, self.fit_records, self.data.schemas, self.tokenizer,
+                                                             self.fmt))
         self.base_counts = counts = count_parameters(self.model)
         record["model"] = {"key": spec.key, "source": spec.source, "hub_id": spec.hub_id, "revision": spec.revision,
                            "revision_resolved": resolved_revision(spec, self.model),
-                           "family": spec.family, "vocab_size": len(self.tokenizer)}
+                           "family": spec.family, "vocab_size": len(self.tokenizer), "depth": depth_record(self.model)}
         record["category"] = category_for(counts.total)
         record["finetune"] = {"method": finetune.method, "epochs": finetune.epochs, "max_steps": finetune.max_steps,
                               "optim": finetune.optim, "lora": finetune.lora, "tier_repeat": finetune.tier_repeat}

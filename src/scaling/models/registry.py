@@ -82,12 +82,19 @@ class ModelSpec:
     """Off unless a config opts in: remote code runs arbitrary Python from the hub."""
     init_std: float = 0.02
     """Std of the random initialisation (``source=random``)."""
+    depth: dict | None = None
+    """Keep only some of the transformer blocks: ``{keep: 8}`` (blocks chosen by Block
+    Influence on training records) or ``{keep: 2, rule: indices, indices: [0, 5]}``; null
+    keeps every block. See :mod:`scaling.models.depth`."""
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ModelLoadError(f"model.source={self.source!r} for model {self.key!r}: expected one of {SOURCES}")
         if self.family not in FAMILIES:
             raise ModelLoadError(f"model.family={self.family!r} for model {self.key!r}: expected one of {FAMILIES}")
+        from scaling.models import depth as _depth  # here, not at the top: depth imports this module
+
+        _depth.parse(self.depth)
 
     @classmethod
     def from_config(cls, cfg: Any) -> "ModelSpec":
@@ -414,8 +421,10 @@ def build_config(spec: ModelSpec, vocab_size: int | None = None, tokenizer=None)
     return MiniModelConfig(**arch)
 
 
-def build_model(spec: ModelSpec, tokenizer=None, seed: int = 0) -> nn.Module:
-    """Instantiate the model described by ``spec`` (weights in ``spec.dtype``).
+def build_model(spec: ModelSpec, tokenizer=None, seed: int = 0, calibration=None) -> nn.Module:
+    """Instantiate the model described by ``spec`` (weights in ``spec.dtype``); with
+    ``spec.depth``, keep only the chosen blocks (``calibration``: the training examples that
+    choose them, from :func:`scaling.models.depth.calibration_for`).
 
     With a ``tokenizer``, its BOS/EOS/PAD ids must equal the model config's wherever both define
     one (:func:`check_special_tokens`). Checkpoints must match the architecture exactly: missing,
@@ -458,7 +467,9 @@ def build_model(spec: ModelSpec, tokenizer=None, seed: int = 0) -> nn.Module:
         check_special_tokens(spec, tokenizer, model.config)
         if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
-    return model
+    from scaling.models.depth import apply_depth
+
+    return apply_depth(model, spec, calibration)
 
 
 def _load_local(spec: ModelSpec, dtype: torch.dtype):
