@@ -208,10 +208,10 @@ def test_depth_and_train_fraction_hash_as_absent_at_their_defaults(compose_train
     with open_dict(before):
         del before.model["depth"]
         del before.data["train_fraction"]
-    assert config_hash(job) == config_hash(before) and train_hash(job) == train_hash(before)
+    assert config_hash(job) == config_hash(before) and train_hash(job, "data") == train_hash(before, "data")
     for override in ("model.depth={keep:1}", "data.train_fraction=0.5"):
         _, changed = resolved_job_config(compose_train, ["model=tiny_s", override], Path("/tmp/unused"))
-        assert train_hash(changed) != train_hash(job), override
+        assert train_hash(changed, "data") != train_hash(job, "data"), override
 
 
 # --- the data axis: a stratified fraction of the training records ----------------------------
