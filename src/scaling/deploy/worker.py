@@ -1,0 +1,132 @@
+"""The llama.cpp process of :func:`scaling.deploy.llamacpp.evaluate_gguf`: one GGUF, one stream.
+
+    python -m scaling.deploy.worker        # spoken to over stdin/stdout, one JSON object a line
+
+It imports llama.cpp and nothing heavy (no torch, no transformers), so its peak resident
+memory is what a device running the file needs, plus a bare Python interpreter. Everything
+else (prompts, tokenizer, when to stop, scoring) stays in the parent process.
+
+Protocol (parent -> worker, worker -> parent):
+
+- ``{"cmd": "load", "path", "n_ctx", "n_threads", "n_batch", "kv_f32"}`` -> ``{"ok": true, "load_s",
+  "rss_mb_python", "rss_mb_before_load", "n_ctx", "n_ctx_train", "n_vocab", "eos"}`` (peak
+  resident memory of the bare interpreter, and with llama.cpp imported)
+- ``{"cmd": "check_grammar", "grammar"}`` -> ``{"ok": bool}`` (does llama.cpp parse it)
+- ``{"cmd": "tokenize", "text"}`` -> ``{"ids": [...]}`` (llama.cpp's own tokenizer, no BOS)
+- ``{"cmd": "generate", "ids", "grammar_key", "grammar"}``: greedy decoding of the prompt
+  ``ids`` (under the GBNF ``grammar``, cached by ``grammar_key``). For every token the worker
+  sends ``{"token": id}`` and waits for one line: ``c`` (continue) or ``s`` (stop); the parent
+  decides, with the same stop rule as the PyTorch evaluation. Then ``{"done": true, "n",
+  "prompt_tokens", "ttft_s", "total_s"}``.
+- ``{"cmd": "stats"}`` -> ``{"peak_rss_mb"}``; ``{"cmd": "quit"}``.
+
+Errors are sent as ``{"error": "..."}`` and end the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process image. On Linux ``VmHWM`` of the current address
+    space: ``ru_maxrss`` would also count the parent's pages at fork (Linux carries the
+    pre-exec high-water mark over exec), i.e. the parent's torch."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
+
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    scale = 1 if sys.platform == "darwin" else 1024
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)
+
+
+def main() -> int:
+    # The protocol owns the real stdout; anything llama.cpp prints goes to stderr instead.
+    proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    send = lambda obj: proto.write(json.dumps(obj) + "\n")  # noqa: E731
+    bare = _peak_rss_mb()  # the interpreter alone
+    try:
+        from llama_cpp import Llama, LlamaGrammar
+    except ImportError as exc:
+        send({"error": f"llama-cpp-python is not importable: {exc}"})
+        return 1
+    llm = None
+    grammars: dict[str, object] = {}
+    for line in sys.stdin:
+        msg = json.loads(line)
+        cmd = msg.get("cmd")
+        try:
+            if cmd == "load":
+                before = _peak_rss_mb()
+                t0 = time.perf_counter()
+                kv = {}
+                if msg.get("kv_f32"):
+                    import llama_cpp
+
+                    kv = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32}
+                llm = Llama(model_path=msg["path"], n_ctx=int(msg["n_ctx"]), n_threads=int(msg["n_threads"]),
+                            n_threads_batch=int(msg["n_threads"]), n_batch=int(msg["n_batch"]), seed=0,
+                            verbose=False, **kv)
+                send({"ok": True, "load_s": round(time.perf_counter() - t0, 3), "rss_mb_python": bare,
+                      "rss_mb_before_load": before,
+                      "n_ctx": llm.n_ctx(), "n_ctx_train": llm._model.n_ctx_train(), "n_vocab": llm.n_vocab(),
+                      "eos": llm.token_eos()})
+            elif cmd == "check_grammar":
+                # A grammar llama.cpp cannot parse gives a NULL sampler, which the binding would add
+                # to its chain and crash on: parse it once here and free it.
+                import llama_cpp
+
+                sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, msg["grammar"].encode("utf-8"),
+                                                               b"root")
+                if sampler:
+                    llama_cpp.llama_sampler_free(sampler)
+                send({"ok": bool(sampler)})
+            elif cmd == "tokenize":
+                send({"ids": llm.tokenize(msg["text"].encode("utf-8"), add_bos=False, special=True)})
+            elif cmd == "generate":
+                key, text = msg.get("grammar_key"), msg.get("grammar")
+                grammar = None
+                if text is not None:
+                    grammar = grammars.get(key)
+                    if grammar is None:
+                        grammar = grammars[key] = LlamaGrammar.from_string(text, verbose=False)
+                llm.reset()  # no prefix reuse between examples: each one is timed from scratch
+                ids = list(msg["ids"])
+                n, ttft = 0, None
+                t0 = time.perf_counter()
+                stream = llm.generate(ids, temp=0.0, repeat_penalty=1.0, grammar=grammar, reset=True)
+                for token in stream:
+                    if ttft is None:
+                        ttft = time.perf_counter() - t0
+                    n += 1
+                    send({"token": int(token)})
+                    if sys.stdin.readline().strip() != "c":
+                        break
+                stream.close()
+                send({"done": True, "n": n, "prompt_tokens": len(ids), "ttft_s": ttft,
+                      "total_s": time.perf_counter() - t0})
+            elif cmd == "stats":
+                send({"peak_rss_mb": _peak_rss_mb()})
+            elif cmd == "quit":
+                break
+            else:
+                send({"error": f"unknown command {cmd!r}"})
+                return 2
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+            send({"error": f"{type(exc).__name__}: {exc}"})
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

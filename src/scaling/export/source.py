@@ -1,0 +1,262 @@
+"""A finished job as the source of an export: its record, data, tokenizer and weights.
+
+A job folder holds ``results.json`` (the resolved config, the data's sha256, metrics) and
+``predictions.jsonl``; the fine-tuned weights live in the train cache
+(``<train_cache>/<train_hash>/model.safetensors``, see :mod:`scaling.train`), shared by the
+jobs that differ only in decoding. They are found, in order, from ``--weights``,
+``train.cache_dir`` / ``train.reused_from`` in ``results.json``, or the train hash of the
+recorded config, each relative path tried from the working directory and from the folders
+above the job (a sweep runs from the repository root, with ``output_root`` relative to it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, read_json, sha256_file
+
+
+class ExportError(RuntimeError):
+    """An export cannot proceed; the message names the file, field or flag and what to do."""
+
+
+def _candidates(path: str, job_dir: Path) -> list[Path]:
+    p = Path(path)
+    if p.is_absolute():
+        return [p]
+    return [Path.cwd() / p, *(anc / p for anc in job_dir.resolve().parents)]
+
+
+def _first_existing(path: str, job_dir: Path, marker: str) -> Path | None:
+    for cand in _candidates(path, job_dir):
+        if (cand / marker).exists():
+            return cand
+    return None
+
+
+@dataclass
+class JobSource:
+    """A completed job, read from its folder."""
+
+    job_dir: Path
+    results: dict
+    config: Any = field(repr=False)
+    """The recorded config as an OmegaConf ``DictConfig`` (what Hydra instantiated)."""
+
+    @classmethod
+    def load(cls, job_dir: str | os.PathLike) -> "JobSource":
+        from omegaconf import OmegaConf
+
+        job_dir = Path(job_dir)
+        path = job_dir / RESULTS_FILE
+        if not path.is_file():
+            raise ExportError(f"{path}: no results.json (expected a job folder of `python -m scaling.train`)")
+        try:
+            results = read_json(path)
+        except ValueError as exc:
+            raise ExportError(f"{path}: not valid JSON ({exc})") from None
+        if results.get("status") != "completed":
+            raise ExportError(f"{path}: field status is {results.get('status')!r}; only a completed job can be "
+                              "exported")
+        for key in ("config", "config_hash", "model", "params", "category", "data", "finetune"):
+            if key not in results:
+                raise ExportError(f"{path}: field {key!r} is missing")
+        return cls(job_dir=job_dir, results=results, config=OmegaConf.create(results["config"]))
+
+    # ---------------------------------------------------------------- what the job used
+
+    @property
+    def results_path(self) -> Path:
+        return self.job_dir / RESULTS_FILE
+
+    @property
+    def predictions_path(self) -> Path | None:
+        path = self.job_dir / PREDICTIONS_FILE
+        return path if path.is_file() else None
+
+    def model_spec(self):
+        from scaling.models import ModelSpec
+
+        return ModelSpec.from_config(self.config.model)
+
+    def data_spec(self, data_root: str | os.PathLike | None = None):
+        from hydra.utils import instantiate
+
+        spec = instantiate(self.config.data, _convert_="all")
+        if data_root is not None:
+            from dataclasses import replace
+
+            spec = replace(spec, root=str(data_root), synth=None)
+        return spec
+
+    def decode_config(self):
+        from scaling.evaluate import DecodeConfig
+
+        data = {k: v for k, v in dict(self.results["config"].get("decode") or {}).items() if k != "_target_"}
+        return DecodeConfig.from_config(data)
+
+    @property
+    def max_new_tokens(self) -> int:
+        decode = self.results.get("decode") or {}
+        if not decode.get("max_new_tokens"):
+            raise ExportError(f"{self.results_path}: field decode.max_new_tokens is missing (a job with "
+                              "eval.split=none has no decoding to reproduce); pass it explicitly")
+        return int(decode["max_new_tokens"])
+
+    def load_data(self, data_root: str | os.PathLike | None = None):
+        """The job's dataset, checked byte for byte against the sha256 in ``results.json``."""
+        from scaling.data import DataError
+
+        spec = self.data_spec(data_root)
+        try:
+            data = spec.load()
+        except DataError as exc:
+            raise ExportError(f"cannot read the data of {self.results_path} ({exc}); pass --data-root") from None
+        recorded = self.results["data"].get("files") or {}
+        self._check_files(recorded, self.results["data"].get("root"), data.files, str(data.root or ""))
+        return data
+
+    def _check_files(self, recorded: dict, recorded_root: str | None, found: dict, found_root: str) -> None:
+        def rel(files: dict, root: str | None) -> dict[str, str]:
+            out = {}
+            for p, sha in files.items():
+                out[os.path.relpath(p, root) if root else os.path.basename(p)] = sha
+            return out
+
+        want, have = rel(recorded, recorded_root), rel(found, found_root)
+        for name, sha in want.items():
+            if name not in have:
+                raise ExportError(f"{self.results_path}: data file {name} (field data.files) is not in the data at "
+                                  f"{found_root}; pass --data-root")
+            if have[name] != sha:
+                raise ExportError(f"{self.results_path}: data file {name} has sha256 {have[name][:12]}... at "
+                                  f"{found_root}, but the job read {sha[:12]}...; this is not the job's data")
+
+    def tokenizer(self, data=None):
+        """The job's tokenizer, rebuilt the way :func:`scaling.train._run` built it (a trained
+        BPE needs ``data``: it is trained on the training split, deterministically)."""
+        from scaling.data.prompts import format_prompt, format_target
+        from scaling.models import build_tokenizer
+
+        spec = self.model_spec()
+        texts = None
+        if (spec.tokenizer or {}).get("kind") == "bpe":
+            if data is None:
+                raise ExportError("a trained BPE tokenizer needs the job's data")
+            fmt = self.data_spec().prompt_format
+            records = list(data.train)
+            limit = (self.results["config"].get("eval") or {}).get("train_limit")
+            if limit:
+                records = records[: int(limit)]
+            # As in scaling.train._run: prompt + target of every training record (never test text).
+            texts = [format_prompt(r.prompt, data.schemas[r.schema_id].schema, fmt) + format_target(r.expected_output, fmt)
+                     for r in records]
+        tok = build_tokenizer(spec, train_texts=texts)
+        vocab = self.results["model"].get("vocab_size")
+        if vocab is not None and len(tok) != int(vocab):
+            raise ExportError(f"{self.results_path}: the rebuilt tokenizer has {len(tok)} tokens, the job's had "
+                              f"{vocab} (field model.vocab_size)")
+        return tok
+
+    # ---------------------------------------------------------------- weights
+
+    def weights_path(self, override: str | os.PathLike | None = None) -> Path | None:
+        """The fine-tuned ``model.safetensors`` (``None`` for ``finetune.method=none``)."""
+        if override is not None:
+            path = Path(override)
+            path = path / "model.safetensors" if path.is_dir() else path
+            if not path.is_file():
+                raise ExportError(f"--weights {override}: no such file")
+            return path
+        method = self.results["finetune"].get("method")
+        if method == "none":
+            return None
+        train = self.results.get("train") or {}
+        tried = []
+        for key in ("cache_dir", "reused_from"):
+            if train.get(key):
+                found = _first_existing(str(train[key]), self.job_dir, "model.safetensors")
+                if found is not None:
+                    return self._checked(found)
+                tried.append(f"train.{key}={train[key]}")
+        cache = self.results["config"].get("train_cache")
+        if cache:
+            from scaling.train import train_hash
+
+            key = train_hash(self.config)
+            found = _first_existing(os.path.join(str(cache), key), self.job_dir, "model.safetensors")
+            if found is not None:
+                return self._checked(found)
+            tried.append(f"train_cache/train_hash = {cache}/{key}")
+        raise ExportError(f"{self.results_path}: the fine-tuned weights were not found (tried {'; '.join(tried) or 'nothing: train_cache is null'}"
+                          f", from {Path.cwd()} and the folders above the job). Pass --weights "
+                          "PATH/model.safetensors, or run the export from where the sweep ran.")
+
+    def _checked(self, cache_dir: Path) -> Path:
+        """The cache's own record must describe the same training as the job's."""
+        info_path = cache_dir / "train.json"
+        if info_path.is_file():
+            info = read_json(info_path).get("train") or {}
+            mine = self.results.get("train") or {}
+            for key in ("steps", "tokens"):
+                if key in info and key in mine and info[key] != mine[key]:
+                    raise ExportError(f"{cache_dir}: its train.json records {key}={info[key]}, but "
+                                      f"{self.results_path} records train.{key}={mine[key]}: these weights come "
+                                      "from another training run")
+        return cache_dir / "model.safetensors"
+
+    def build_model(self, tokenizer, weights: Path | None):
+        """The job's architecture with the fine-tuned weights loaded (fp32, eval mode)."""
+        from scaling.models import build_model
+
+        spec = self.model_spec()
+        model = build_model(spec, tokenizer=tokenizer, seed=int(self.results.get("seed", 0)))
+        if weights is not None:
+            from scaling.train import load_weights
+
+            model = load_weights(model, weights)
+        return model.eval()
+
+    def reference_outputs(self) -> dict[str, str] | None:
+        """``{id: output}`` of the job's own (PyTorch) evaluation, if it has one."""
+        if self.predictions_path is None:
+            return None
+        from scaling.deploy.llamacpp import read_reference_outputs
+
+        return read_reference_outputs(self.predictions_path)
+
+    def provenance(self, weights: Path | None) -> dict:
+        """What identifies the source: job, config hash, and the sha256 of what was read."""
+        out = {
+            "job_dir": str(self.job_dir.resolve()),
+            "run_name": self.results.get("run_name"),
+            "config_hash": self.results["config_hash"],
+            "results_sha256": sha256_file(self.results_path),
+            "predictions_sha256": sha256_file(self.predictions_path) if self.predictions_path else None,
+            "weights": str(weights.resolve()) if weights else None,
+            "weights_sha256": sha256_file(weights) if weights else None,
+        }
+        try:
+            from scaling.train import train_hash
+
+            out["train_hash"] = train_hash(self.config)
+        except Exception:  # noqa: BLE001 - a config the current code cannot hash is still exportable
+            out["train_hash"] = None
+        return out
+
+
+def reproduce_overrides(source: JobSource) -> list[str] | None:
+    """The job's command-line overrides, from Hydra's ``.hydra/overrides.yaml`` in its folder."""
+    path = source.job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return [str(x) for x in data] if isinstance(data, list) else None
+
+
+__all__ = ["ExportError", "JobSource", "reproduce_overrides"]
