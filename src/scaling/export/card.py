@@ -241,8 +241,10 @@ def render_card(manifest: Mapping[str, Any]) -> str:
     lines = [
         "---", header.rstrip("\n"), "---", "",
         f"# {m['name']} v{m['version']}", "",
-        f"{base} fine-tuned to extract one JSON object under a given JSON Schema from text "
-        f"({data['name']} {data['version']}). {params['total']:,} parameters ({params['category']}). "
+        (f"{base} fine-tuned to extract one JSON object under a given JSON Schema from text "
+         if m["recipe"]["finetune"].get("method") != "none" else
+         f"{base} as released (not fine-tuned), asked to extract one JSON object under a given JSON Schema from text ")
+        + f"({data['name']} {data['version']}). {params['total']:,} parameters ({params['category']}). "
         f"On the {overall['n']} {data.get('eval_split', 'test')} examples: **JSONExact {_ci(overall, 'json_exact')}%**, "
         f"Field F1 {_f1(overall)}, schema compliance {_ci(overall, 'schema_compliance')}% (95% bootstrap intervals).",
         "",
@@ -267,6 +269,7 @@ def render_card(manifest: Mapping[str, Any]) -> str:
         *[f"| `{p}` | `{sha}` |" for p, sha in (data.get("files") or {}).items()], "",
         "## Parameters", "",
         f"- total {params['total']:,}; non-embedding {params['non_embedding']:,}; vocabulary {model.get('vocab_size')}",
+        f"- training started from {model.get('base_weights') or model['source']}",
         f"- size category **{params['category']}** (NLM < 10M ≤ MLM < 250M ≤ SLM < 1B), from the measured total", "",
         "## Reproduce", "", "```bash", *m["reproduce"], "```", "",
         "## Provenance", "",

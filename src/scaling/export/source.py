@@ -218,7 +218,7 @@ class JobSource:
             from scaling.train import load_weights
 
             model = load_weights(model, weights)
-        return model.eval()
+        return _without_gguf_marker(model).eval()
 
     def reference_outputs(self) -> dict[str, str] | None:
         """``{id: output}`` of the job's own (PyTorch) evaluation, if it has one."""
@@ -246,6 +246,32 @@ class JobSource:
         except Exception:  # noqa: BLE001 - a config the current code cannot hash is still exportable
             out["train_hash"] = None
         return out
+
+
+def _without_gguf_marker(model):
+    """The same weights in a model built from its config alone.
+
+    transformers dequantises a GGUF to plain fp32 tensors but keeps a GGUF "quantizer" on the
+    model (and ``quantization_config`` on its config), and ``save_pretrained`` refuses such a
+    model ("quantized with gguf and is not serializable"). Fine-tuned ``smol135_gguf`` weights
+    are that kind of model."""
+    if getattr(model, "hf_quantizer", None) is None:
+        return model
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise ExportError(f"rebuilding the model without its GGUF marker lost weights: missing {missing[:5]}, "
+                          f"unexpected {unexpected[:5]}")
+    plain.tie_weights()
+    return plain
 
 
 def reproduce_overrides(source: JobSource) -> list[str] | None:
