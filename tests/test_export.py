@@ -29,6 +29,8 @@ needs_llama_cpp = pytest.mark.skipif(
 TRAIN = ["model=tiny_s", "model.tokenizer={kind:gguf}", "model.arch.hidden_size=32", "model.arch.intermediate_size=64",
          "model.arch.num_attention_heads=2", "model.arch.num_key_value_heads=2", "debug=fast", "data.synth.n_train=64",
          "data.synth.n_test=16", "decode=constrained", "decode.grammar_strict=true", "decode.max_new_tokens=24",
+         # fp32 decoding, so an F32 GGUF can be held to the job's answers token for token
+         "decode.dtype=float32",
          "eval.limit=4", "logger=none", "threads=1", "sweep_name=exp"]
 
 
@@ -134,7 +136,7 @@ def test_hf_folder_loads_back_to_the_source_weights_and_answers(exported, job):
     with torch.inference_mode():
         assert torch.equal(model(input_ids=ids).logits, ref(input_ids=ids).logits)
     run = evaluate_records(model, tok, records, data.schemas, fmt, source.decode_config(),
-                           max_new_tokens=source.max_new_tokens)
+                           max_new_tokens=source.max_new_tokens, cap_ratio=source.cap_ratio)
     assert [r["output"] for r in run.rows] == [source.reference_outputs()[r.id] for r in records]
 
 
@@ -154,7 +156,8 @@ def test_gguf_files_load_and_f32_answers_as_the_source_weights(exported, job):
     for qtype, g in manifest["gguf"].items():
         exact = qtype == "f32"
         run = evaluate_gguf(exported / g["file"], records, data.schemas, fmt, tok, decode, source.max_new_tokens,
-                            config=LlamaCppConfig(threads=1, kv_f32=exact, progress=False), reference=reference)
+                            config=LlamaCppConfig(threads=1, kv_f32=exact, progress=False), reference=reference,
+                            cap_ratio=source.cap_ratio)
         same = run.stats["identical_to_reference"]
         assert same["n_compared"] == len(records) and run.metrics["overall"]["n"] == len(records)
         if exact:  # F32 arithmetic: the source weights' greedy answers, token for token

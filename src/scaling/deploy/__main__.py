@@ -95,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
 
         if (args.source / "export.json").is_file():
             source, data, tokenizer, files, reference, torch_overall, name = _from_export(args.source, args)
+            from scaling.results import read_json
+
+            torch_dtype = (read_json(args.source / "export.json").get("torch_eval") or {}).get("dtype")
         else:
             source, data, tokenizer, files, reference, torch_overall, name = _from_job(args.source, args)
+            torch_dtype = (source.results.get("eval") or {}).get("dtype")
         decode = replace(source.decode_config(), progress=not args.quiet)
         if args.decode:
             decode = replace(decode, mode=args.decode)
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in files:
             res = evaluate_gguf(path, records, data.schemas, fmt, tokenizer, decode, source.max_new_tokens,
                                 config=LlamaCppConfig(threads=args.threads, progress=not args.quiet),
-                                reference=reference, desc=f"llama.cpp {path.name}")
+                                reference=reference, cap_ratio=source.cap_ratio, desc=f"llama.cpp {path.name}")
             folder = out / Path(path).stem
             write_jsonl(folder / "predictions.jsonl", res.rows)
             record = {"gguf": str(Path(path).resolve()), "gguf_sha256": sha256_file(path), "source": str(args.source),
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_json(folder / "results.json", record)
             runs[Path(path).name] = {"stats": res.stats, "metrics": res.metrics}
         same_n = torch_overall if torch_overall and torch_overall.get("n") == len(records) else None
-        table = "\n".join(measurement_table(runs, same_n)) + "\n"
+        table = "\n".join(measurement_table(runs, same_n, torch_dtype=torch_dtype)) + "\n"
         atomic_write_text(out / "measurements.md", f"# {name}: the deployed files measured\n\n{table}")
     except (ExportError, DeployToolError) as exc:
         print(f"error: {exc}", file=sys.stderr)

