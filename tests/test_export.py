@@ -84,7 +84,9 @@ def test_version_folder_is_complete_checksummed_and_read_only(exported, job):
     manifest = read_json(exported / "export.json")
     results = read_json(job["dir"] / "results.json")
     assert manifest["version"] == "0.1.0" and manifest["source"]["config_hash"] == results["config_hash"]
-    assert manifest["source"]["weights"] == str(Path(results["train"]["cache_dir"]).resolve() / "model.safetensors")
+    cache = Path(results["config"]["train_cache"]) / results["train_hash"]
+    assert manifest["source"]["weights"] == str(cache.resolve() / "model.safetensors")
+    assert manifest["source"]["train_hash"] == results["train_hash"]
     assert manifest["checks"]["logits_max_abs_diff"] == 0.0
     assert manifest["checks"]["answers"] == {"n": 2, "identical": 2, "differing_ids": []}
     gen = json.loads((exported / "generation_config.json").read_text())
@@ -126,7 +128,7 @@ def test_hf_folder_loads_back_to_the_source_weights_and_answers(exported, job):
     tok = AutoTokenizer.from_pretrained(exported)
     model = AutoModelForCausalLM.from_pretrained(exported, dtype=torch.float32).eval()
     # The source weights, read independently of the export: the train cache's safetensors.
-    state = load_file(str(Path(results["train"]["cache_dir"]) / "model.safetensors"))
+    state = load_file(str(Path(results["config"]["train_cache"]) / results["train_hash"] / "model.safetensors"))
     ref = AutoModelForCausalLM.from_config(model.config).eval()
     ref.load_state_dict(state, strict=False)
     ref.tie_weights()
@@ -221,7 +223,6 @@ def test_export_errors_name_what_to_do(job, run_scaling, tmp_path):
     moved = tmp_path / "job"
     moved.mkdir()
     results = read_json(job["dir"] / "results.json")
-    results["train"]["cache_dir"] = str(tmp_path / "gone")
     results["config"]["train_cache"] = str(tmp_path / "gone")
     (moved / "results.json").write_text(json.dumps(results))
     gone = export(str(moved), "--version", "1.0.0")

@@ -313,7 +313,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
                             len(sample) - len(same), len(sample))
         del reloaded
 
-        from scaling.train import package_versions
+        from scaling.jobs.record import package_versions
         from scaling.deploy.tools import llama_cpp_version
 
         spec = source.model_spec()

@@ -2,11 +2,13 @@
 
 A job folder holds ``results.json`` (the resolved config, the data's sha256, metrics) and
 ``predictions.jsonl``; the fine-tuned weights live in the train cache
-(``<train_cache>/<train_hash>/model.safetensors``, see :mod:`scaling.train`), shared by the
-jobs that differ only in decoding. They are found, in order, from ``--weights``,
-``train.cache_dir`` / ``train.reused_from`` in ``results.json``, or the train hash of the
-recorded config, each relative path tried from the working directory and from the folders
-above the job (a sweep runs from the repository root, with ``output_root`` relative to it).
+(``<train_cache>/<train_hash>/model.safetensors``, see :mod:`scaling.jobs.cache`), shared by
+the jobs that differ only in decoding. They are found, in order, from ``--weights``,
+``train.reused_from`` in ``results.json``, or ``train_cache`` / ``train_hash`` as recorded (for
+jobs older than the recorded ``train_hash``: recomputed from the config and ``data_hash``),
+each relative path tried from the working directory and from the folders above the job (a
+sweep runs from the repository root, with ``output_root`` relative to it). The cache entry's
+own ``train.json`` must name the same train hash.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ class JobSource:
                                   f"{found_root}, but the job read {sha[:12]}...; this is not the job's data")
 
     def tokenizer(self, data=None):
-        """The job's tokenizer, rebuilt the way :func:`scaling.train._run` built it (a trained
+        """The job's tokenizer, rebuilt the way :meth:`scaling.jobs.run.Job.build_model` built it (a trained
         BPE needs ``data``: it is trained on the training split, deterministically)."""
         from scaling.data.prompts import format_prompt, format_target
         from scaling.models import build_tokenizer
@@ -163,7 +165,7 @@ class JobSource:
             limit = (self.results["config"].get("eval") or {}).get("train_limit")
             if limit:
                 records = records[: int(limit)]
-            # As in scaling.train._run: prompt + target of every training record (never test text).
+            # As scaling.jobs.run builds it: prompt + target of every training record (never test text).
             texts = [format_prompt(r.prompt, data.schemas[r.schema_id].schema, fmt) + format_target(r.expected_output, fmt)
                      for r in records]
         tok = build_tokenizer(spec, train_texts=texts)
@@ -188,17 +190,14 @@ class JobSource:
             return None
         train = self.results.get("train") or {}
         tried = []
-        for key in ("cache_dir", "reused_from"):
-            if train.get(key):
-                found = _first_existing(str(train[key]), self.job_dir, "model.safetensors")
-                if found is not None:
-                    return self._checked(found)
-                tried.append(f"train.{key}={train[key]}")
+        if train.get("reused_from"):
+            found = _first_existing(str(train["reused_from"]), self.job_dir, "model.safetensors")
+            if found is not None:
+                return self._checked(found)
+            tried.append(f"train.reused_from={train['reused_from']}")
         cache = self.results["config"].get("train_cache")
-        if cache:
-            from scaling.train import train_hash
-
-            key = train_hash(self.config)
+        key = self.train_hash
+        if cache and key:
             found = _first_existing(os.path.join(str(cache), key), self.job_dir, "model.safetensors")
             if found is not None:
                 return self._checked(found)
@@ -207,11 +206,27 @@ class JobSource:
                           f", from {Path.cwd()} and the folders above the job). Pass --weights "
                           "PATH/model.safetensors, or run the export from where the sweep ran.")
 
+    @property
+    def train_hash(self) -> str | None:
+        """The job's train hash: recorded, or (older jobs) recomputed from config and data."""
+        if self.results.get("train_hash"):
+            return str(self.results["train_hash"])
+        try:
+            from scaling.jobs.identity import data_hash, train_hash
+
+            return train_hash(self.config, data_hash(self.results["data"].get("files") or {}))
+        except Exception:  # noqa: BLE001 - a config the current code cannot hash: --weights then
+            return None
+
     def _checked(self, cache_dir: Path) -> Path:
         """The cache's own record must describe the same training as the job's."""
         info_path = cache_dir / "train.json"
         if info_path.is_file():
-            info = read_json(info_path).get("train") or {}
+            whole = read_json(info_path)
+            if whole.get("train_hash") and self.train_hash and whole["train_hash"] != self.train_hash:
+                raise ExportError(f"{info_path}: train_hash {whole['train_hash']}, but {self.results_path} records "
+                                  f"{self.train_hash}: these weights come from another training")
+            info = whole.get("train") or {}
             mine = self.results.get("train") or {}
             for key in ("steps", "tokens"):
                 if key in info and key in mine and info[key] != mine[key]:
@@ -227,7 +242,7 @@ class JobSource:
         spec = self.model_spec()
         model = build_model(spec, tokenizer=tokenizer, seed=int(self.results.get("seed", 0)))
         if weights is not None:
-            from scaling.train import load_weights
+            from scaling.jobs.cache import load_weights
 
             model = load_weights(model, weights)
         return _without_gguf_marker(model).eval()
@@ -250,13 +265,9 @@ class JobSource:
             "predictions_sha256": sha256_file(self.predictions_path) if self.predictions_path else None,
             "weights": str(weights.resolve()) if weights else None,
             "weights_sha256": sha256_file(weights) if weights else None,
+            "train_hash": self.train_hash,
+            "data_hash": self.results.get("data_hash"),
         }
-        try:
-            from scaling.train import train_hash
-
-            out["train_hash"] = train_hash(self.config)
-        except Exception:  # noqa: BLE001 - a config the current code cannot hash is still exportable
-            out["train_hash"] = None
         return out
 
 
