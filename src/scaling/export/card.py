@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-TIER_ORDER = ("simple", "medium", "complex")
+from scaling.data.io import TIERS as TIER_ORDER
+from scaling.results import describe_categories
 HEADLINE = (("json_exact", "JSONExact"), ("field_f1", "Field F1"), ("schema_compliance", "Schema compliance"))
 
 
@@ -272,7 +273,7 @@ def render_card(manifest: Mapping[str, Any]) -> str:
         "## Parameters", "",
         f"- total {params['total']:,}; non-embedding {params['non_embedding']:,}; vocabulary {model.get('vocab_size')}",
         f"- training started from {model.get('base_weights') or model['source']}",
-        f"- size category **{params['category']}** (NLM < 10M ≤ MLM < 250M ≤ SLM < 1B), from the measured total", "",
+        f"- size category **{params['category']}** ({describe_categories()}), from the measured total", "",
         "## Reproduce", "", "```bash", *m["reproduce"], "```", "",
         "## Provenance", "",
         f"- version {m['version']}, exported {m['created_at']} (immutable: a change is a new version)",

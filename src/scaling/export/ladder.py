@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from scaling.data.io import TIERS
 from scaling.results import atomic_write_json, atomic_write_text, read_json
 
 MANIFEST = "export.json"
@@ -94,12 +95,12 @@ def render_ladder(items: list[dict]) -> str:
              "Every exported rung and version (`python -m scaling.export`), smallest first. Generated from "
              "each version's `export.json`; do not edit. Weights are not in git: each version's "
              "`SHA256SUMS` identifies them.", "",
-             "| model | version | parameters | category | JSONExact % [95% CI] | simple | medium | complex | Field F1 "
+             "| model | version | parameters | category | JSONExact % [95% CI] | " + " | ".join(TIERS) + " | Field F1 "
              "| compliance % | fails on | GGUF | llama.cpp (JSONExact %, identical, tokens/s, peak RSS) | source config |",
-             "|---|---|---:|---|---|---:|---:|---:|---:|---:|---|---|---|---|"]
+             "|---|---|---:|---|---|" + "---:|" * len(TIERS) + "---:|---:|---|---|---|---|"]
     for e in items:
         lo, hi = e["json_exact_ci"]
-        tiers = [_pct(e["by_tier_json_exact"].get(t)) for t in ("simple", "medium", "complex")]
+        tiers = [_pct(e["by_tier_json_exact"].get(t)) for t in TIERS]
         gguf = ", ".join(f"{q.upper()} {g['bytes'] / 2**20:.0f} MiB" for q, g in e["gguf"].items()) or "–"
         measured = "; ".join(
             f"{q.upper()}: {_pct(v['json_exact'])}, {'–' if v['identical_share'] is None else _pct(v['identical_share']) + '%'}"
@@ -111,7 +112,7 @@ def render_ladder(items: list[dict]) -> str:
             f"| {_pct(e['schema_compliance'])} | {', '.join(e['fails_on_tiers']) or '–'} | {gguf} | {measured} "
             f"| `{e['config_hash']}` |")
     if not items:
-        lines.append("| (no exported version yet) |" + " |" * 13)
+        lines.append("| (no exported version yet) |" + " |" * (10 + len(TIERS)))
     return "\n".join(lines) + "\n"
 
 
