@@ -98,9 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             from scaling.results import read_json
 
             torch_dtype = (read_json(args.source / "export.json").get("torch_eval") or {}).get("dtype")
+            against = "the PyTorch evaluation of the same weights"
         else:
             source, data, tokenizer, files, reference, torch_overall, name = _from_job(args.source, args)
             torch_dtype = (source.results.get("eval") or {}).get("dtype")
+            # Nothing ties a GGUF file to a job's weights: say what the comparison is against.
+            against = (f"the answers in {args.source}/predictions.jsonl (the same weights only if the file "
+                       "holds that job's model)")
         decode = replace(source.decode_config(), progress=not args.quiet)
         if args.decode:
             decode = replace(decode, mode=args.decode)
@@ -124,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_json(folder / "results.json", record)
             runs[Path(path).name] = {"stats": res.stats, "metrics": res.metrics}
         same_n = torch_overall if torch_overall and torch_overall.get("n") == len(records) else None
-        table = "\n".join(measurement_table(runs, same_n, torch_dtype=torch_dtype)) + "\n"
+        table = "\n".join(measurement_table(runs, same_n, torch_dtype=torch_dtype, reference=against)) + "\n"
         atomic_write_text(out / "measurements.md", f"# {name}: the deployed files measured\n\n{table}")
     except (ExportError, DeployToolError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -354,15 +354,16 @@ def decode_words(d: Mapping[str, Any]) -> str:
 
 
 def measurement_table(runs: Mapping[str, Mapping[str, Any]], torch_overall: Mapping[str, Any] | None = None,
-                      split: str = "test", torch_dtype: str | None = None) -> list[str]:
+                      split: str = "test", torch_dtype: str | None = None,
+                      reference: str = "the PyTorch evaluation of the same weights") -> list[str]:
     """Markdown lines: one row per GGUF run (``{"stats", "metrics"}`` as :class:`GGUFEvaluation`
     holds them), beside the PyTorch evaluation's overall metrics when they cover the same examples."""
     first = next(iter(runs.values()))["stats"]
     n = first["n"]
     lines = [f"Greedy decoding through llama.cpp (llama-cpp-python {first.get('llama_cpp_version')}, "
              f"{first['threads']} thread{'s' if first['threads'] != 1 else ''}, one stream) on {n} {split} examples, {decode_words(first['decode'])}; "
-             "scored by `scaling.score`. *identical*: answers equal, character for character, to the PyTorch "
-             "evaluation of the same weights. Tokens/s counts prompt processing; decode tokens/s does not.", "",
+             "scored by `scaling.score`. *identical*: answers equal, character for character, to "
+             f"{reference}. Tokens/s counts prompt processing; decode tokens/s does not.", "",
              "| weights | JSONExact % [95% CI] | Field F1 | compliance % | identical | tokens/s | decode tokens/s "
              "| time to first token (median) | peak RSS | file |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
