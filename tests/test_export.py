@@ -1,9 +1,9 @@
 """``python -m scaling.export``: a finished job -> an immutable, versioned model folder that loads
 back (transformers and llama.cpp) to the source weights' answers, and the ladder of versions.
 
-The rung is a tiny Llama (width 32) with SmolLM2's real tokenizer, fine-tuned a few steps on
-synthetic data with the strict grammar: llama.cpp's converter knows that tokenizer (the tiny
-rungs' own BPE it does not, see test_deploy.py).
+The rung is a tiny Llama (width 32) with SmolLM2's real tokenizer, a depth rung (2 of 3
+blocks), fine-tuned a few steps on synthetic data with the strict grammar: llama.cpp's converter
+knows that tokenizer (the tiny rungs' own BPE it does not, see test_deploy.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ needs_llama_cpp = pytest.mark.skipif(
     reason="llama-cpp-python (the `deploy` extra) is not installed: `pip install -e '.[deploy]'` or `make install`")
 
 TRAIN = ["model=tiny_s", "model.tokenizer={kind:gguf}", "model.arch.hidden_size=32", "model.arch.intermediate_size=64",
-         "model.arch.num_attention_heads=2", "model.arch.num_key_value_heads=2", "debug=fast", "data.synth.n_train=64",
+         "model.arch.num_attention_heads=2", "model.arch.num_key_value_heads=2",
+         # a depth rung: 2 of 3 blocks, chosen by Block Influence; the export rebuilds the recorded ones
+         "model.arch.num_hidden_layers=3", "model.depth={keep:2,n_examples:8}", "debug=fast", "data.synth.n_train=64",
          "data.synth.n_test=16", "decode=constrained", "decode.grammar_strict=true", "decode.max_new_tokens=24",
          # fp32 decoding, so an F32 GGUF can be held to the job's answers token for token
          "decode.dtype=float32",
@@ -89,6 +91,9 @@ def test_version_folder_is_complete_checksummed_and_read_only(exported, job):
     assert manifest["source"]["train_hash"] == results["train_hash"]
     assert manifest["checks"]["logits_max_abs_diff"] == 0.0
     assert manifest["checks"]["answers"] == {"n": 2, "identical": 2, "differing_ids": []}
+    # The depth rung is rebuilt with the blocks the job kept (not measured again).
+    config = json.loads((exported / "config.json").read_text())
+    assert config["num_hidden_layers"] == 2 and manifest["model"]["depth"]["kept"] == results["model"]["depth"]["kept"]
     gen = json.loads((exported / "generation_config.json").read_text())
     assert gen["eos_token_id"] == 2 and gen["do_sample"] is False  # <|im_end|>, the EOS training appended
 
@@ -111,6 +116,7 @@ def test_card_is_computed_from_the_job(exported, job):
     for sha in results["data"]["files"].values():
         assert sha in text
     assert "python -m scaling.train model=tiny_s" in text  # the job's own overrides reproduce it
+    assert f"depth rung: 2 of 3 blocks kept (block_influence): {results['model']['depth']['kept']}" in text
     assert "python -m scaling.export" in text and "--version 0.1.0" in text
 
 

@@ -273,6 +273,8 @@ def render_card(manifest: Mapping[str, Any]) -> str:
         "## Parameters", "",
         f"- total {params['total']:,}; non-embedding {params['non_embedding']:,}; vocabulary {model.get('vocab_size')}",
         f"- training started from {model.get('base_weights') or model['source']}",
+        *([f"- depth rung: {d['keep']} of {d['n_blocks']} blocks kept ({d['rule']}): {d['kept']}"]
+          if (d := model.get("depth")) and d.get("kept") is not None else []),
         f"- size category **{params['category']}** ({describe_categories()}), from the measured total", "",
         "## Reproduce", "", "```bash", *m["reproduce"], "```", "",
         "## Provenance", "",

@@ -80,9 +80,18 @@ class JobSource:
         return path if path.is_file() else None
 
     def model_spec(self):
+        """The job's model spec; for a depth rung, the blocks it kept as recorded
+        (``model.depth.kept``), so Block Influence is not measured again."""
+        from dataclasses import replace
+
         from scaling.models import ModelSpec
 
-        return ModelSpec.from_config(self.config.model)
+        spec = ModelSpec.from_config(self.config.model)
+        recorded = (self.results.get("model") or {}).get("depth") or {}
+        if getattr(spec, "depth", None) is not None and recorded.get("kept") is not None:
+            kept = [int(i) for i in recorded["kept"]]
+            spec = replace(spec, depth={"rule": "indices", "keep": len(kept), "indices": kept})
+        return spec
 
     def data_spec(self, data_root: str | os.PathLike | None = None):
         from hydra.utils import instantiate
