@@ -181,7 +181,8 @@ def test_test_file_found_under_edgejson_dir_and_checked_against_its_sha256(tmp_p
     (run / "results.json").write_text(json.dumps(results))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("EDGEJSON_DIR", raising=False)
-    with pytest.raises(FailuresError, match=r"test file \.\./nowhere/edgejson/v3/test.jsonl is not at .*set EDGEJSON_DIR"):
+    with pytest.raises(FailuresError,
+                       match=r"test file \.\./nowhere/edgejson/v3/test.jsonl is not at .*set EDGEJSON_DIR"):
         analyse_run(run)
     monkeypatch.setenv("EDGEJSON_DIR", str(data))
     assert analyse_run(run).leaves.ci("complex", "all leaves") == (1.0, 1.0)
@@ -206,7 +207,8 @@ def test_table_names_depth_seed_and_training_data_and_falls_back_to_predictions(
     assert (r.info.model, r.info.blocks, r.info.seed, r.info.train) == ("smol135_gguf_d8", "8/30", 2, "v2, 25%")
     assert r.exact["complex"] == (1.0, (1.0, 1.0), "predictions")  # no metrics in results.json
     text = format_table([r], "complex")
-    assert "| run | smol135_gguf_d8 | 8/30 | 2 | v2, 25% | 1 (2) | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] |" in text
+    assert ("| run | smol135_gguf_d8 | 8/30 | 2 | v2, 25% | 1 (2) | 100.0 [100.0, 100.0] | "
+            "100.0 [100.0, 100.0] |") in text
     assert "else the same bootstrap of predictions.jsonl" in text
     assert main([str(run), "--data", str(data), "--table", "simple", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -234,9 +236,11 @@ def test_table_on_the_committed_reference_runs(edgejson_dir, monkeypatch, capsys
     for run, row in zip(runs, doc["rows"]):
         tier = json.loads((run / "results.json").read_text())["metrics"]["by_tier"]["complex"]
         assert row["answers"] == tier["n"] == 25 and row["seed"] == 0 and row["model"] == "smol135_gguf"
-        assert row["json_exact"] == {"value": tier["json_exact"], "ci": tier["ci"]["json_exact"], "ci_from": "results.json"}
+        assert row["json_exact"] == {"value": tier["json_exact"], "ci": tier["ci"]["json_exact"],
+                                     "ci_from": "results.json"}
         shares = row["share_right"]
-        assert shares["first half"]["leaves"] + shares["second half"]["leaves"] == shares["all leaves"]["leaves"] == row["leaves"]
+        halves = shares["first half"]["leaves"] + shares["second half"]["leaves"]
+        assert halves == shares["all leaves"]["leaves"] == row["leaves"]
         for d in shares.values():
             assert d["ci"][0] <= d["share"] <= d["ci"][1]
         ex = row["json_exact"]
