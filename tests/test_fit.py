@@ -303,6 +303,52 @@ def test_jobs_with_different_recipes_are_series_not_replicates(tmp_path):
     assert not any("seed repeated" in m for m in messages)
 
 
+def test_jobs_trained_on_different_files_are_series_not_replicates(tmp_path):
+    # data.train_version=v2 (or another data.train_file) is another training set: a v2 job
+    # beside a v3 one is a second series, never a second seed of the v3 model.
+    root = synthetic.make_sweep(tmp_path / "sw", n_per_tier={"simple": 10, "medium": 8, "complex": 4})
+
+    def set_data(job: Path, **data) -> None:
+        d = json.loads((job / "results.json").read_text())
+        d["config"] = {"data": {"version": "v3", "root": "/d", "prompt": {"schema": "fields"}, **data},
+                       "finetune": {"method": "full", "epochs": 1, "optim": {"lr": 1e-4}}}
+        (job / "results.json").write_text(json.dumps(d))
+
+    for job in root.glob("0*"):
+        set_data(job)
+    first = next(root.glob("00_*"))
+    v2 = first.with_name(first.name + "_v2")
+    shutil.copytree(first, v2)
+    set_data(v2, train_version="v2")
+    messages: list[str] = []
+    col = collect([root], log=messages.append)
+    labels = {s.label: [m.key for m in s.models] for s in col.series}
+    assert labels == {"fine-tuned (full), train v3": ["smol-135m", "mini-200m", "smol-360m"],
+                      "fine-tuned (full), train v2": ["smol-135m"]}
+    assert not any("seed repeated" in m for m in messages)
+
+    # An explicit file is named by its last two path parts; the layout's own file is the default.
+    set_data(v2, train_file="/elsewhere/clean/train.jsonl")
+    assert {s.label for s in collect([root], log=lambda m: None).series} == {
+        "fine-tuned (full), train v3", "fine-tuned (full), train clean/train.jsonl"}
+    set_data(v2, train_file="/d/v3/train.jsonl")
+    assert [s.label for s in collect([root], log=messages.append).series] == ["fine-tuned (full)"]
+    assert any("seed repeated" in m for m in messages)  # the same training data: a replicate
+    set_data(v2, train_version="v3")  # train_version equal to version is the default too
+    assert [s.label for s in collect([root], log=lambda m: None).series] == ["fine-tuned (full)"]
+
+
+def test_reference_sweep_series_unchanged_by_the_training_data_part():
+    # The committed fit.json was written before recipes named the training data: every run
+    # there trained on v3's own train split, so the series (labels and models) must be the same.
+    sweep = REPO / "outputs" / "reference" / "edgejson_v3"
+    committed = json.loads((sweep / "figures" / "fit.json").read_text())
+    before = {s["label"]: [m["key"] for m in s["models"]] for s in committed["series"] if s["kind"] == "measured"}
+    col = collect([sweep], log=lambda m: None)
+    assert {s.label: [m.key for m in s.models] for s in col.series} == before
+    assert sum(len(m.jobs) for s in col.series for m in s.models) == len(committed["collection"]["jobs"]) == 7
+
+
 def test_collect_rejects_missing_sweep_and_sweeps_without_completed_jobs(tmp_path):
     with pytest.raises(FitError, match="does not exist"):
         collect([tmp_path / "nope"])

@@ -1,32 +1,53 @@
 """Where a run's answers go wrong: per-schema scores, failure statuses and leaf-level errors.
 
-    python -m scaling.failures outputs/reference/edgejson_v3/smol135_gguf-full-greedy [RUN_DIR ...]
+    python -m scaling.failures outputs/reference/edgejson_v3/smol135_gguf-full-greedy [RUN_DIR ...] [--json]
+    python -m scaling.failures RUN_DIR RUN_DIR ... --table complex      # one Markdown row per run
 
 A run folder holds ``results.json`` and ``predictions.jsonl`` (a job folder, or one exported
 with :func:`scaling.results.export_reference`). The test records (prompts and reference
-answers) are read from the data files ``results.json`` names, or from ``--data DIR``.
+answers) are read from the data files ``results.json`` names (a relative name is looked up
+from the current folder, then under ``$EDGEJSON_DIR``), or from ``--data DIR``; a file whose
+sha256 is not the one ``results.json`` recorded is refused.
 
 The leaf table answers "is the tier limited by copying or by computing?". Every leaf of a
 reference answer (:func:`scaling.metrics.flatten`) is classed by whether its value can be
 copied from the prompt (:func:`appears_in_prompt`) and scored as ``correct`` (the answer
 has that path with an equal value), ``wrong`` (the path with another value) or ``missing``
 (no such path, or no parsable answer at all).
+
+Each share of leaves right comes with a 95% bootstrap interval over *answers*: a replicate
+redraws the tier's examples with replacement and takes the share over all leaves of the
+drawn answers. Leaves of one answer are not independent (one dropped array item shifts
+every later one), so resampling leaves would give intervals far too narrow.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from scaling.data.io import TIERS
-from scaling.metrics import extract_json, flatten, json_exact
+from scaling.fit.bootstrap import percentile_ci, stratified_weights
+from scaling.metrics import bootstrap_ci, extract_json, flatten, json_exact
+from scaling.results import model_key, sha256_file, train_data, train_fraction, fraction_label
 
 OUTCOMES = ("correct", "wrong", "missing")
+
+#: The leaf groups a share is reported for: (table, group) as :meth:`LeafSummary.rate` takes them.
+GROUPS = (("all", "all leaves"), ("copy", "copyable"), ("copy", "not copyable"), ("half", "first half"),
+          ("half", "second half"))
+
+#: Bootstrap defaults, those of :func:`scaling.metrics.aggregate` (results.json's intervals).
+N_BOOT = 1000
+SEED = 0
 
 
 def _number_forms(x: float | int) -> set[str]:
@@ -80,29 +101,92 @@ def leaf_outcomes(expected: Any, answer: Any, prompt: str) -> list[Leaf]:
     return out
 
 
+def _group(table: str, leaf: Leaf) -> str:
+    if table == "copy":
+        return "copyable" if leaf.copyable else "not copyable"
+    if table == "half":
+        return "first half" if leaf.position < 0.5 else "second half"
+    return "all leaves"
+
+
 @dataclass(frozen=True)
 class LeafSummary:
-    """Leaf outcomes counted by tier, copyability and position (first vs second half)."""
+    """Leaf outcomes counted by tier, copyability and position (first vs second half), and
+    the bootstrap interval of each share of leaves right."""
 
     counts: Mapping[tuple[str, str, str], int]   # (tier, "copyable"|"not copyable", outcome) -> n
     by_half: Mapping[tuple[str, str, str], int]  # (tier, "first half"|"second half", outcome) -> n
+    intervals: Mapping[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    """(tier, group) -> 95% interval of the share right, over answers (groups: :data:`GROUPS`)."""
+    n_answers: Mapping[str, int] = field(default_factory=dict)
+    """tier -> answers (examples) the shares are over."""
+    n_boot: int = N_BOOT
+    seed: int = SEED
 
     def rate(self, table: str, tier: str, group: str) -> tuple[float, int]:
-        """(share correct, number of leaves) of one row."""
+        """(share correct, number of leaves) of one row; ``table="all"`` for every leaf of the tier."""
+        if table == "all":
+            keys = [(tier, g, o) for g in ("copyable", "not copyable") for o in OUTCOMES]
+            total = sum(self.counts.get(k, 0) for k in keys)
+            right = sum(self.counts.get((tier, g, "correct"), 0) for g in ("copyable", "not copyable"))
+            return (right / total if total else float("nan")), total
         counts = self.counts if table == "copy" else self.by_half
         total = sum(counts.get((tier, group, o), 0) for o in OUTCOMES)
         return (counts.get((tier, group, "correct"), 0) / total if total else float("nan")), total
 
+    def ci(self, tier: str, group: str) -> tuple[float, float] | None:
+        """The 95% interval of a share right (None: no leaves in that group)."""
+        return self.intervals.get((tier, group))
 
-def summarise_leaves(rows: Iterable[tuple[str, list[Leaf]]]) -> LeafSummary:
+
+def leaf_share_intervals(rows: Sequence[tuple[str, Sequence[Leaf]]], n_boot: int = N_BOOT, seed: int = SEED,
+                         level: float = 0.95) -> dict[tuple[str, str], tuple[float, float]]:
+    """Percentile bootstrap intervals of the share of leaves right, per (tier, group).
+
+    ``rows``: (tier, leaves of one answer). The resampled unit is the answer: each replicate
+    draws every tier's answers with replacement (:func:`scaling.fit.bootstrap.stratified_weights`,
+    so a tier keeps its count) and its share is right leaves / leaves over the drawn answers,
+    a ratio of sums (not :func:`scaling.metrics.bootstrap_ci`'s mean of per-example values,
+    which would weigh a 5-leaf answer like a 90-leaf one). One draw serves every group, so
+    the groups of a tier are resampled jointly. A replicate that drew no leaf of a group
+    (rare groups, e.g. not copyable) is left out of that group's interval. Deterministic
+    for a given ``seed``."""
+    if not rows:
+        return {}
+    tiers = [tier for tier, _ in rows]
+    weights = stratified_weights(tiers, n_boot, np.random.default_rng(seed))
+    out = {}
+    for tier in dict.fromkeys(tiers):
+        idx = np.flatnonzero(np.asarray(tiers) == tier)
+        w = weights[:, idx]
+        for table, group in GROUPS:
+            right = np.zeros(len(idx))
+            total = np.zeros(len(idx))
+            for j, i in enumerate(idx):
+                for leaf in rows[i][1]:
+                    if _group(table, leaf) == group:
+                        total[j] += 1
+                        right[j] += leaf.outcome == "correct"
+            if not total.sum():
+                continue
+            with np.errstate(invalid="ignore", divide="ignore"):
+                shares = (w @ right) / (w @ total)
+            lo, hi = percentile_ci(shares, level)
+            out[(tier, group)] = (float(lo), float(hi))
+    return out
+
+
+def summarise_leaves(rows: Iterable[tuple[str, list[Leaf]]], n_boot: int = N_BOOT, seed: int = SEED) -> LeafSummary:
     """``rows``: (tier, leaves of one example)."""
+    rows = list(rows)
     counts: Counter = Counter()
     by_half: Counter = Counter()
     for tier, leaves in rows:
         for leaf in leaves:
-            counts[(tier, "copyable" if leaf.copyable else "not copyable", leaf.outcome)] += 1
-            by_half[(tier, "first half" if leaf.position < 0.5 else "second half", leaf.outcome)] += 1
-    return LeafSummary(dict(counts), dict(by_half))
+            counts[(tier, _group("copy", leaf), leaf.outcome)] += 1
+            by_half[(tier, _group("half", leaf), leaf.outcome)] += 1
+    return LeafSummary(dict(counts), dict(by_half), leaf_share_intervals(rows, n_boot, seed),
+                       dict(Counter(tier for tier, _ in rows)), n_boot, seed)
 
 
 # ------------------------------------------------------------------------------- a run
@@ -141,14 +225,92 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def _test_file(results: Mapping[str, Any], data_dir: Path | None, run: Path) -> Path:
+    """The test records a run was scored on: ``--data``'s ``<version>/test.jsonl``, else the
+    test file ``data.files`` names (relative names from the current folder, then under
+    ``$EDGEJSON_DIR`` in place of ``data.root``: committed runs name ``../shared/edgejson/...``
+    as seen from the checkout they ran in). Checked against the sha256 recorded there."""
+    where = run / "results.json"
     data = results.get("data") or {}
+    files = {str(k): v for k, v in (data.get("files") or {}).items()}
+    cfg_data = (results.get("config") or {}).get("data") or {}
+    named = [k for k in files if k == cfg_data.get("test_file")] or [k for k in files if k.endswith("test.jsonl")]
+    name = named[0] if named else None
     if data_dir is not None:
-        return data_dir / str(data.get("version", "v3")) / "test.jsonl"
-    for name in data.get("files") or {}:
-        if name.endswith("test.jsonl"):
-            path = Path(name)
-            return path if path.is_absolute() else Path.cwd() / path
-    raise FailuresError(f"{run / 'results.json'}: field data.files names no test.jsonl; pass --data")
+        path = data_dir / str(data.get("version", "v3")) / "test.jsonl"
+        if not path.is_file():
+            raise FailuresError(f"{path}: no such file (--data {data_dir} holds <version>/test.jsonl; "
+                                f"{where} says version {data.get('version', 'v3')!r})")
+    elif name is None:
+        raise FailuresError(f"{where}: field data.files names no test.jsonl; pass --data")
+    else:
+        candidates = [Path(name) if Path(name).is_absolute() else Path.cwd() / name]
+        env, root = os.environ.get("EDGEJSON_DIR"), data.get("root") or cfg_data.get("root")
+        if env and root and not Path(name).is_absolute():
+            rel = os.path.relpath(os.path.normpath(name), os.path.normpath(str(root)))
+            if not rel.startswith(".."):
+                candidates.append(Path(env).expanduser() / rel)
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise FailuresError(f"{where}: field data.files: the test file {name} is not at "
+                                + " nor ".join(str(c) for c in candidates)
+                                + "; pass --data DIR" + ("" if env else " or set EDGEJSON_DIR"))
+    recorded = files.get(name) if name else None
+    if isinstance(recorded, str) and len(recorded) == 64:
+        actual = sha256_file(path)
+        if actual != recorded:
+            raise FailuresError(f"{path}: sha256 {actual[:12]} is not the {recorded[:12]} {where} recorded "
+                                f"for {name}: the run was scored on another file")
+    return path
+
+
+def _tier_exact(results: Mapping[str, Any], preds: Sequence[Mapping[str, Any]], n_boot: int,
+                seed: int) -> dict[str, tuple[float, tuple[float, float], str]]:
+    """tier -> (JSONExact, 95% interval, where the interval came from): results.json's
+    ``metrics.by_tier`` when it has the interval, else a bootstrap of the predictions'
+    ``json_exact`` (:func:`scaling.metrics.bootstrap_ci`, which with the default draws is
+    what :func:`scaling.metrics.aggregate` wrote into results.json)."""
+    by_tier = ((results.get("metrics") or {}).get("by_tier")) or {}
+    values: dict[str, list[float]] = defaultdict(list)
+    for row in preds:
+        values[row["tier"]].append(float(bool(row.get("json_exact"))))
+    out = {}
+    for tier, vals in values.items():
+        m = by_tier.get(tier) or {}
+        ci = (m.get("ci") or {}).get("json_exact")
+        if isinstance(m.get("json_exact"), (int, float)) and isinstance(ci, list) and len(ci) == 2:
+            out[tier] = (float(m["json_exact"]), (float(ci[0]), float(ci[1])), "results.json")
+        else:
+            out[tier] = (sum(vals) / len(vals), bootstrap_ci(vals, n_boot=n_boot, seed=seed), "predictions")
+    return out
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run was, as the comparison table labels it (from results.json)."""
+
+    model: str
+    """:func:`scaling.results.model_key`: ``model.key``, with ``_d<k>`` for a depth rung."""
+    blocks: str
+    """Blocks kept of the model's, ``"8/30"`` (``"all"`` when results.json has no ``model.depth``)."""
+    seed: int | None
+    train: str
+    """Training data and share of its records (``"v3, 100%"``); ``"—"`` for a job not fine-tuned."""
+
+
+def _run_info(results: Mapping[str, Any]) -> RunInfo:
+    model = results.get("model") or {}
+    depth = model.get("depth")
+    blocks = "all"
+    if isinstance(depth, dict) and isinstance(depth.get("kept"), list):
+        blocks = f"{len(depth['kept'])}/{depth.get('n_blocks', '?')}"
+    config = results.get("config") or {}
+    method = (results.get("finetune") or {}).get("method") or (config.get("finetune") or {}).get("method")
+    fraction = (results.get("data") or {}).get("train_fraction")
+    fraction = float(fraction) if isinstance(fraction, (int, float)) and not isinstance(fraction, bool) \
+        else train_fraction(config)
+    train = "—" if method in (None, "none") else f"{train_data(config)}, {fraction_label(fraction)}"
+    seed = results.get("seed")
+    return RunInfo(model=model_key(model), blocks=blocks, seed=seed if isinstance(seed, int) else None, train=train)
 
 
 @dataclass(frozen=True)
@@ -161,9 +323,13 @@ class RunFailures:
     by_schema: Sequence[tuple[str, str, int, float, float, float]]  # schema, tier, n, exact, F1, compliance
     leaves: LeafSummary
     examples: Sequence[tuple[str, str, str]]           # (id, status, output tail) of failures, complex first
+    info: RunInfo = RunInfo("?", "all", None, "—")
+    exact: Mapping[str, tuple[float, tuple[float, float], str]] = field(default_factory=dict)
+    """tier -> (JSONExact, 95% interval, ``"results.json"`` | ``"predictions"``)."""
 
 
-def analyse_run(run: str | Path, data_dir: str | Path | None = None, n_examples: int = 3) -> RunFailures:
+def analyse_run(run: str | Path, data_dir: str | Path | None = None, n_examples: int = 3, n_boot: int = N_BOOT,
+                seed: int = SEED) -> RunFailures:
     run = Path(run)
     if not run.is_dir():
         raise FailuresError(f"{run}: {'not a run folder' if run.exists() else 'no such folder'} "
@@ -175,15 +341,17 @@ def analyse_run(run: str | Path, data_dir: str | Path | None = None, n_examples:
     if not isinstance(results, dict):
         raise FailuresError(f"{run / 'results.json'}: expected a JSON object")
     preds = _read_jsonl(run / "predictions.jsonl")
+    if not preds:
+        raise FailuresError(f"{run / 'predictions.jsonl'}: no predictions")
     test_path = _test_file(results, Path(data_dir) if data_dir else None, run)
     records = {r["id"]: r for r in _read_jsonl(test_path)}
     statuses: dict[str, Counter] = defaultdict(Counter)
     per_schema: dict[tuple[str, str], list[dict]] = defaultdict(list)
     leaf_rows = []
     for n, row in enumerate(preds, start=1):
-        for field in ("id", "tier", "status", "output"):
-            if field not in row:
-                raise FailuresError(f"{run / 'predictions.jsonl'}:{n}: field {field!r} missing")
+        for name in ("id", "tier", "status", "output"):
+            if name not in row:
+                raise FailuresError(f"{run / 'predictions.jsonl'}:{n}: field {name!r} missing")
         rec = records.get(row["id"])
         if rec is None:
             raise FailuresError(f"{run / 'predictions.jsonl'}:{n}: field 'id': {row['id']!r} is not in {test_path}")
@@ -203,7 +371,25 @@ def analyse_run(run: str | Path, data_dir: str | Path | None = None, n_examples:
     failures = sorted((r for r in preds if not r.get("json_exact")), key=lambda r: (-order.get(r["tier"], -1), r["id"]))
     examples = [(r["id"], r["status"], (r["output"] or "")[-160:]) for r in failures[:n_examples]]
     return RunFailures(name=run.name, n=len(preds), statuses={t: dict(c) for t, c in statuses.items()},
-                       by_schema=by_schema, leaves=summarise_leaves(leaf_rows), examples=examples)
+                       by_schema=by_schema, leaves=summarise_leaves(leaf_rows, n_boot, seed), examples=examples,
+                       info=_run_info(results), exact=_tier_exact(results, preds, n_boot, seed))
+
+
+# ------------------------------------------------------------------------------ output
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _share_cell(leaves: LeafSummary, tier: str, table: str, group: str, count: bool = True) -> str:
+    """``"48.0 [40.2, 55.9] (600)"``: percent right, its interval, leaves (``"—"``: none)."""
+    rate, total = leaves.rate(table, tier, group)
+    if not total:
+        return "—"
+    ci = leaves.ci(tier, group)
+    cell = _pct(rate) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
+    return cell + (f" ({total:,})" if count else "")
 
 
 def format_markdown(runs: Sequence[RunFailures]) -> str:
@@ -216,21 +402,97 @@ def format_markdown(runs: Sequence[RunFailures]) -> str:
         lines += ["", "| schema | tier | n | JSONExact % | Field F1 | compliance % |", "|---|---|---|---|---|---|"]
         for sid, tier, k, ex, f1, comp in r.by_schema:
             lines.append(f"| {sid} | {tier} | {k} | {100 * ex:.0f} | {f1:.3f} | {100 * comp:.0f} |")
-        lines += ["", "Reference-answer leaves the answer gets right (share correct, leaves):", "",
-                  "| tier | copyable from the prompt | not copyable | first half of the answer | second half |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "Reference-answer leaves the answer gets right: % right [95% interval] (leaves). The "
+                  f"intervals redraw the tier's answers, not single leaves ({r.leaves.n_boot} draws, "
+                  f"seed {r.leaves.seed}).", "",
+                  "| tier | answers | all leaves | copyable from the prompt | not copyable | first half of the answer "
+                  "| second half |",
+                  "|---|---|---|---|---|---|---|"]
         for tier in TIERS:
-            cells = []
-            for table, group in (("copy", "copyable"), ("copy", "not copyable"), ("half", "first half"),
-                                 ("half", "second half")):
-                rate, total = r.leaves.rate(table, tier, group)
-                cells.append(f"{100 * rate:.1f}% ({total})" if total else "—")
+            cells = [_share_cell(r.leaves, tier, table, group) for table, group in GROUPS]
             if any(c != "—" for c in cells):
-                lines.append(f"| {tier} | " + " | ".join(cells) + " |")
+                lines.append(f"| {tier} | {r.leaves.n_answers.get(tier, 0)} | " + " | ".join(cells) + " |")
         lines += ["", "Failed answers, last 160 characters:", ""]
         lines += [f"- `{i}` ({s}): `{json.dumps(t)[1:-1]}`" for i, s, t in r.examples]
         lines.append("")
     return "\n".join(lines)
+
+
+def _share_doc(leaves: LeafSummary, tier: str, table: str, group: str) -> dict | None:
+    rate, total = leaves.rate(table, tier, group)
+    if not total:
+        return None
+    ci = leaves.ci(tier, group)
+    return {"share": rate, "ci": list(ci) if ci else None, "leaves": total}
+
+
+def run_document(r: RunFailures) -> dict:
+    """One run as ``--json`` writes it (shares as fractions in [0, 1])."""
+    leaves = {}
+    for tier in TIERS:
+        if tier not in r.leaves.n_answers:
+            continue
+        groups = {group: _share_doc(r.leaves, tier, table, group) for table, group in GROUPS}
+        outcomes = {o: sum(r.leaves.counts.get((tier, g, o), 0) for g in ("copyable", "not copyable"))
+                    for o in OUTCOMES}
+        leaves[tier] = {"answers": r.leaves.n_answers[tier], "outcomes": outcomes,
+                        "share_right": {g: d for g, d in groups.items() if d is not None}}
+    order = {t: i for i, t in enumerate(TIERS)}
+    tiers = sorted(set(r.statuses) | set(r.exact), key=lambda t: (order.get(t, len(order)), t))
+    return {
+        "name": r.name, "n": r.n, "model": r.info.model, "blocks": r.info.blocks, "seed": r.info.seed,
+        "train": r.info.train, "statuses": {t: r.statuses[t] for t in tiers if t in r.statuses},
+        "json_exact": {t: {"value": r.exact[t][0], "ci": list(r.exact[t][1]), "ci_from": r.exact[t][2]}
+                       for t in tiers if t in r.exact},
+        "by_schema": [{"schema_id": sid, "tier": tier, "n": k, "json_exact": ex, "field_f1": f1,
+                       "schema_compliance": comp} for sid, tier, k, ex, f1, comp in r.by_schema],
+        "leaves": leaves,
+        "bootstrap": {"unit": "answer", "n_boot": r.leaves.n_boot, "seed": r.leaves.seed, "level": 0.95},
+        "failed_examples": [{"id": i, "status": s, "output_tail": t} for i, s, t in r.examples],
+    }
+
+
+#: The leaf groups the comparison table shows, in column order.
+TABLE_GROUPS = (("all", "all leaves"), ("half", "first half"), ("half", "second half"))
+
+
+def table_rows(runs: Sequence[RunFailures], tier: str) -> list[dict]:
+    """One row per run for :func:`format_table` and ``--table --json``."""
+    rows = []
+    for r in runs:
+        exact = r.exact.get(tier)
+        rows.append({
+            "run": r.name, "model": r.info.model, "blocks": r.info.blocks, "seed": r.info.seed,
+            "train": r.info.train, "tier": tier, "answers": r.leaves.n_answers.get(tier, 0),
+            "leaves": r.leaves.rate("all", tier, "all leaves")[1],
+            "json_exact": None if exact is None else {"value": exact[0], "ci": list(exact[1]), "ci_from": exact[2]},
+            "share_right": {group: _share_doc(r.leaves, tier, table, group) for table, group in TABLE_GROUPS},
+        })
+    return rows
+
+
+def format_table(runs: Sequence[RunFailures], tier: str) -> str:
+    """A Markdown table, one row per run: JSONExact and leaves right (all, first half and
+    second half of each reference answer) of one tier, with 95% intervals."""
+    head = ["run", "model", "blocks", "seed", "train", "answers (leaves)", "JSONExact %", "leaves right %",
+            "first half %", "second half %"]
+    lines = [f"{tier} tier: JSONExact and the share of reference-answer leaves right, 95% bootstrap intervals "
+             "over answers.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    sources = set()
+    for r, row in zip(runs, table_rows(runs, tier)):
+        ex = row["json_exact"]
+        if ex is not None:
+            sources.add(ex["ci_from"])
+        cells = [row["run"], row["model"], row["blocks"], "?" if row["seed"] is None else str(row["seed"]),
+                 row["train"], f"{row['answers']} ({row['leaves']:,})",
+                 "—" if ex is None else f"{_pct(ex['value'])} [{_pct(ex['ci'][0])}, {_pct(ex['ci'][1])}]"]
+        cells += [_share_cell(r.leaves, tier, table, group, count=False) for table, group in TABLE_GROUPS]
+        lines.append("| " + " | ".join(cells) + " |")
+    boot = runs[0].leaves if runs else LeafSummary({}, {})
+    lines += ["", f"Leaf intervals: {boot.n_boot} draws of the tier's answers, seed {boot.seed}. JSONExact "
+              "intervals: " + ("results.json's" if sources <= {"results.json"} else
+                               "results.json's where recorded, else the same bootstrap of predictions.jsonl") + "."]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,13 +501,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=None,
                     help="dataset root (holds <version>/test.jsonl); default: the file results.json names")
     ap.add_argument("--examples", type=int, default=3, help="failed answers to show per run")
+    ap.add_argument("--table", nargs="?", const="complex", default=None, choices=TIERS, metavar="TIER",
+                    help="one Markdown row per run for TIER (default complex): JSONExact and leaves right "
+                         "(all, first half, second half) with intervals")
+    ap.add_argument("--json", action="store_true", help="write JSON instead of Markdown")
+    ap.add_argument("--n-boot", type=int, default=N_BOOT, help=f"bootstrap draws (default {N_BOOT})")
+    ap.add_argument("--seed", type=int, default=SEED, help=f"bootstrap seed (default {SEED})")
     args = ap.parse_args(argv)
+    if args.n_boot < 1:
+        ap.error(f"--n-boot {args.n_boot}: expected at least 1")
     try:
-        runs = [analyse_run(run, args.data, args.examples) for run in args.runs]
+        runs = [analyse_run(run, args.data, args.examples, args.n_boot, args.seed) for run in args.runs]
     except FailuresError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_markdown(runs))
+    if args.table and args.json:
+        print(json.dumps({"tier": args.table, "bootstrap": {"unit": "answer", "n_boot": args.n_boot,
+                                                            "seed": args.seed, "level": 0.95},
+                          "rows": table_rows(runs, args.table)}, indent=2))
+    elif args.table:
+        print(format_table(runs, args.table), end="")
+    elif args.json:
+        print(json.dumps([run_document(r) for r in runs], indent=2))
+    else:
+        print(format_markdown(runs))
     return 0
 
 

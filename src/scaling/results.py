@@ -171,8 +171,9 @@ def recipe(config: Any) -> tuple[tuple[str, str], ...]:
     """What a job's model was shown and trained on, beyond model and decoder, as
     ``(name, value)`` pairs: the prompt format, and for a fine-tuned job its epochs,
     learning rate, tier repeats and share of the training records (``data.train_fraction``:
-    the data axis). Two jobs that differ here are different recipes, never replicates of
-    one (see :func:`varying_recipe`)."""
+    the data axis) and the training data (:func:`train_data`: ``v2`` for a job trained on
+    EdgeJSON v2's records). Two jobs that differ here are different recipes, never
+    replicates of one (see :func:`varying_recipe`)."""
     config = config or {}
     prompt = (config.get("data") or {}).get("prompt") or {}
     parts = [("prompt", str(prompt.get("schema", "?"))), ("template", str(prompt.get("template", "?")))]
@@ -182,12 +183,42 @@ def recipe(config: Any) -> tuple[tuple[str, str], ...]:
         parts += [("epochs", str(finetune.get("epochs", "?"))),
                   ("lr", f"{((finetune.get('optim') or {}).get('lr', '?'))}"),
                   ("repeat", ", ".join(f"{t}×{n}" for t, n in sorted(repeat.items())) or "none"),
-                  (RECORDS, fraction_label(train_fraction(config)))]
+                  (RECORDS, fraction_label(train_fraction(config))),
+                  (TRAIN, train_data(config))]
     return tuple(parts)
 
 
 #: The recipe part that names the data axis (``data.train_fraction``).
 RECORDS = "records"
+
+
+#: The recipe part that names the training data (``data.train_version`` / ``data.train_file``).
+TRAIN = "train"
+
+
+def train_data(config: Any) -> str:
+    """The training data of a job's config as recipes name it: ``data.train_version``
+    (``"v2"``) when it is not the scored ``data.version``; ``data.train_file`` as its last
+    two path parts (``"v2/train.jsonl"``, ``"mine/small.jsonl"``) unless it is the layout's
+    own ``<root>/<version>/train.jsonl``; else ``data.version`` (``"v3"``: the default, the
+    train split of the test set's version).
+
+    Every fine-tuned job carries the part, the default included: :func:`varying_recipe`
+    compares a name among the jobs that have it, so a v2 job beside v3 jobs that lacked the
+    part would read as the same recipe. In a sweep trained on one file it does not vary and
+    appears in no label or series."""
+    data = (config or {}).get("data") or {}
+    version = str(data.get("version") or "?")
+    train_file, train_version = data.get("train_file"), data.get("train_version")
+    if train_file:
+        path = Path(str(train_file))
+        default = Path(str(data.get("root"))) / version / "train.jsonl" if data.get("root") else None
+        if default is not None and os.path.normpath(path) == os.path.normpath(default):
+            return version
+        return "/".join(path.parts[-2:])
+    if train_version:
+        return str(train_version)
+    return version
 
 
 def train_fraction(config: Any) -> float:
