@@ -6,6 +6,8 @@ Variants (``--variants``):
   grown by concatenation, rows merged into it, bracket-counting stop, 64-token loop period,
   fp32), loaded from git at ``--old-rev`` so the baseline is exactly the code that ran;
 - ``continuous_fp32`` / ``continuous_bf16``: the new engine (slot KV cache) in each precision;
+- ``continuous_bf16_masked``: the same, always attending over the widest row's columns with a
+  mask (``decode.row_attention_waste=null``): what row-by-row attention buys;
 - ``continuous_bf16_oldstops``: the new engine in bf16 with the old stop settings (no prompt
   caps, 64-token loop period, 4 repeats): what the engine alone buys, without the stop rules;
 - ``hf_bf16``: fixed batches through ``model.generate`` (the reference), bf16;
@@ -46,8 +48,10 @@ from scaling.decode import DecodeConfig, answer_prompt_ratio, derive_max_new_tok
 from scaling.evaluate import evaluate_records  # noqa: E402
 from scaling.paths import REPO_ROOT  # noqa: E402
 
-VARIANTS = ("old_continuous", "continuous_fp32", "continuous_bf16", "continuous_bf16_oldstops", "hf_bf16", "llamacpp")
+VARIANTS = ("old_continuous", "continuous_fp32", "continuous_bf16", "continuous_bf16_masked", "continuous_bf16_oldstops",
+            "hf_bf16", "llamacpp")
 OLD_STOPS = dict(prompt_cap=False, loop_max_period=64, loop_min_repeats=4)
+EXTRA = {"oldstops": OLD_STOPS, "masked": dict(row_attention_waste=None)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,7 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--source", default=None, choices=["hub", "gguf", "random", "local"], help="override model.source")
     p.add_argument("--layers", type=int, default=None, help="keep only this many transformer layers (smoke tests)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="override the run cap (smoke tests)")
-    p.add_argument("--gguf", type=Path, default=None, help="the same weights as GGUF, for the llamacpp variant")
+    p.add_argument("--gguf", type=Path, nargs="+", default=[],
+                   help="the same weights as GGUF files: one llamacpp variant each (llamacpp_<quant>)")
     p.add_argument("--data-root", type=Path, default=default_data_root())
     p.add_argument("--n-per-tier", type=int, default=8, help="test records per tier (first ids by schema round robin)")
     p.add_argument("--template", default="plain")
@@ -135,15 +140,20 @@ def main(argv=None) -> dict:
             models[dtype] = copy.deepcopy(model).to(torch.bfloat16)
         return round(step_ms(models[dtype], max(1, round(rows)), max(16, round(context)), args.curve_steps), 2)
 
-    for variant in args.variants:
+    variants = [v for v in args.variants if v != "llamacpp"]
+    if "llamacpp" in args.variants:
+        variants += [f"llamacpp_{path.stem.rsplit('-', 1)[-1]}" for path in args.gguf]
+    gguf_of = {f"llamacpp_{path.stem.rsplit('-', 1)[-1]}": path for path in args.gguf}
+    for variant in variants:
         load = [round(x, 2) for x in os.getloadavg()]
         c0 = time.process_time()
-        if variant == "llamacpp":
-            from scaling.deploy import evaluate_gguf
+        if variant.startswith("llamacpp"):
+            from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf
 
-            rows, stats = evaluate_gguf(args.gguf, records, data.schemas, fmt, strict=args.strict,
-                                        constrained=args.mode == "constrained", max_new_tokens=max_new,
-                                        n_threads=args.threads)
+            cfg = DecodeConfig(mode=args.mode, grammar_strict=args.strict, progress=False)
+            res = evaluate_gguf(gguf_of[variant], records, data.schemas, fmt, tokenizer, cfg, max_new,
+                                config=LlamaCppConfig(threads=args.threads, progress=False), cap_ratio=ratio)
+            rows, stats = res.rows, res.stats
         elif variant == "old_continuous":
             old = old_evaluate_module(args.old_rev)
             cfg = old.DecodeConfig(mode=args.mode, grammar_strict=args.strict, progress=False)
@@ -152,7 +162,7 @@ def main(argv=None) -> dict:
         else:
             engine, dtype = variant.split("_")[:2]
             dtype = {"fp32": "float32", "bf16": "bfloat16"}[dtype]
-            extra = OLD_STOPS if variant.endswith("oldstops") else {}
+            extra = EXTRA.get(variant.split("_")[-1], {})
             cfg = DecodeConfig(mode=args.mode, grammar_strict=args.strict, progress=False, engine=engine, dtype=dtype,
                                **extra)
             res = evaluate_records(model, tokenizer, records, data.schemas, fmt, cfg, max_new_tokens=max_new,
@@ -184,14 +194,14 @@ def main(argv=None) -> dict:
               f"{summary['tokens_per_s']:6.1f} tok/s  steps {summary['steps']}  rows {summary['mean_batch_rows']}  "
               f"ms/step {summary['ms_per_step']}  curve {summary.get('curve_ms_per_step')}  "
               f"JSONExact {summary['json_exact']:.3f}  load {load}", file=sys.stderr, flush=True)
-    first = args.variants[0]
+    first = variants[0]
     for name, summary in results.items():
         summary["identical_to_" + first] = round(
             sum(a == b for a, b in zip(outputs[name], outputs[first])) / len(records), 4)
         summary["speedup_vs_" + first] = round(results[first]["wall_s"] / summary["wall_s"], 2)
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     result = {"benchmark": "decode_engines", "machine": info,
-              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "args": {k: json.loads(json.dumps(v, default=str)) for k, v in vars(args).items()},
               "slice": [{"id": r.id, "tier": r.tier} for r in records], "max_new_tokens": max_new,
               "cap_ratio": ratio, "variants": results,
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}

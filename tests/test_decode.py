@@ -189,3 +189,17 @@ def test_precision_rule_follows_the_cpu_flags():
         resolve_dtype("int8", "cpu")
     with pytest.raises(ValueError, match="decode.dtype"):
         DecodeConfig(dtype="int8")
+
+
+def test_row_by_row_attention_gives_the_masked_tokens(tiny_gqa):
+    """Rows of very different lengths, fp32: attending row by row over each row's own columns
+    writes exactly what the masked full-width attention writes, and both match fixed batches."""
+    model, tok = tiny_gqa
+    prompts = ["alpha " * n + "beta" for n in (1, 3, 40, 2, 25, 5)]
+    base = dict(dtype="float32", progress=False, stop_at_json_end=False, batch_size=4)
+    rowwise, stats = generate_batched(model, tok, prompts, 12, DecodeConfig(**base, row_attention_waste=0))
+    masked, masked_stats = generate_batched(model, tok, prompts, 12, DecodeConfig(**base, row_attention_waste=None))
+    fixed, _ = generate_batched(model, tok, prompts, 12, DecodeConfig(**base, engine="hf"))
+    assert [g.text for g in rowwise] == [g.text for g in masked] == [g.text for g in fixed]
+    assert stats.row_attention_steps == stats.steps > 0 and masked_stats.row_attention_steps == 0
+    assert model.config._attn_implementation == "sdpa"  # restored after the run

@@ -51,6 +51,12 @@ class DecodeConfig:
     loop_min_repeats: int = 3
     """Copies of a long block that count as a loop. No EdgeJSON v3 answer (train or test)
     holds a block of >= 256 tokens repeated 3 times (tested on the real data)."""
+    row_attention_waste: int | None = 512
+    """On a CPU, a decode step attends row by row over each row's own cache columns instead of
+    over the widest row's columns with a mask, when the rows' mean masked columns exceed this
+    (see :mod:`scaling.decode.attention`: the loop's fixed cost is ~1.3 ms per row per step,
+    a masked column ~2.5 us per row per step for SmolLM2-135M here). ``0``: always row by
+    row; ``None``: never. GPUs always take the masked path."""
     prefill_tokens: int = 4096
     """Most padded prompt positions per prefill call: waiting prompts are prefilled in
     length-sorted chunks up to this size, then decode beside the running rows."""

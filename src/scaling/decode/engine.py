@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scaling.data.sft import bos_prefix, prompt_ids
+from scaling.decode.attention import SLOT_ATTENTION, set_row_ranges
 from scaling.decode.config import DecodeConfig
 from scaling.decode.grammar import GrammarLogitsProcessor, mask_to_grammars
 from scaling.decode.kv_cache import SlotKVCache
@@ -64,6 +65,8 @@ class GenerationStats:
     """Sum over decode steps of the rows in the batch: ``row_steps / steps`` is the mean batch."""
     context_steps: int = 0
     """Sum over decode steps of the attended cache columns (``continuous``): the mean context."""
+    row_attention_steps: int = 0
+    """Decode steps that attended row by row (``decode.row_attention_waste``)."""
     prefill_tokens: int = 0
     """Prompt tokens run through prefill (``continuous`` engine)."""
     prefill_s: float = 0.0
@@ -96,6 +99,7 @@ class GenerationStats:
             "steps": self.steps,
             "mean_batch_rows": round(self.row_steps / self.steps, 2) if self.steps else None,
             "mean_context": round(self.context_steps / self.steps, 1) if self.steps else None,
+            "row_attention_steps": self.row_attention_steps,
             "ms_per_step": round(1000 * decode_s / self.steps, 2) if self.steps else None,
             "prefill_tokens": self.prefill_tokens,
             "prefill_s": round(self.prefill_s, 3),
@@ -226,14 +230,14 @@ def encode_prompts(tokenizer, prompts: Sequence[str | list[int]]) -> list[list[i
 
 
 class _Row:
-    """One sequence being decoded: its input index, stop state, grammar matcher, its next
-    column (the device-side ``state`` holds start column, next column and position for the
-    model's inputs; this copy sizes the attention read without a device sync), its clock."""
+    """One sequence being decoded: its input index, stop state, grammar matcher, its first and
+    next column (the device-side ``state`` holds start column, next column and position for
+    the model's inputs; these copies size the attention read without a device sync), its clock."""
 
-    __slots__ = ("index", "stop", "matcher", "col", "t0")
+    __slots__ = ("index", "stop", "matcher", "start", "col", "t0")
 
-    def __init__(self, index: int, stop: RowStop, matcher, col: int, t0: float) -> None:
-        self.index, self.stop, self.matcher, self.col, self.t0 = index, stop, matcher, col, t0
+    def __init__(self, index: int, stop: RowStop, matcher, start: int, col: int, t0: float) -> None:
+        self.index, self.stop, self.matcher, self.start, self.col, self.t0 = index, stop, matcher, start, col, t0
 
 
 class _ContinuousEngine:
@@ -253,6 +257,9 @@ class _ContinuousEngine:
         self.slots = max(1, min(cfg.batch_size, len(encoded), cfg.max_batch_tokens // width))
         stats.slots = self.slots
         self.cache = SlotKVCache(model.config.num_hidden_layers, self.slots, width)
+        # Row-by-row attention (scaling.decode.attention) for models on transformers' SDPA, on CPU.
+        self.row_attention = (cfg.row_attention_waste is not None and self.device.type == "cpu"
+                              and getattr(model.config, "_attn_implementation", None) in ("sdpa", SLOT_ATTENTION))
         self.rows: list[_Row] = []
         self.logits: torch.Tensor | None = None
         self.state = torch.zeros((0, 3), dtype=torch.long, device=self.device)  # start column, next column, position
@@ -295,7 +302,7 @@ class _ContinuousEngine:
         for i, n in zip(indices, lengths):
             grammar = self.grammars[i] if self.grammars is not None else None
             matcher = self.xgr.GrammarMatcher(grammar) if grammar is not None else None
-            self.rows.append(_Row(i, self.new_row(i), matcher, col=width, t0=t0))
+            self.rows.append(_Row(i, self.new_row(i), matcher, start=width - n, col=width, t0=t0))
         self.stats.batches += 1
         self.stats.prefill_tokens += sum(lengths)
         self.stats.prefill_s += time.perf_counter() - t0
@@ -335,6 +342,18 @@ class _ContinuousEngine:
         del rows[n_keep:]
 
     def run(self) -> None:
+        if not self.row_attention:
+            return self._run()
+        config = self.model.config
+        before = config._attn_implementation
+        config._attn_implementation = SLOT_ATTENTION
+        try:
+            return self._run()
+        finally:
+            config._attn_implementation = before
+            set_row_ranges(None)
+
+    def _run(self) -> None:
         lengths = [len(e) for e in self.encoded]
         queue = deque(sorted(range(len(self.encoded)), key=lambda i: -lengths[i]))
         while queue or self.rows:
@@ -361,6 +380,10 @@ class _ContinuousEngine:
         read = max(r.col for r in rows) + 1
         start, cols, positions = self.state[:, 0], self.state[:, 1], self.state[:, 2:]
         self.cache.set_decode(cols, read)
+        masked = read - sum(r.col + 1 - r.start for r in rows) / len(rows)  # mean masked columns per row
+        row_by_row = self.row_attention and masked > self.cfg.row_attention_waste
+        set_row_ranges([(r.start, r.col + 1) for r in rows] if row_by_row else None)
+        self.stats.row_attention_steps += bool(row_by_row)
         out = self.model(input_ids=self.next_ids[:, None], attention_mask=SlotKVCache.decode_mask(start, cols, read),
                          position_ids=positions, use_cache=True, **{self.cache_kw: self.cache})
         self.logits = out.logits[:, -1, :].float()
