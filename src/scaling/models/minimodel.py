@@ -79,6 +79,8 @@ from transformers.generation import GenerationMixin
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from scaling.models.weights import loading_info_mismatches, mismatch_report
+
 try:  # transformers >= 5: init functions that skip tensors already loaded from a checkpoint
     from transformers import initialization as _init
 except ImportError:  # transformers 4.x
@@ -619,11 +621,6 @@ def _read_state_dict(source: Mapping[str, torch.Tensor] | str | Path) -> tuple[d
         raise MiniModelWeightsError(f"{path}: not a readable safetensors file ({err})") from err
 
 
-def _key_list(keys: list[str], limit: int = 12) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def load_minimodel_weights(
     model: MiniModelForCausalLM, state_dict_or_path: Mapping[str, torch.Tensor] | str | Path
 ) -> MiniModelForCausalLM:
@@ -654,18 +651,11 @@ def load_minimodel_weights(
         for name in sorted(set(params) & set(state), key=_natural_key)
         if tuple(state[name].shape) != tuple(params[name].shape)
     ]
-    if missing or unexpected or mismatched:
-        lines = [f"{source}: weights do not match MiniModelForCausalLM({_config_summary(model.config)})"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {_key_list(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {_key_list(unexpected)}")
-        if mismatched:
-            lines.append(f"  shape mismatches ({len(mismatched)}): {_key_list(mismatched, 6)}")
-        hint = _config_hint(state, model.config)
-        if hint:
-            lines.append(f"  hint: {hint}")
-        raise MiniModelWeightsError("\n".join(lines))
+    report = mismatch_report(f"{source}: weights do not match MiniModelForCausalLM({_config_summary(model.config)})",
+                             missing, unexpected, mismatched,
+                             hint=_config_hint(state, model.config) if missing or unexpected or mismatched else None)
+    if report:
+        raise MiniModelWeightsError(report)
     on_meta = any(p.is_meta for p in model.parameters())
     cast = {name: state[name].to(params[name].dtype) for name in params}
     model.load_state_dict(cast, strict=False, assign=on_meta)
@@ -929,21 +919,10 @@ def load_minimodel_pretrained(
 
 def _raise_on_loading_info(source: str, info: Mapping[str, Any], config: MiniModelConfig) -> None:
     """``from_pretrained`` fills missing weights with random values and only logs it: refuse instead."""
-    missing = sorted(info.get("missing_keys") or (), key=_natural_key)
-    unexpected = sorted(info.get("unexpected_keys") or (), key=_natural_key)
-    mismatched = [
-        f"{m[0]}: checkpoint {tuple(m[1])} vs model {tuple(m[2])}" if isinstance(m, tuple) and len(m) == 3 else str(m)
-        for m in sorted(info.get("mismatched_keys") or (), key=str)
-    ]
-    if missing or unexpected or mismatched:
-        lines = [f"{source}: weights do not match MiniModelForCausalLM({_config_summary(config)})"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {_key_list(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {_key_list(unexpected)}")
-        if mismatched:
-            lines.append(f"  shape mismatches ({len(mismatched)}): {_key_list(mismatched, 6)}")
-        raise MiniModelWeightsError("\n".join(lines))
+    report = mismatch_report(f"{source}: weights do not match MiniModelForCausalLM({_config_summary(config)})",
+                             *loading_info_mismatches(info, sort_key=_natural_key))
+    if report:
+        raise MiniModelWeightsError(report)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from scaling.configs import dataclass_from_config, to_plain
+from scaling.models.weights import loading_info_mismatches, mismatch_report
 from scaling.results import CATEGORY_BOUNDS, category_for  # noqa: F401 - re-exported: the size categories
 
 SOURCES = ("hub", "gguf", "random", "local")
@@ -538,26 +539,10 @@ def _cached_commit(repo_id: str, revision: str | None) -> str | None:
 
 def _check_loading_info(spec: ModelSpec, where: str, info: dict) -> None:
     """Refuse a checkpoint that does not match the architecture (``from_pretrained`` only logs it)."""
-    missing = sorted(info.get("missing_keys") or ())
-    unexpected = sorted(info.get("unexpected_keys") or ())
-    mismatched = [
-        f"{m[0]}: checkpoint {tuple(m[1])} vs model {tuple(m[2])}" if isinstance(m, tuple) and len(m) == 3 else str(m)
-        for m in sorted(info.get("mismatched_keys") or (), key=str)
-    ]
-    if not (missing or unexpected or mismatched):
-        return
-
-    def listing(items: list[str], limit: int = 8) -> str:
-        return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
-
-    lines = [f"model {spec.key!r}: the checkpoint at {where} does not fit the {spec.family} architecture:"]
-    if missing:
-        lines.append(f"  missing keys ({len(missing)}): {listing(missing)}")
-    if unexpected:
-        lines.append(f"  unexpected keys ({len(unexpected)}): {listing(unexpected)}")
-    if mismatched:
-        lines.append(f"  shape mismatches ({len(mismatched)}): {listing(mismatched, 4)}")
-    raise ModelLoadError("\n".join(lines))
+    report = mismatch_report(f"model {spec.key!r}: the checkpoint at {where} does not fit the {spec.family} architecture:",
+                             *loading_info_mismatches(info))
+    if report:
+        raise ModelLoadError(report)
 
 
 def check_special_tokens(spec: ModelSpec, tokenizer, config) -> None:
