@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .data import MAX_LINE_BYTES, DataError, Record, SchemaInfo, load_schemas, read_records
-from .data.io import DuplicateKey, json_type_name, no_duplicate_keys, reject_constant
+from .data.io import json_type_name, parse_json_line
 from .metrics import (
     JSON_NOT_FOUND,
     METRIC_KEYS,
@@ -95,20 +95,7 @@ def read_predictions(path: str | os.PathLike) -> list[dict]:
         raise DataError(f"cannot read: {exc.strerror or exc}", spath) from None
     out: list[dict] = []
     for n, body in enumerate(raw.splitlines(), start=1):
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not valid UTF-8 (byte offset {exc.start} of the line)", spath, n) from None
-        if not text.strip():
-            raise DataError("blank line: every line must hold one JSON object", spath, n)
-        try:
-            obj = json.loads(text, object_pairs_hook=no_duplicate_keys, parse_constant=reject_constant)
-        except DuplicateKey as exc:
-            raise DataError("duplicate key in a JSON object", spath, n, field=str(exc)) from None
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", spath, n) from None
-        except (ValueError, RecursionError) as exc:
-            raise DataError(f"invalid JSON: {exc}", spath, n) from None
+        obj = parse_json_line(body, spath, n)
         obj = _check_prediction(obj, spath, n)
         out.append({**obj, "line": n})
     if not out:

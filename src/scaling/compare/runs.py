@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from scaling.data.io import DataError, DuplicateKey, json_type_name, no_duplicate_keys, reject_constant
+from scaling.data.io import DataError, json_type_name, parse_json_line
 from scaling.metrics import TIER_ORDER
 from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, decode_label, recipe
 
@@ -204,20 +204,7 @@ def read_predictions(path: Path) -> dict[str, Example]:
         raise CompareError(f"cannot read: {e.strerror or e}", path) from None
     out: dict[str, Example] = {}
     for n, body in enumerate(raw.splitlines(), start=1):
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise CompareError(f"not valid UTF-8 (byte {e.start} of the line)", path, n) from None
-        if not text.strip():
-            raise CompareError("blank line: every line holds one prediction", path, n)
-        try:
-            obj = json.loads(text, object_pairs_hook=no_duplicate_keys, parse_constant=reject_constant)
-        except DuplicateKey as e:
-            raise CompareError("duplicate key in a JSON object", path, n, field=str(e)) from None
-        except json.JSONDecodeError as e:
-            raise CompareError(f"invalid JSON: {e.msg} (column {e.colno})", path, n) from None
-        except ValueError as e:
-            raise CompareError(f"invalid JSON: {e}", path, n) from None
+        obj = parse_json_line(body, path, n, CompareError, blank="every line holds one prediction")
         if not isinstance(obj, dict):
             raise CompareError(f"expected a JSON object, got {json_type_name(obj)}", path, n)
         for name in ("id", "schema_id", "tier"):

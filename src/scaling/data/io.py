@@ -319,25 +319,34 @@ def _iter_lines(fh, path: str, max_line_bytes: int, hasher) -> Iterator[tuple[in
         yield n, body
 
 
-def _parse_line(body: bytes, path: str, n: int, schemas: Mapping[str, SchemaInfo]) -> Record | tuple[DataError, dict | None]:
-    """One line to a Record, or ``(error, parsed object or None)``."""
+def parse_json_line(body: bytes, path: str | os.PathLike, n: int, error: type[DataError] = DataError,
+                    blank: str = "every line must hold one JSON object", check: str | None = None) -> Any:
+    """Line ``n`` of a JSONL file as strict JSON: UTF-8, not blank, no duplicate key, no
+    NaN/Infinity. Anything else raises ``error`` (a :class:`DataError`) naming the file, line
+    and, for a duplicate key, the key; ``blank`` says what a blank line should have held."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
-        return DataError(
-            f"not valid UTF-8 (byte 0x{body[e.start]:02x} at byte offset {e.start} of the line)",
-            path, n, check="parse",
-        ), None
+        raise error(f"not valid UTF-8 (byte 0x{body[e.start]:02x} at byte offset {e.start} of the line)",
+                    path, n, check=check) from None
     if not text.strip():
-        return DataError("blank line: every line must hold one JSON object", path, n, check="parse"), None
+        raise error(f"blank line: {blank}", path, n, check=check)
     try:
-        obj = json.loads(text, parse_constant=reject_constant, object_pairs_hook=no_duplicate_keys)
+        return json.loads(text, parse_constant=reject_constant, object_pairs_hook=no_duplicate_keys)
     except DuplicateKey as e:
-        return DataError("duplicate key in a JSON object", path, n, field=str(e), check="parse"), None
+        raise error("duplicate key in a JSON object", path, n, field=str(e), check=check) from None
     except json.JSONDecodeError as e:
-        return DataError(f"invalid JSON: {e.msg} (column {e.colno})", path, n, check="parse"), None
-    except ValueError as e:
-        return DataError(f"invalid JSON: {e}", path, n, check="parse"), None
+        raise error(f"invalid JSON: {e.msg} (column {e.colno})", path, n, check=check) from None
+    except (ValueError, RecursionError) as e:
+        raise error(f"invalid JSON: {e}", path, n, check=check) from None
+
+
+def _parse_line(body: bytes, path: str, n: int, schemas: Mapping[str, SchemaInfo]) -> Record | tuple[DataError, dict | None]:
+    """One line to a Record, or ``(error, parsed object or None)``."""
+    try:
+        obj = parse_json_line(body, path, n, check="parse")
+    except DataError as e:
+        return e, None
     if not isinstance(obj, dict):
         return DataError(f"expected a JSON object, got {json_type_name(obj)}", path, n, check="parse"), None
     for name, typ, typ_name in REQUIRED_FIELDS:
