@@ -105,6 +105,31 @@ def test_key_order_and_bounds_that_llama_cpp_cannot_match_are_listed():
     assert unmatched(bounded) == ["bounds of $.lat (number)", "bounds of $.count (integer)"]
 
 
+@needs_llama_cpp
+@pytest.mark.parametrize("strict", [True, False])
+def test_objects_keep_the_schema_key_order_with_optional_keys_present_or_not(strict):
+    """llama-cpp-python's converter puts required keys first; ours keeps the schema's order
+    (the training targets'): checked by matching strings against the grammar (xgrammar reads GBNF)."""
+    import xgrammar as xgr
+    from xgrammar.testing import _is_grammar_accept_string
+
+    from scaling.deploy.grammar import schema_to_gbnf
+
+    grammar = xgr.Grammar.from_ebnf(schema_to_gbnf(NESTED, strict=strict))
+    accepts = lambda text: _is_grammar_accept_string(grammar, text)  # noqa: E731
+    owner = '"owner":{"name":"Ann"}'
+    for text in ('{"id":"1",' + owner + "}", '{"id":"1","note":"n",' + owner + "}",
+                 '{"id":"1","note":"n",' + owner + ',"when":"2024-01-01T00:00:00"}', '{"id":"1",' + owner + ',"when":"x"}'):
+        assert accepts(text), text
+    for text in ('{"id":"1",' + owner + ',"note":"n"}',  # the order llama-cpp-python's own converter forces
+                 "{" + owner + ',"id":"1"}', '{"id":"1"}', '{"id":"1",,' + owner + "}", '{"id":"1",' + owner + ",}"):
+        assert not accepts(text), text
+    every_optional = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}}
+    grammar = xgr.Grammar.from_ebnf(schema_to_gbnf(every_optional, strict=True))
+    assert [_is_grammar_accept_string(grammar, t) for t in ("{}", '{"a":"x"}', '{"b":1}', '{"a":"x","b":1}', '{"b":1,"a":"x"}',
+                                                           '{,"b":1}')] == [True, True, True, True, False, False]
+
+
 def test_bounded_integers_become_enums_and_shorthand_classes_are_spelled_out():
     out = integer_ranges_as_enums({"type": "integer", "minimum": 1, "exclusiveMaximum": 4})
     assert out["enum"] == [1, 2, 3]

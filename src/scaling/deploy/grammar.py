@@ -26,14 +26,18 @@ scored under the constraint its PyTorch evaluation had:
   enforces them (EdgeJSON's ratings 1-5, ages 13-120). A bounded integer with at most
   :data:`MAX_INT_ENUM` values becomes the ``enum`` of those values, the same language.
 
+- Key order: llama-cpp-python's converter writes an object's *required* properties first and
+  its optional ones after, while xgrammar keeps the schema's order, which is the order of the
+  training targets. Where an optional property comes before a required one
+  (:func:`reordered_objects`: 15 of EdgeJSON v3's 25 schemas) that grammar made the model write
+  keys in an order it was not trained on, and its answers went wrong after the first forced key
+  (full test split, Q8_0: 45.6% JSONExact against PyTorch's 62.7%, BENCHMARKS.md). The object
+  rule is therefore written by :class:`_SchemaOrderConverter`: every property in schema order,
+  each optional one present or not, commas only between present ones.
+
 What cannot be matched (:func:`unmatched` lists it per schema): bounds on non-integer numbers
 (latitude, longitude, percentages) and one-sided integer bounds (``minimum: 0``) are not
-enforced in llama.cpp. And the converter writes an object's *required* properties first and its
-optional ones after, each group in schema order, while xgrammar keeps the schema's order. Where
-an optional property comes before a required one (:func:`reordered_objects`: 15 of EdgeJSON
-v3's 25 schemas) the grammar makes the model write keys in another order than the one it was
-trained on. The metrics ignore key order, the model's answers may not: the share of answers
-identical to the PyTorch evaluation measures it.
+enforced in llama.cpp.
 """
 
 from __future__ import annotations
@@ -93,7 +97,8 @@ def explicit_additional_properties(schema: Any, strict: bool) -> Any:
 
 def reordered_objects(schema: Any) -> list[str]:
     """Paths of object schemas where an optional property is declared before a required one:
-    llama.cpp's converter makes the model write those keys in another order than the schema's."""
+    llama-cpp-python's own converter would make the model write those keys in another order
+    than the schema's (:func:`schema_to_gbnf` does not)."""
     out = []
     for path, obj in _objects(schema):
         required = set(obj.get("required") or ())
@@ -194,7 +199,7 @@ _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 def unmatched(schema: dict) -> list[str]:
     """What of ``schema`` the llama.cpp grammar does not enforce as xgrammar does, in words
     (empty: the two grammars accept the same answers)."""
-    out = [f"key order at {p} (required keys first)" for p in reordered_objects(schema)]
+    out = []
     prepared = integer_ranges_as_enums(schema)
     for path, sub in _numbers(prepared):
         if "enum" in sub or "const" in sub:
@@ -204,13 +209,69 @@ def unmatched(schema: dict) -> list[str]:
     return out
 
 
+def _converter_class():
+    from llama_cpp.llama_grammar import PRIMITIVE_RULES, SchemaConverter
+
+    class _SchemaOrderConverter(SchemaConverter):
+        """llama-cpp-python's converter with objects in schema order (see the module docstring).
+
+        After the first present property every later one is ``"," kv`` (optional ones inside
+        ``( )?``); the first present property is any optional one before the first required
+        one, or that required one. One rule per property each way: the grammar grows linearly."""
+
+        def _build_object_rule(self, properties, required, name, additional_properties):
+            prefix = f"{name}{'-' if name else ''}"
+            order = self._prop_order
+            props = [kv[0] for _, kv in sorted(enumerate(properties),
+                                               key=lambda ikv: (order.get(ikv[1][0], len(order)), ikv[0]))]
+            schemas = dict(properties)
+            kv_rules = {}
+            for prop in props:
+                value_rule = self.visit(schemas[prop], f"{prefix}{prop}")
+                kv_rules[prop] = self._add_rule(
+                    f"{prefix}{prop}-kv", rf'{self._format_literal(json.dumps(prop))} space ":" space {value_rule}')
+            optional = {p for p in props if p not in required}
+            if additional_properties is True or isinstance(additional_properties, dict):
+                value_rule = self.visit({} if additional_properties is True else additional_properties,
+                                        f"{prefix}additional-value")
+                kv = self._add_rule(f"{prefix}additional-kv",
+                                    self._add_primitive("string", PRIMITIVE_RULES["string"]) + f' ":" space {value_rule}')
+                kv_rules["*"] = self._add_rule(f"{prefix}additional-kvs", f'{kv} ( "," space {kv} )*')
+                props.append("*")
+                optional.add("*")
+            if not props:
+                return '"{" space "}" space'
+
+            # after[i]: properties i.. once one has been written; first[i]: the first written is at i or later
+            after: list[str] = [""] * (len(props) + 1)
+            for i in range(len(props) - 1, 0, -1):  # after[0] would never be used
+                item = f'"," space {kv_rules[props[i]]}'
+                body = (f"( {item} )?" if props[i] in optional else item) + (f" {after[i + 1]}" if after[i + 1] else "")
+                after[i] = self._add_rule(f"{prefix}{_rule_part(props[i])}-after", body)
+            first: list[str] = [""] * len(props)
+            for i in range(len(props) - 1, -1, -1):
+                here = kv_rules[props[i]] + (f" {after[i + 1]}" if after[i + 1] else "")
+                if props[i] in optional and i + 1 < len(props) and first[i + 1]:
+                    here = f"{here} | {first[i + 1]}"
+                first[i] = self._add_rule(f"{prefix}{_rule_part(props[i])}-first", here)
+            body = f"( {first[0]} )?" if optional.issuperset(props) else first[0]
+            return f'"{{" space {body} "}}" space'
+
+    return _SchemaOrderConverter
+
+
+def _rule_part(prop: str) -> str:
+    return "additional" if prop == "*" else prop
+
+
 def schema_to_gbnf(schema: dict, *, strict: bool, formats: bool = False, compact: bool = True) -> str:
     """The GBNF grammar llama.cpp decodes ``schema`` under (see the module docstring)."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
     prepared = schema if formats else without_formats(schema)
     prepared = integer_ranges_as_enums(_patterns_spelled_out(explicit_additional_properties(prepared, strict)))
-    text = json_schema_to_gbnf(json.dumps(prepared))
+    # json_schema_to_gbnf's own steps, with the object rule in schema order.
+    converter = _converter_class()(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter.visit(converter.resolve_refs(json.loads(json.dumps(prepared)), "stdin"), "")
+    text = converter.format_grammar()
     lines = text.split("\n")
     rewritten = []
     for line in lines:
