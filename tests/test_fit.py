@@ -303,6 +303,29 @@ def test_jobs_with_different_recipes_are_series_not_replicates(tmp_path):
     assert not any("seed repeated" in m for m in messages)
 
 
+def test_jobs_trained_in_different_precisions_are_series_not_replicates(tmp_path):
+    # The bf16-mixed retrain of a recipe beside its fp32 run is another recipe, not a second seed.
+    root = synthetic.make_sweep(tmp_path / "sw", n_per_tier={"simple": 10, "medium": 8, "complex": 4})
+
+    def set_precision(job: Path, precision: str) -> None:
+        d = json.loads((job / "results.json").read_text())
+        d["config"] = {"data": {"prompt": {"schema": "fields"}}, "trainer": {"precision": precision},
+                       "finetune": {"method": "full", "epochs": 1, "optim": {"lr": 1e-4}}}
+        (job / "results.json").write_text(json.dumps(d))
+
+    for job in root.glob("0*"):
+        set_precision(job, "32-true")
+    first = next(root.glob("00_*"))
+    bf16 = first.with_name(first.name + "_bf16")
+    shutil.copytree(first, bf16)
+    set_precision(bf16, "bf16-mixed")
+    messages: list[str] = []
+    labels = {s.label: [m.key for m in s.models] for s in collect([root], log=messages.append).series}
+    assert labels == {"fine-tuned (full), precision 32-true": ["smol-135m", "mini-200m", "smol-360m"],
+                      "fine-tuned (full), precision bf16-mixed": ["smol-135m"]}
+    assert not any("seed repeated" in m for m in messages)
+
+
 def test_jobs_trained_on_different_files_are_series_not_replicates(tmp_path):
     # data.train_version=v2 (or another data.train_file) is another training set: a v2 job
     # beside a v3 one is a second series, never a second seed of the v3 model.

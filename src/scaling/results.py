@@ -170,9 +170,10 @@ def decode_label(mode: str, config: Any) -> str:
 def recipe(config: Any) -> tuple[tuple[str, str], ...]:
     """What a job's model was shown and trained on, beyond model and decoder, as
     ``(name, value)`` pairs: the prompt format, and for a fine-tuned job its epochs,
-    learning rate, tier repeats and share of the training records (``data.train_fraction``:
-    the data axis) and the training data (:func:`train_data`: ``v2`` for a job trained on
-    EdgeJSON v2's records). Two jobs that differ here are different recipes, never
+    learning rate, tier repeats, share of the training records (``data.train_fraction``:
+    the data axis), the training data (:func:`train_data`: ``v2`` for a job trained on
+    EdgeJSON v2's records) and the training precision (``trainer.precision``, as resolved:
+    ``32-true`` vs ``bf16-mixed``). Two jobs that differ here are different recipes, never
     replicates of one (see :func:`varying_recipe`)."""
     config = config or {}
     prompt = (config.get("data") or {}).get("prompt") or {}
@@ -184,7 +185,8 @@ def recipe(config: Any) -> tuple[tuple[str, str], ...]:
                   ("lr", f"{((finetune.get('optim') or {}).get('lr', '?'))}"),
                   ("repeat", ", ".join(f"{t}×{n}" for t, n in sorted(repeat.items())) or "none"),
                   (RECORDS, fraction_label(train_fraction(config))),
-                  (TRAIN, train_data(config))]
+                  (TRAIN, train_data(config)),
+                  ("precision", str((config.get("trainer") or {}).get("precision", "?")))]
     return tuple(parts)
 
 
