@@ -41,7 +41,7 @@ def _peak_rss_mb() -> float:
                 if line.startswith("VmHWM:"):
                     return round(int(line.split()[1]) / 1024, 1)
     except OSError:
-        pass
+        pass  # no /proc (macOS, some containers): fall back to getrusage below
     import resource
 
     # ru_maxrss is KiB on Linux, bytes on macOS.

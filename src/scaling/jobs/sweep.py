@@ -96,7 +96,7 @@ def run_task(cfg: DictConfig) -> float | None:
     try:
         job_dir = hydra_job_dir()
     except ValueError:
-        pass
+        pass  # not under Hydra (a test or a direct call): the outcome is reported without a folder
     _report("started", cfg, job_dir)
     # Imported here: the job pulls in torch and Lightning, which --help and --cfg never need.
     from scaling.jobs.run import run_job
@@ -169,7 +169,7 @@ class SweepCallback(Callback):
         try:
             self.outcomes.parent.rmdir()  # only when no other invocation reports there
         except OSError:
-            pass
+            pass  # another invocation still reports there, or it is gone already: both are fine
         os.environ.pop(OUTCOMES_ENV, None)
         self.outcomes = None
         _exit_status = 1 if report_sweep(outcomes, str(config.get("sweep_name"))) else 0
