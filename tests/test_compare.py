@@ -406,3 +406,24 @@ def test_train_version_option_keeps_existing_hashes_at_its_default(compose_train
     v2 = job(["model=tiny_s", "data=edgejson_v3", "data.train_version=v2"])
     assert train_hash(v2, "d") != train_hash(cfg, "d") and config_hash(v2) != config_hash(cfg)
     assert instantiate(v2.data, _convert_="all").train_version == "v2"
+
+
+def test_committed_v2_v3_comparison_is_reproduced_from_its_runs(tmp_path):
+    """The committed three-way report (issue 14) follows from the committed runs: re-running
+    compare on them gives the same discordant ids and the same deltas."""
+    root = REPO / "outputs" / "reference" / "edgejson_v2_vs_v3"
+    runs = [root / f"{k}-smol135_gguf" for k in ("base", "v2", "v3")]
+    if not all((r / "results.json").is_file() for r in runs) or not (root / "compare" / "compare.json").is_file():
+        pytest.skip("committed v2/v3 comparison not found")
+    cmp = build(runs, labels=["base", "v2", "v3"], all_pairs=True, n_boot=200,
+                groups={"affected": AFFECTED})
+    committed = {(p["a"], p["b"]): p for p in json.loads((root / "compare" / "compare.json").read_text())["pairs"]}
+    assert set(committed) == {(p.a, p.b) for p in cmp.pairs}
+    for pair in cmp.pairs:
+        ref = committed[(pair.a, pair.b)]
+        assert sorted(i for i, _, _ in pair.lost) == sorted(ref["right_only_in_a"])
+        assert sorted(i for i, _, _ in pair.gained) == sorted(ref["right_only_in_b"])
+        ref_rows = {r["group"]: r for r in ref["rows"]}
+        for row in pair.rows:
+            for m, d in row.metrics.items():
+                assert d.delta == pytest.approx(ref_rows[row.group]["metrics"][m]["delta"]), (pair.a, pair.b, row.group, m)
