@@ -112,6 +112,18 @@ def test_logistic_leave_one_size_out_with_four_sizes_holds_the_floor():
     assert fit.loo_note == "refits to 3 sizes hold the floor at 0"
 
 
+
+def test_logistic_leave_one_size_out_counts_every_refit_on_step_like_data():
+    # the measured depth ladder (0 / 2.5 / 44.3 / 63.3% at 57-135M) is nearly a step: each
+    # refit to three sizes drives k to its bound; those refits must still count, or the LOO
+    # error comes from the one trivial refit (leaving out the floor) and reads ~0
+    N = np.array([56.6e6, 81.4e6, 106.2e6, 134.5e6])
+    y = np.array([0.0, 0.0253, 0.443, 0.633])
+    fit = fit_logistic(N, y)
+    assert fit.ok and fit.loo_note == "refits to 3 sizes hold the floor at 0"
+    assert fit.loo_rmse > 0.05
+
+
 # --- the data axis ----------------------------------------------------------------------------
 
 

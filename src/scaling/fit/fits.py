@@ -302,7 +302,10 @@ def _logistic_lsq(x: np.ndarray, y: np.ndarray, starts: Sequence[Sequence[float]
                               xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
         except (ValueError, FloatingPointError):
             continue
-        if r.status > 0 and np.all(np.isfinite(r.x)) and r.cost < best_cost:
+        # status 0 (evaluation budget spent) is kept: on step-like data k runs towards its bound
+        # and the cost is already at its floor long before the 1e-12 tolerances stop the
+        # solver; the best cost over the starts still decides.
+        if r.status >= 0 and np.all(np.isfinite(r.x)) and r.cost < best_cost:
             best, best_cost = full(r.x), r.cost
     return best
 
@@ -349,6 +352,8 @@ def fit_logistic(N, y, reps=None, level: float = 0.95, min_sizes: int = 4,
             if pj is not None:
                 errs.append(float(logistic(x[j], *pj) - y[j]))
         loo = float(np.sqrt(np.mean(np.square(errs)))) if errs else None
+        if errs and len(errs) < len(x):
+            loo_note = "; ".join(filter(None, [loo_note, f"from {len(errs)} of {len(x)} refits (the others did not converge)"]))
     cis: list[Interval] = [None] * 4
     n_ok = 0
     if reps is not None and len(reps):
