@@ -304,3 +304,28 @@ def test_a_depth_record_keeps_an_overridden_rung_apart_from_the_full_model(tmp_p
     col = collect([root], log=messages.append)
     assert col.series[0].models[0].seeds == (0, 1)
     assert any("kept blocks [22, 23" in m and "model.depth" in m for m in messages)
+
+
+def test_the_committed_depth_fit_follows_from_its_runs(tmp_path):
+    """Issue 16's done-when on the committed runs: the depth sweep refits to >= 4 sizes with
+    3 seeds at two of them, a gain with an interval for every tier, and the same points as
+    the committed fit.json (the data axis as its own series)."""
+    ref = REPO / "outputs" / "reference" / "edgejson_v3_depth"
+    if not (ref / "fit" / "fit.json").is_file():
+        pytest.skip("outputs/reference/edgejson_v3_depth is not in this checkout")
+    run = run_fit(fit_cfg(tmp_path, f"sweep_dir={ref}", "name=depth"), log=lambda m: None, warn=lambda m: None)
+    doc, committed = json.loads(run.fit_json.read_text()), json.loads((ref / "fit" / "fit.json").read_text())
+    label = "fine-tuned (full), records 100%"
+    (series,) = [s for s in doc["series"] if s["label"] == label]
+    assert len(series["models"]) >= 4
+    assert sum(len(m["seeds"]) >= 3 for m in series["models"]) >= 2
+    gains = doc["gain_per_100m"][label]["json_exact"]
+    for tier in ("overall",) + TIERS:
+        assert gains[tier] and all(g["ci"] is not None for g in gains[tier])
+        assert [g["gain"] for g in gains[tier]] == pytest.approx(
+            [g["gain"] for g in committed["gain_per_100m"][label]["json_exact"][tier]])
+    assert [s["label"] for s in doc["series"]] == [s["label"] for s in committed["series"]]
+    steps = doc["data_axis"][0]["scores"]["json_exact"]["overall"]
+    assert [p["n_train"] for p in steps] == [159, 315, 629]
+    assert [p["score"] for p in steps] == pytest.approx(
+        [p["score"] for p in committed["data_axis"][0]["scores"]["json_exact"]["overall"]])
