@@ -229,7 +229,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
                progress: bool = True) -> Path:
     """Export the job at ``job_dir`` as ``<out_root>/<name>/v<version>/``; returns that folder."""
     from scaling.data.prompts import format_prompt
-    from scaling.evaluate import evaluate_records
+    from scaling.decode.evaluation import evaluate_records
     from scaling.models import count_parameters
 
     try:

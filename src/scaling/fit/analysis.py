@@ -10,6 +10,7 @@ import numpy as np
 
 from scaling.fit.collect import Collection, Log, _stderr
 from scaling.fit.data_axis import DataCurve, data_curves
+from scaling.fit.errors import FitError
 from scaling.fit.config import Settings
 from scaling.fit.fits import (CapacityThreshold, DiminishingReturns, LogisticFit, LogLinearFit, RungGain,
                               capacity_threshold, diminishing_returns, fit_logistic, fit_loglinear, no_signal,
@@ -192,3 +193,25 @@ def fit_summary(analysis: Analysis) -> str:
                           else f"{g.from_key}->{g.to_key} n/a" for g in c.gains)
         parts.append(f"{sc.label}: {m} points per 100M: {gains}")
     return "; ".join(parts)
+
+
+def headline_series(analysis: Analysis) -> SeriesScores | None:
+    """The series the report opens with: ``headline_series`` when configured, else the
+    measured fine-tuned series with the most sizes (then the most jobs, then the first)."""
+    st = analysis.settings
+    if st.headline_series:
+        found = analysis.series_scores(st.headline_series)
+        if found is None:
+            labels = "; ".join(s.label for s in analysis.scores)
+            raise FitError(f"no series {st.headline_series!r} in this fit (series: {labels})", field="headline_series")
+        return found
+    measured = [s for s in analysis.scores if s.kind == "measured" and not s.is_base] or [
+        s for s in analysis.scores if s.kind == "measured"]
+    if not measured:
+        return None
+    return max(enumerate(measured), key=lambda e: (n_sizes(e[1]), sum(len(m.seeds) for m in e[1].models), -e[0]))[1]
+
+
+def n_sizes(series: SeriesScores) -> int:
+    """Distinct parameter counts of a series (what a gain or a fit needs two of)."""
+    return len({m.params_total for m in series.models})

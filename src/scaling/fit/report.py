@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from scaling.configs import to_plain
-from scaling.fit.analysis import Analysis, Curve, analyse, fit_summary
+from scaling.fit.analysis import Analysis, Curve, analyse, fit_summary, headline_series, n_sizes
 from scaling.fit.collect import OVERALL, Collection, Log, collect, load_reference, newest_sweep
 from scaling.fit.config import Settings, conf_dir
 from scaling.fit.errors import FitError
@@ -275,28 +275,6 @@ def fit_document(analysis: Analysis, *, name: str, config: Mapping[str, Any], fi
 
 
 # ----------------------------------------------------------------------------- report.md
-
-
-def headline_series(analysis: Analysis) -> SeriesScores | None:
-    """The series the report opens with: ``headline_series`` when configured, else the
-    measured fine-tuned series with the most sizes (then the most jobs, then the first)."""
-    st = analysis.settings
-    if st.headline_series:
-        found = analysis.series_scores(st.headline_series)
-        if found is None:
-            labels = "; ".join(s.label for s in analysis.scores)
-            raise FitError(f"no series {st.headline_series!r} in this fit (series: {labels})", field="headline_series")
-        return found
-    measured = [s for s in analysis.scores if s.kind == "measured" and not s.is_base] or [
-        s for s in analysis.scores if s.kind == "measured"]
-    if not measured:
-        return None
-    return max(enumerate(measured), key=lambda e: (n_sizes(e[1]), sum(len(m.seeds) for m in e[1].models), -e[0]))[1]
-
-
-def n_sizes(series: SeriesScores) -> int:
-    """Distinct parameter counts of a series (what a gain or a fit needs two of)."""
-    return len({m.params_total for m in series.models})
 
 
 def _pct_ci(c: Curve, i: int) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from scaling.fit.analysis import Analysis
+from scaling.fit.analysis import Analysis, headline_series
 from scaling.fit.data_axis import describe_fraction
 from scaling.fit.fits import NO_SIGNAL, _fmt_n
 from scaling.fit.scores import SeriesScores
@@ -276,8 +276,6 @@ def verdict_table(analysis: Analysis) -> Table:
 
 
 def all_tables(analysis: Analysis) -> tuple[Table, ...]:
-    from scaling.fit.report import headline_series
-
     head = headline_series(analysis)
     return ((headline_table(analysis, head),) if head is not None else ()) + (
         ladder_table(analysis), recommendation_table(analysis), tier_scores_table(analysis),

@@ -36,14 +36,14 @@ from scaling.configs import dataclass_from_config
 from scaling.data.prompts import format_prompt, format_target
 from scaling.data.sft import SFTDataset, stratified_fraction, stratified_split, tier_passes
 from scaling.decode import DecodeConfig, answer_prompt_ratio, derive_max_new_tokens
-from scaling.evaluate import evaluate_records
+from scaling.decode.evaluation import evaluate_records
 from scaling.jobs.cache import CacheEntry, cache_entry
 from scaling.jobs.config import FinetuneConfig, LockConfig, eval_split
 from scaling.jobs.identity import config_hash, data_hash, train_hash
 from scaling.jobs.lock import LOCK_FILE, JobLock, JobLocked, is_secondary_rank
 from scaling.jobs.record import new_record, now
 from scaling.jobs.resume import ResumePoint, TrainIdentity, resume_point
-from scaling.jobs.sweep import hydra_job_dir
+from scaling.jobs.hydra_runtime import hydra_job_dir
 from scaling.jobs.tracking import build_loggers, finish_wandb, wandb_results, wandb_tags
 from scaling.models import build_model, build_tokenizer, category_for, count_parameters, resolved_revision
 from scaling.models.depth import calibration_for, depth_record

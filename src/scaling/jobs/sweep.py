@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import scaling.jobs.config  # noqa: F401 - registers the configs' resolvers before Hydra composes
+from scaling.jobs.hydra_runtime import hydra_job_dir, is_multirun, job_num
 from scaling.jobs.lock import is_secondary_rank
 from scaling.paths import CONF_DIR
 
@@ -43,28 +42,13 @@ FAILED_STATUSES = ("failed", "locked", "died")
 _exit_status = 0  # set by SweepCallback.on_multirun_end, read by hydra_entry
 
 
-def hydra_job_dir() -> Path:
-    return Path(HydraConfig.get().runtime.output_dir)
-
-
-def is_multirun() -> bool:
-    try:
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False
-
-
-def _job_num() -> int:
-    return int(HydraConfig.get().job.num)
-
-
 def _report(status: str, cfg: DictConfig, job_dir: Path | None, message: str | None = None) -> None:
     folder = os.environ.get(OUTCOMES_ENV)
     if not folder or not is_multirun() or is_secondary_rank():  # rank 0 reports for a DDP job
         return
     outcome = {"status": status, "run_name": str(cfg.get("run_name")), "job_dir": str(job_dir) if job_dir else None,
                "message": message}
-    path = Path(folder) / f"{_job_num()}.json"
+    path = Path(folder) / f"{job_num()}.json"
     try:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(outcome), encoding="utf-8")

@@ -65,7 +65,8 @@ import torch
 from torch import nn
 
 from scaling.configs import dataclass_from_config, to_plain
-from scaling.models.registry import ModelLoadError
+from scaling.data.sft import build_example
+from scaling.models.errors import ModelLoadError
 
 RULES = ("block_influence", "indices")
 #: Where model classes keep their blocks (first match wins).
@@ -172,8 +173,6 @@ def calibration_for(spec, records: Sequence, schemas: dict, tokenizer, fmt) -> C
     depth = parse(getattr(spec, "depth", None))
     if depth is None or depth.rule != "block_influence":
         return None
-    from scaling.data.sft import build_example
-
     picked = pick_records(records, depth.n_examples)
     if not picked:
         raise ModelLoadError(f"model.depth.rule=block_influence for model {spec.key!r}: no training records "

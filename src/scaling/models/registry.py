@@ -37,15 +37,14 @@ import torch
 from torch import nn
 
 from scaling.configs import dataclass_from_config, to_plain
+from scaling.models.depth import apply_depth
+from scaling.models.depth import parse as parse_depth
+from scaling.models.errors import ModelLoadError
 from scaling.models.weights import loading_info_mismatches, mismatch_report
 from scaling.results import CATEGORY_BOUNDS, category_for  # noqa: F401 - re-exported: the size categories
 
 SOURCES = ("hub", "gguf", "random", "local")
 FAMILIES = ("llama", "minimodel")
-
-
-class ModelLoadError(RuntimeError):
-    """A model or tokenizer could not be built; the message says what to do instead."""
 
 
 @dataclass(frozen=True)
@@ -93,9 +92,7 @@ class ModelSpec:
             raise ModelLoadError(f"model.source={self.source!r} for model {self.key!r}: expected one of {SOURCES}")
         if self.family not in FAMILIES:
             raise ModelLoadError(f"model.family={self.family!r} for model {self.key!r}: expected one of {FAMILIES}")
-        from scaling.models import depth as _depth  # here, not at the top: depth imports this module
-
-        _depth.parse(self.depth)
+        parse_depth(self.depth)
 
     @classmethod
     def from_config(cls, cfg: Any) -> "ModelSpec":
@@ -468,8 +465,6 @@ def build_model(spec: ModelSpec, tokenizer=None, seed: int = 0, calibration=None
         check_special_tokens(spec, tokenizer, model.config)
         if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
-    from scaling.models.depth import apply_depth
-
     return apply_depth(model, spec, calibration)
 
 
