@@ -178,6 +178,51 @@ def edgejson(edgejson_dir):
     return data, one_per_schema
 
 
+# --- the CPU it meets ---------------------------------------------------------------------------
+
+
+def test_extra_buffers_are_off_on_amx_cpus_and_on_elsewhere():
+    """llama.cpp's AMX buffers crash at the first decode on Intel CPUs with AMX (upstream issue
+    20824): ``auto`` never asks for them there, whatever CPU runs this test."""
+    from scaling.deploy.llamacpp import use_extra_buffers
+
+    sapphire_rapids = {"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16"}
+    epyc = {"avx2", "avx512f", "avx512_bf16"}
+    assert use_extra_buffers("auto", sapphire_rapids) is False
+    assert use_extra_buffers("auto", epyc) is True
+    assert use_extra_buffers("off", epyc) is False and use_extra_buffers("on", sapphire_rapids) is True
+    with pytest.raises(ValueError, match="extra_buffers='yes': expected one of auto, on, off"):
+        use_extra_buffers("yes", epyc)
+
+
+@needs_llama_cpp
+def test_the_worker_loads_with_the_buffers_asked_for_and_names_the_cpu(tiny):
+    """What the worker reports is read back from llama.cpp's own model parameters, so a binding
+    that ignored the setting would fail here; on this CPU the default is ``auto``'s choice."""
+    from scaling.cpu import has_amx
+    from scaling.deploy.llamacpp import LlamaCppWorker
+
+    with LlamaCppWorker(tiny["f16"], n_ctx=64, threads=1, extra_buffers=False) as worker:
+        assert worker.info["extra_buffers"] is False
+        assert worker.tokenize("Name: Ada") and "CPU" in worker.info["system_info"]
+    with LlamaCppWorker(tiny["f16"], n_ctx=64, threads=1) as worker:
+        assert worker.info["extra_buffers"] is (not has_amx())
+
+
+@needs_llama_cpp
+def test_a_worker_killed_by_a_signal_is_reported_with_the_signal(tiny):
+    import os
+    import signal
+
+    from scaling.deploy.llamacpp import LlamaCppWorker
+
+    with LlamaCppWorker(tiny["f16"], n_ctx=64, threads=1, extra_buffers=False) as worker:
+        os.kill(worker.proc.pid, signal.SIGSEGV)
+        worker.proc.wait()
+        with pytest.raises(DeployToolError, match="the llama.cpp process ended with signal SIGSEGV"):
+            worker.tokenize("Name: Ada")
+
+
 @needs_llama_cpp
 def test_every_edgejson_schema_becomes_a_grammar_llama_cpp_parses(tiny, edgejson):
     from scaling.deploy.grammar import schema_to_gbnf

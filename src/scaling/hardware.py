@@ -11,30 +11,18 @@ so one rule decides, and ``results.json`` records what it chose.
 
 from __future__ import annotations
 
-import functools
-import platform
-from pathlib import Path
-
 import torch
+
+from scaling.cpu import cpu_flags, cpu_record
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 """``/proc/cpuinfo`` flags that mean native bf16 dot products."""
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_bf16_flags() -> tuple[str, ...]:
     """The native-bf16 flags this CPU reports (empty off Linux/x86, where we do not guess)."""
-    if platform.system() != "Linux":
-        return ()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return tuple(f for f in CPU_BF16_FLAGS if f in flags)
-    return ()
+    flags = cpu_flags()
+    return tuple(f for f in CPU_BF16_FLAGS if f in flags)
 
 
 def fast_bf16(device: torch.device | str) -> bool:
@@ -76,5 +64,5 @@ def resolve_dtype(name: str, device: torch.device | str) -> torch.dtype:
 
 def machine_bf16_record() -> dict:
     """What the precision rule saw (recorded in results.json ``machine``)."""
-    return {"cpu_bf16_flags": list(cpu_bf16_flags()),
+    return {"cpu": cpu_record(), "cpu_bf16_flags": list(cpu_bf16_flags()),
             "cuda_bf16": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())}

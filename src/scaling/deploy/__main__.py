@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override the job's decoding mode")
     ap.add_argument("--data-root", help="the dataset root, if not where the job read it")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default outputs/deploy/<source name>)")
+    ap.add_argument("--extra-buffers", choices=("auto", "on", "off"), default="auto",
+                    help="llama.cpp's extra buffer types (weight repacking, AMX): auto = off on CPUs with AMX, "
+                         "whose AMX path crashes (llama.cpp issue 20824), on elsewhere")
     ap.add_argument("--quiet", action="store_true")
     return ap
 
@@ -119,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = {}
         for path in files:
             res = evaluate_gguf(path, records, data.schemas, fmt, tokenizer, decode, source.max_new_tokens,
-                                config=LlamaCppConfig(threads=args.threads, progress=not args.quiet),
+                                config=LlamaCppConfig(threads=args.threads, progress=not args.quiet,
+                                                      extra_buffers=args.extra_buffers),
                                 reference=reference, cap_ratio=source.cap_ratio, desc=f"llama.cpp {path.name}")
             folder = out / Path(path).stem
             write_jsonl(folder / "predictions.jsonl", res.rows)

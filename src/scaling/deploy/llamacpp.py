@@ -28,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from typing import Any, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
+from scaling.cpu import cpu_record, has_amx
 from scaling.data.prompts import PromptFormat, format_prompt
 from scaling.deploy.grammar import schema_to_gbnf, unmatched
 from scaling.deploy.tools import DeployToolError, require_llama_cpp
@@ -63,6 +65,11 @@ class LlamaCppConfig:
     kv_f32: bool = False
     """Keep the KV cache in F32 (llama.cpp's default is F16): with an F32 file, llama.cpp then
     computes what PyTorch fp32 computes up to summation order (the exactness test uses it)."""
+    extra_buffers: str = "auto"
+    """llama.cpp's extra buffer types (weight repacking; on Intel CPUs with AMX, the AMX
+    buffers): ``on``, ``off`` or ``auto`` = off on a CPU with AMX, on elsewhere. On AMX CPUs
+    the repacked-weight path crashes at the first decode (segmentation fault; upstream
+    llama.cpp issue 20824), so ``auto`` never takes it there. See :func:`use_extra_buffers`."""
     progress: bool = True
 
 
@@ -76,11 +83,29 @@ class GGUFEvaluation:
     stats: dict = field(default_factory=dict)
 
 
+EXTRA_BUFFERS = ("auto", "on", "off")
+
+
+def use_extra_buffers(setting: str, flags: frozenset[str] | set[str] | None = None) -> bool:
+    """Whether llama.cpp loads with its extra buffer types (``LlamaCppConfig.extra_buffers``).
+
+    ``auto``: not on a CPU with AMX (``flags``: this CPU's, by default). There llama.cpp puts
+    quantised weights into AMX buffers, and the first decode dies with a segmentation fault
+    (seen here on Intel Xeon with AMX, llama-cpp-python 0.3.36; upstream issue 20824). Off,
+    the same file runs on the ordinary CPU kernels. On other CPUs the extra buffers are
+    llama.cpp's weight repacking for AVX2/AVX-512, kept."""
+    if setting not in EXTRA_BUFFERS:
+        raise ValueError(f"extra_buffers={setting!r}: expected one of {', '.join(EXTRA_BUFFERS)}")
+    if setting == "auto":
+        return not has_amx(flags)
+    return setting == "on"
+
+
 class LlamaCppWorker:
     """A :mod:`scaling.deploy.worker` process with one GGUF loaded."""
 
     def __init__(self, path: str | os.PathLike, n_ctx: int, threads: int, n_batch: int = 512,
-                 kv_f32: bool = False) -> None:
+                 kv_f32: bool = False, extra_buffers: bool | None = None) -> None:
         require_llama_cpp()
         self.path = str(path)
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
@@ -94,8 +119,10 @@ class LlamaCppWorker:
         self.proc = subprocess.Popen([sys.executable, "-m", "scaling.deploy.worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._stderr, text=True, encoding="utf-8",
                                      bufsize=1, env=env)
+        if extra_buffers is None:
+            extra_buffers = use_extra_buffers("auto")
         self.info = self._ask({"cmd": "load", "path": self.path, "n_ctx": n_ctx, "n_threads": threads,
-                               "n_batch": n_batch, "kv_f32": kv_f32})
+                               "n_batch": n_batch, "kv_f32": kv_f32, "extra_buffers": bool(extra_buffers)})
 
     def _send(self, obj: Any) -> None:
         try:
@@ -119,7 +146,12 @@ class LlamaCppWorker:
 
     def _fail(self, message: str):
         self.proc.kill()
-        self.proc.wait()
+        code = self.proc.wait()
+        if message == "the llama.cpp process ended" and code < 0:
+            message += f" with signal {_signal_name(-code)}"
+            if -code == signal.SIGSEGV and has_amx():
+                message += (" on a CPU with AMX: if it was loaded with llama.cpp's extra buffers (extra_buffers=on), "
+                            "that is the known crash of its AMX path (llama.cpp issue 20824); use extra_buffers=auto")
         self._stderr.seek(0)
         tail = self._stderr.read()[-2000:].strip()
         raise DeployToolError(f"{self.path}: {message}" + (f"\n{tail}" if tail else ""))
@@ -259,7 +291,8 @@ def evaluate_gguf(path: str | os.PathLike, records: Sequence, schemas: Mapping, 
     mismatched: list[str] = []
     bar = tqdm(total=len(records), desc=desc, disable=not config.progress, file=sys.stderr, dynamic_ncols=True)
     t_start = time.perf_counter()
-    with LlamaCppWorker(path, n_ctx=n_ctx, threads=threads, n_batch=config.n_batch, kv_f32=config.kv_f32) as worker:
+    with LlamaCppWorker(path, n_ctx=n_ctx, threads=threads, n_batch=config.n_batch, kv_f32=config.kv_f32,
+                        extra_buffers=use_extra_buffers(config.extra_buffers)) as worker:
         for sid, text in list(grammars.items()):
             if text is not None and (error := worker.check_grammar(text)) is not None:
                 grammars[sid] = None  # decoded without a grammar, as PyTorch does when xgrammar fails
@@ -330,10 +363,21 @@ def evaluate_gguf(path: str | os.PathLike, records: Sequence, schemas: Mapping, 
         "capped": sum(o["capped"] for o in outputs),
         "prompt_cap_ratio": cap_ratio,
         "llama_cpp_version": _llama_cpp_version(),
+        # Which CPU and which of its features llama.cpp used: speeds differ between machines.
+        "cpu": cpu_record(),
+        "llama_cpp_system_info": info.get("system_info"),
+        "extra_buffers": info.get("extra_buffers"),
     }
     if reference is not None:
         stats["identical_to_reference"] = compare_outputs(rows, reference)
     return GGUFEvaluation(rows=rows, metrics=metrics, stats=stats)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _pct(x: float | None) -> str:
@@ -364,6 +408,7 @@ def measurement_table(runs: Mapping[str, Mapping[str, Any]], torch_overall: Mapp
              f"{first['threads']} thread{'s' if first['threads'] != 1 else ''}, one stream) on {n} {split} examples, {decode_words(first['decode'])}; "
              "scored by `scaling.score`. *identical*: answers equal, character for character, to "
              f"{reference}. Tokens/s counts prompt processing; decode tokens/s does not.", "",
+             f"CPU: {cpu_words(first)}.", "",
              "| weights | JSONExact % [95% CI] | Field F1 | compliance % | identical | tokens/s | decode tokens/s "
              "| time to first token (median) | peak RSS | file |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -388,6 +433,17 @@ def measurement_table(runs: Mapping[str, Mapping[str, Any]], torch_overall: Mapp
         lines += ["", f"llama.cpp's own tokenizer gives other prompt ids than the training tokenizer on "
                   f"{len(mismatched)} of {n} prompts (the runs fed the training tokenizer's ids)."]
     return lines
+
+
+def cpu_words(stats: Mapping[str, Any]) -> str:
+    """The CPU a run measured on, in words, with the features llama.cpp used (speeds differ
+    between machines: these numbers hold for this CPU)."""
+    cpu = stats.get("cpu") or {}
+    isa = ", ".join(cpu.get("isa") or []) or "flags unknown"
+    extra = stats.get("extra_buffers")
+    buffers = ("" if extra is None else
+               "; llama.cpp's extra buffers (repacked weights) " + ("on" if extra else "off"))
+    return f"{cpu.get('model') or 'not recorded'} ({cpu.get('cores') or '?'} cores; {isa}{buffers})"
 
 
 def _llama_cpp_version() -> str | None:

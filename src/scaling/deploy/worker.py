@@ -8,9 +8,11 @@ else (prompts, tokenizer, when to stop, scoring) stays in the parent process.
 
 Protocol (parent -> worker, worker -> parent):
 
-- ``{"cmd": "load", "path", "n_ctx", "n_threads", "n_batch", "kv_f32"}`` -> ``{"ok": true, "load_s",
-  "rss_mb_python", "rss_mb_before_load", "n_ctx", "n_ctx_train", "n_vocab", "eos"}`` (peak
-  resident memory of the bare interpreter, and with llama.cpp imported)
+- ``{"cmd": "load", "path", "n_ctx", "n_threads", "n_batch", "kv_f32", "extra_buffers"}`` -> ``{"ok": true,
+  "load_s", "rss_mb_python", "rss_mb_before_load", "n_ctx", "n_ctx_train", "n_vocab", "eos",
+  "extra_buffers", "system_info"}`` (peak resident memory of the bare interpreter, and with
+  llama.cpp imported; whether the model was loaded with llama.cpp's extra buffer types, as
+  read back from its model parameters, and llama.cpp's own list of the CPU features it uses)
 - ``{"cmd": "check_grammar", "grammar"}`` -> ``{"ok": bool}`` (does llama.cpp parse it)
 - ``{"cmd": "tokenize", "text", "add_bos"}`` -> ``{"ids": [...]}`` (llama.cpp's own tokenizer)
 - ``{"cmd": "generate", "ids", "grammar"}``: greedy decoding of the prompt ``ids`` under the
@@ -25,6 +27,7 @@ Errors are sent as ``{"error": "..."}`` and end the worker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -98,6 +101,34 @@ class _GreedySampler:
             self.grammar = None
 
 
+@contextlib.contextmanager
+def _extra_buffers(enabled: bool):
+    """Load models with llama.cpp's extra buffer types (``use_extra_bufts``: weight repacking,
+    and the AMX buffers on Intel CPUs with AMX) on or off.
+
+    ``Llama()`` takes no such argument: it fills ``llama_model_default_params()`` and loads at
+    once. So, for the duration of one ``Llama()`` call, the defaults it asks for carry the
+    setting. A binding whose model parameters lack the field fails loudly rather than load
+    with the path that may crash."""
+    import llama_cpp.llama as binding
+
+    default = binding.llama_cpp.llama_model_default_params
+    if not any(name == "use_extra_bufts" for name, _ in default().__class__._fields_):
+        raise RuntimeError("this llama-cpp-python has no model parameter use_extra_bufts; "
+                           "install the pinned version (pyproject.toml, extra 'deploy')")
+
+    def params():
+        p = default()
+        p.use_extra_bufts = bool(enabled)
+        return p
+
+    binding.llama_cpp.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        binding.llama_cpp.llama_model_default_params = default
+
+
 def main() -> int:
     # The protocol owns the real stdout; anything llama.cpp prints goes to stderr instead.
     proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
@@ -105,6 +136,7 @@ def main() -> int:
     send = lambda obj: proto.write(json.dumps(obj) + "\n")  # noqa: E731
     bare = _peak_rss_mb()  # the interpreter alone
     try:
+        import llama_cpp
         from llama_cpp import Llama
     except ImportError as exc:
         send({"error": f"llama-cpp-python is not importable: {exc}"})
@@ -119,21 +151,19 @@ def main() -> int:
                 t0 = time.perf_counter()
                 kv = {}
                 if msg.get("kv_f32"):
-                    import llama_cpp
-
                     kv = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32}
-                llm = Llama(model_path=msg["path"], n_ctx=int(msg["n_ctx"]), n_threads=int(msg["n_threads"]),
-                            n_threads_batch=int(msg["n_threads"]), n_batch=int(msg["n_batch"]), seed=0,
-                            verbose=False, **kv)
+                with _extra_buffers(bool(msg.get("extra_buffers", True))):
+                    llm = Llama(model_path=msg["path"], n_ctx=int(msg["n_ctx"]), n_threads=int(msg["n_threads"]),
+                                n_threads_batch=int(msg["n_threads"]), n_batch=int(msg["n_batch"]), seed=0,
+                                verbose=False, **kv)
                 send({"ok": True, "load_s": round(time.perf_counter() - t0, 3), "rss_mb_python": bare,
                       "rss_mb_before_load": before,
                       "n_ctx": llm.n_ctx(), "n_ctx_train": llm._model.n_ctx_train(), "n_vocab": llm.n_vocab(),
-                      "eos": llm.token_eos()})
+                      "eos": llm.token_eos(), "extra_buffers": bool(llm.model_params.use_extra_bufts),
+                      "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()})
             elif cmd == "check_grammar":
                 # A grammar llama.cpp cannot parse gives a NULL sampler, which the binding would add
                 # to its chain and crash on: parse it once here and free it.
-                import llama_cpp
-
                 sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, msg["grammar"].encode("utf-8"),
                                                                b"root")
                 if sampler:
