@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import numpy as np
 from scaling.data.io import TIERS
 from scaling.fit.bootstrap import percentile_ci, stratified_weights
 from scaling.metrics import bootstrap_ci, extract_json, flatten, json_exact
+from scaling.data.locate import find_recorded_file
 from scaling.results import model_key, sha256_file, train_data, train_fraction, fraction_label
 
 OUTCOMES = ("correct", "wrong", "missing")
@@ -235,31 +235,20 @@ def _test_file(results: Mapping[str, Any], data_dir: Path | None, run: Path) -> 
     cfg_data = (results.get("config") or {}).get("data") or {}
     named = [k for k in files if k == cfg_data.get("test_file")] or [k for k in files if k.endswith("test.jsonl")]
     name = named[0] if named else None
-    if data_dir is not None:
-        path = data_dir / str(data.get("version", "v3")) / "test.jsonl"
-        if not path.is_file():
-            raise FailuresError(f"{path}: no such file (--data {data_dir} holds <version>/test.jsonl; "
-                                f"{where} says version {data.get('version', 'v3')!r})")
-    elif name is None:
-        raise FailuresError(f"{where}: field data.files names no test.jsonl; pass --data")
-    else:
-        candidates = [Path(name) if Path(name).is_absolute() else Path.cwd() / name]
-        env, root = os.environ.get("EDGEJSON_DIR"), data.get("root") or cfg_data.get("root")
-        if env and root and not Path(name).is_absolute():
-            rel = os.path.relpath(os.path.normpath(name), os.path.normpath(str(root)))
-            if not rel.startswith(".."):
-                candidates.append(Path(env).expanduser() / rel)
-        path = next((c for c in candidates if c.is_file()), None)
-        if path is None:
-            raise FailuresError(f"{where}: field data.files: the test file {name} is not at "
-                                + " nor ".join(str(c) for c in candidates)
-                                + "; pass --data DIR" + ("" if env else " or set EDGEJSON_DIR"))
+    if data_dir is None:
+        if name is None:
+            raise FailuresError(f"{where}: field data.files names no test.jsonl; pass --data")
+        return find_recorded_file(name, data.get("root") or cfg_data.get("root"), files.get(name),
+                                  f"{where}: field data.files", error=FailuresError, what="test file",
+                                  how="the run was scored on another file")
+    path = data_dir / str(data.get("version", "v3")) / "test.jsonl"
+    if not path.is_file():
+        raise FailuresError(f"{path}: no such file (--data {data_dir} holds <version>/test.jsonl; "
+                            f"{where} says version {data.get('version', 'v3')!r})")
     recorded = files.get(name) if name else None
-    if isinstance(recorded, str) and len(recorded) == 64:
-        actual = sha256_file(path)
-        if actual != recorded:
-            raise FailuresError(f"{path}: sha256 {actual[:12]} is not the {recorded[:12]} {where} recorded "
-                                f"for {name}: the run was scored on another file")
+    if isinstance(recorded, str) and len(recorded) == 64 and (actual := sha256_file(path)) != recorded:
+        raise FailuresError(f"{path}: sha256 {actual[:12]} is not the {recorded[:12]} {where} recorded "
+                            f"for {name}: the run was scored on another file")
     return path
 
 

@@ -63,13 +63,13 @@ per-example metric values, so analysis can pair examples across models.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
+from scaling.data.io import sha256_file  # noqa: F401 - re-exported: results name files by their sha256
 from scaling.metrics import METRIC_KEYS
 
 RESULTS_VERSION = 1
@@ -136,14 +136,6 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _json_default(obj: Any) -> Any:

@@ -444,7 +444,8 @@ def read_records(
     return scan.records
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
+    """The file's sha256 (hex), read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -494,7 +495,7 @@ def load_dataset(
         splits[split] = scan.records
         files[str(path)] = scan.sha256
     for info in schemas.values():
-        files[str(info.path)] = _sha256_file(info.path)
+        files[str(info.path)] = sha256_file(info.path)
     return Dataset(
         name=name, version=version, root=root_path, schemas=schemas,
         train=splits["train"], test=splits["test"], files=files,
