@@ -1,7 +1,10 @@
 """The LightningModule and DataModule for completion-only supervised fine-tuning.
 
-The loss is the model's own shifted cross-entropy over the labels built in
-``scaling.data.sft``: answer tokens and EOS only (prompt and padding are -100).
+The loss is the shifted cross-entropy over the labels built in ``scaling.data.sft``: answer
+tokens and EOS only (prompt and padding are -100), averaged over those tokens. By default
+(``finetune.logits_at: targets``) the output projection runs only at the positions whose next
+token carries loss (:func:`target_loss`); ``all`` lets the model compute logits everywhere and
+its own loss, the same number.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from typing import Any, Sequence
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from scaling.configs import dataclass_from_config
-from scaling.data.sft import LengthGroupedBatchSampler, SFTCollator, SFTDataset
+from scaling.data.sft import IGNORE_INDEX, LengthGroupedBatchSampler, SFTCollator, SFTDataset
 
 log = logging.getLogger("scaling.train")
 
@@ -38,11 +42,51 @@ class OptimConfig:
     """Fraction of optimiser steps spent warming up linearly from 0."""
     min_lr_ratio: float = 0.1
     """Cosine decays to ``lr * min_lr_ratio`` at the last step."""
+    fused: bool | None = None
+    """torch's fused AdamW kernel (one pass over each parameter's state instead of a dozen
+    elementwise ops); ``None``: fused where torch has it for the parameters' device (CPU and
+    CUDA since torch 2.4). Same update up to rounding."""
 
     @classmethod
     def from_config(cls, cfg: Any) -> "OptimConfig":
         made = dataclass_from_config(cls, cfg, "finetune.optim")
         return replace(made, betas=tuple(made.betas))
+
+
+def target_loss(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, int]:
+    """The mean next-token cross-entropy over the tokens that carry loss, with the output
+    projection applied only at the positions that predict them.
+
+    The model runs without labels; a forward pre-hook on its output projection
+    (``get_output_embeddings()``: transformers' models, our MiniModel port, peft-wrapped
+    models) hands the projection only the hidden states of those positions, so the logits
+    are ``[n_targets, vocab]`` instead of ``[batch, length, vocab]``. The loss is the one the
+    model computes itself (shifted labels, -100 ignored, mean over the rest, in fp32): the
+    same tokens, the same average. Returns ``(loss, n_targets)``."""
+    labels = batch["labels"]
+    wanted = torch.zeros_like(labels, dtype=torch.bool)
+    wanted[:, :-1] = labels[:, 1:] != IGNORE_INDEX  # position t predicts token t + 1
+    targets = labels[:, 1:][wanted[:, :-1]]
+    head = model.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"finetune.logits_at=targets: {type(model).__name__} has no output projection "
+                         "(get_output_embeddings() is None); use finetune.logits_at=all")
+
+    def keep_targets(_module, args):
+        hidden = args[0]
+        if hidden.shape[:2] != wanted.shape:  # a model that already sliced its hidden states
+            raise ValueError(f"finetune.logits_at=targets: the output projection of {type(model).__name__} got "
+                             f"hidden states of shape {tuple(hidden.shape)}, not one per position "
+                             f"{tuple(wanted.shape)}; use finetune.logits_at=all")
+        return (hidden[wanted], *args[1:])
+
+    handle = head.register_forward_pre_hook(keep_targets)
+    try:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    finally:
+        handle.remove()
+    logits = out.logits if hasattr(out, "logits") else out[0]
+    return F.cross_entropy(logits.float(), targets), int(targets.numel())
 
 
 def lr_lambda(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
@@ -119,11 +163,12 @@ class SFTModule(L.LightningModule):
     """Fine-tunes a causal LM on completion tokens; logs loss, lr and measured throughput."""
 
     def __init__(self, model: torch.nn.Module, optim: OptimConfig, gradient_checkpointing: bool = False,
-                 name: str = "") -> None:
+                 name: str = "", logits_at: str = "targets") -> None:
         super().__init__()
         self.model = model
         self.model.train()  # from_pretrained returns eval mode; dropout (if any) must be on
         self.optim = optim
+        self.logits_at = logits_at  # FinetuneConfig.logits_at
         if gradient_checkpointing:
             # Recompute activations in backward: ~30% slower, but long complex-tier examples
             # (2,000+ tokens) fit in memory at useful batch sizes.
@@ -168,16 +213,22 @@ class SFTModule(L.LightningModule):
             # on_train_batch_end, so counting there would make a resume repeat one batch.
             sampler.batches_done = batch_idx + 1
 
+    def loss(self, batch: dict) -> torch.Tensor:
+        """The training loss of ``batch`` (see :func:`target_loss` and ``finetune.logits_at``)."""
+        if self.logits_at == "targets":
+            return target_loss(self.model, batch)[0]
+        return self.model(**batch).loss
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        out = self.model(**batch)
+        loss = self.loss(batch)
         n_tok = int(batch["attention_mask"].sum())
         n_tgt = int((batch["labels"] != -100).sum())
         self.tokens_seen += n_tok
         self.target_tokens_seen += n_tgt
         bs = batch["input_ids"].shape[0]
-        self.log("train/loss", out.loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
         self.log("train/tokens", float(self.tokens_seen), on_step=True, on_epoch=False, batch_size=bs)
-        return out.loss
+        return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.train_time_s += time.perf_counter() - self._t_batch
@@ -200,10 +251,10 @@ class SFTModule(L.LightningModule):
                      self.tokens_seen / self.train_time_s if self.train_time_s else 0.0)
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        out = self.model(**batch)
+        loss = self.loss(batch)
         n_tgt = int((batch["labels"] != -100).sum())
-        self.log("val/loss", out.loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=n_tgt)
-        return out.loss
+        self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=n_tgt)
+        return loss
 
     def configure_optimizers(self):
         decay, no_decay = [], []
@@ -213,7 +264,7 @@ class SFTModule(L.LightningModule):
             (decay if p.ndim >= 2 and "emb" not in name.lower() else no_decay).append(p)
         groups = [{"params": decay, "weight_decay": self.optim.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        opt = torch.optim.AdamW(groups, lr=self.optim.lr, betas=self.optim.betas, eps=self.optim.eps)
+        opt = make_adamw(groups, self.optim)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(round(self.optim.warmup_ratio * total))
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -235,6 +286,16 @@ class SFTModule(L.LightningModule):
         self.tokens_seen = int(counters.get("tokens_seen", 0))
         self.target_tokens_seen = int(counters.get("target_tokens_seen", 0))
         self.train_time_s = float(counters.get("train_time_s", 0.0))
+
+
+def make_adamw(groups: list[dict], optim: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over ``groups`` as ``optim`` says, fused where torch has the kernel (see
+    :attr:`OptimConfig.fused`)."""
+    params = [p for g in groups for p in g["params"]]
+    fused = optim.fused
+    if fused is None:
+        fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps, fused=True if fused else None)
 
 
 def peak_memory_mb(device: torch.device | None = None) -> float:

@@ -19,6 +19,9 @@ from scaling.data.io import TIERS
 from scaling.jobs.identity import BOOKKEEPING_KEYS, job_dirname
 
 
+LOGITS_AT = ("targets", "all")
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """How a job trains (``conf/finetune/*.yaml``)."""
@@ -44,6 +47,15 @@ class FinetuneConfig:
     once): more updates where a model fails without a second epoch over what it already
     fits. Each repeat is its own shuffled pass. Validation records are never repeated."""
     gradient_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass: ~1/3 more compute for far less
+    activation memory. Only where memory requires it: at 135M on CPU, batches of 8,192 tokens
+    peak at ~16 GB without it (BENCHMARKS "Training at the CPU's limit")."""
+    logits_at: str = "targets"
+    """Where the output projection and the loss are computed: ``targets``, only at the positions
+    whose next token carries loss (the answer and its EOS: about a third of the tokens;
+    the loss is the same mean over the same tokens), or ``all`` (every position, the model's
+    own loss: what jobs before this option computed). Over a 49,152-token vocabulary the
+    projection and its softmax are a fifth of a 135M model's training FLOPs."""
     checkpoint_every_n_steps: int = 50
     """How often ``last.ckpt`` is refreshed (the resume point of a killed job)."""
     optim: dict | None = None
@@ -64,6 +76,8 @@ class FinetuneConfig:
             if self.epochs < 1:
                 raise ValueError(f"finetune.epochs={self.epochs}: expected >= 1 with finetune.method="
                                  f"{self.method}; to evaluate the model untrained use finetune=none")
+        if self.logits_at not in LOGITS_AT:
+            raise ValueError(f"finetune.logits_at={self.logits_at!r}: expected one of {', '.join(LOGITS_AT)}")
         for tier, times in (self.tier_repeat or {}).items():
             if tier not in TIERS:
                 raise ValueError(f"finetune.tier_repeat.{tier}: unknown tier (expected {', '.join(TIERS)})")

@@ -30,9 +30,13 @@ BOOKKEEPING_KEYS: tuple[str, ...] = (
     "trainer.enable_progress_bar", "trainer.default_root_dir", "trainer.log_every_n_steps",
     "decode.progress",
     "data.root",
-    "finetune.checkpoint_every_n_steps", "finetune.gradient_checkpointing",
+    "finetune.checkpoint_every_n_steps",
+    # How fast a job trains, not what: the same loss and update, up to float rounding.
+    "finetune.gradient_checkpointing", "finetune.logits_at", "finetune.optim.fused",
 )
-"""Config keys (dotted) that never change what a job computes."""
+"""Config keys (dotted) that never change what a job computes (only where it runs, under which
+name, how verbosely, or how fast: the training-speed options compute the same loss and update
+up to float rounding)."""
 
 HASH_OMIT_AT_DEFAULT: tuple[tuple[str, Any], ...] = (("finetune.tier_repeat", None), ("data.train_version", None),
                                                      ("model.depth", None), ("data.train_fraction", 1.0))

@@ -278,7 +278,7 @@ class Job:
         dm = SFTDataModule(train_set, val_set, tokenizer.pad_token_id, finetune.batch_size, finetune.max_batch_tokens,
                            seed=int(cfg.seed), extra_passes=extra_passes)
         module = SFTModule(self.model, OptimConfig.from_config(finetune.optim), finetune.gradient_checkpointing,
-                           name=str(cfg.model.key))
+                           name=str(cfg.model.key), logits_at=finetune.logits_at)
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
         if not self.loggers:
             callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
