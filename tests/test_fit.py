@@ -622,3 +622,31 @@ def test_cli_bad_input_is_a_clear_error_without_traceback(tmp_path):
     assert r.stderr.startswith("error: ") and "does not exist" in r.stderr and "Traceback" not in r.stderr
     r = _cli([], cwd=tmp_path)           # no sweep given and no outputs/multirun
     assert r.returncode == 2 and "pass sweep_dir=" in r.stderr and "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------- trend checks
+
+
+def test_a_rising_claim_is_checked_rung_against_rung(tmp_path, capsys):
+    """The demo's message ("scores rise with size") is checked on the sweep itself: a ladder
+    whose largest rung falls back says so, naming the step and its paired interval."""
+    from scaling.fit.trend import TrendStatus, trend_checks
+
+    rising = synthetic.make_sweep(tmp_path / "up", n_per_tier={"simple": 60, "medium": 40, "complex": 20})
+    fallback = synthetic.make_sweep(tmp_path / "down", (
+        synthetic.SyntheticModel("s", 1_000_000, {"simple": 0.10, "medium": 0.05, "complex": 0.0}),
+        synthetic.SyntheticModel("m", 3_000_000, {"simple": 0.70, "medium": 0.40, "complex": 0.10}),
+        synthetic.SyntheticModel("l", 9_000_000, {"simple": 0.30, "medium": 0.20, "complex": 0.05})),
+        n_per_tier={"simple": 60, "medium": 40, "complex": 20})
+    up = run_fit(fast_cfg(tmp_path, f"sweep_dir={rising}", "name=up", "rising=[json_exact,json_exact_simple]"))
+    checks = trend_checks(up.analysis)
+    assert [c.status for c in checks] == [TrendStatus.CLEAR, TrendStatus.CLEAR]
+    assert "check: json_exact rises with size" in capsys.readouterr().out
+    down = run_fit(fast_cfg(tmp_path, f"sweep_dir={fallback}", "name=down", "rising=[json_exact]"))
+    err = capsys.readouterr().err
+    assert "json_exact rises with size" in err and "DOES NOT HOLD (m -> l -" in err
+    fit = json.loads((down.out_dir / "fit.json").read_text())
+    assert fit["trend_checks"][0]["status"] == "fails" and not fit["trend_checks"][0]["holds"]
+    assert "## Trend checks" in (down.out_dir / "report.md").read_text()
+    with pytest.raises(FitError, match="unknown metric/tier 'f1'"):
+        run_fit(fast_cfg(tmp_path, f"sweep_dir={rising}", "rising=[f1]"))

@@ -73,6 +73,10 @@ class Settings:
     min_sizes_curve: int = 4
     rung_tolerance: float = 0.25
     tracks: tuple[Track, ...] = ()
+    rising: tuple[tuple[str, str], ...] = ()
+    """Scores expected to rise with every step up the ladder, as ``(metric, tier)``: each is
+    checked on every measured series (:mod:`scaling.fit.trend`) and the verdict printed and
+    reported. From ``rising: [field_f1, field_f1_simple]``."""
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "Settings":
@@ -116,6 +120,7 @@ class Settings:
             min_sizes_curve=int(_num(cfg, "min_sizes_curve", d.min_sizes_curve, 4, None)),
             rung_tolerance=_num(verdicts, "rung_tolerance", d.rung_tolerance, 0.0, None),
             tracks=tuple(tracks),
+            rising=_rising(cfg.get("rising") or (), metrics, tiers),
         )
 
 
@@ -132,6 +137,19 @@ def _unit(v: Any, key: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
         raise FitError(f"expected a fraction in [0, 1], got {v!r}", field=key)
     return float(v)
+
+
+def _rising(columns: Any, metrics: Sequence[str], tiers: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    if isinstance(columns, str) or not isinstance(columns, Sequence):
+        raise FitError(f"expected a list such as [field_f1, field_f1_simple], got {columns!r}", field="rising")
+    out = []
+    for col in columns:
+        mt = _metric_column(str(col), metrics, [x for x in tiers if x != OVERALL])
+        if mt is None:
+            raise FitError(f"unknown metric/tier {col!r} (metric must be one of {list(metrics)}, tier one of "
+                           f"{[x for x in tiers if x != OVERALL]})", field="rising")
+        out.append(mt)
+    return tuple(out)
 
 
 def _track(name: str, t: Mapping[str, Any], metrics: Sequence[str], tiers: Sequence[str]) -> Track:

@@ -24,6 +24,7 @@ import numpy as np
 
 from scaling.configs import to_plain
 from scaling.fit.analysis import Analysis, Curve, analyse, fit_summary, headline_series, n_sizes
+from scaling.fit.trend import trend_checks
 from scaling.fit.collect import OVERALL, Collection, Log, collect, load_reference, newest_sweep
 from scaling.fit.config import Settings, conf_dir
 from scaling.fit.errors import FitError
@@ -140,6 +141,8 @@ def run_fit(cfg: Mapping[str, Any] | Any, log: Log = _stdout, warn: Log = _stder
     log(collection.summary())
     analysis = analyse(collection, settings, log=warn)
     log(fit_summary(analysis))
+    for check in trend_checks(analysis):
+        (log if check.holds else warn)(check.line())
     name = str(cfg.get("name") or default_name(collection.sweep_dirs))
     out_dir = Path(str(cfg.get("out_root") or "outputs/fit")) / name
     figures, skipped = make_figures(analysis, out_dir / "figures", log=warn)
@@ -248,6 +251,7 @@ def fit_document(analysis: Analysis, *, name: str, config: Mapping[str, Any], fi
         "headline": _headline_doc(analysis),
         "settings": settings_dict(st),
         "verdicts": [v.to_dict() for v in analysis.verdicts],
+        "trend_checks": [c.to_dict() for c in trend_checks(analysis)],
         "diminishing_returns": {c.series: {} for c in analysis.curves},
         "capacity_thresholds": [{"series": c.series, "metric": c.metric, "tier": c.tier, **c.result.to_dict()}
                                 for c in analysis.capacity],
@@ -411,6 +415,12 @@ def render_report(analysis: Analysis, name: str, figures: Sequence[FigureFile] =
         L += [f"## Headline: {head.label}", "", headline_table(analysis, head).to_markdown()]
     L += ["## Answer", ""]
     L += [" ".join(s for s in answer(analysis, head) if s), ""]
+    checks = trend_checks(analysis)
+    if checks:
+        L += ["## Trend checks", "",
+              "Scores this study expects to rise with every step up the ladder (`rising`), rung against rung on "
+              "the same test examples (differences in points, paired 95% intervals):", ""]
+        L += [f"- {c.line().removeprefix('check: ')}" for c in checks] + [""]
     L += _verdict_lines(analysis)
     others = [s for s in multi if s is not head]
     if others:
