@@ -35,7 +35,8 @@ BOOKKEEPING_KEYS: tuple[str, ...] = (
 """Config keys (dotted) that never change what a job computes."""
 
 HASH_OMIT_AT_DEFAULT: tuple[tuple[str, Any], ...] = (("finetune.tier_repeat", None), ("data.train_version", None),
-                                                     ("model.depth", None), ("data.train_fraction", 1.0))
+                                                     ("model.depth", None), ("data.train_fraction", 1.0),
+                                                     ("model.grow", None))
 """Options added after runs existed: while at their default they hash as absent, so
 finished jobs and cached weights made before the option stay recognised."""
 
