@@ -330,6 +330,10 @@ def test_grow_hashes_as_absent_at_its_default_and_names_the_rung(compose_train):
     assert model_key({"key": "smol135_gguf_g8", "grow": {"add": 8}}) == "smol135_gguf_g8"
     assert rung_kind({"key": "x", "depth": {"kept": [0, 1], "n_blocks": 4}}) == "pruned"
     assert rung_kind({"key": "x", "depth": None, "grow": None}) == "original"
+    from scaling.failures import _run_info   # the failure table names the rung as 30+8 blocks
+
+    info = _run_info({"model": record, "seed": 0, "finetune": {"method": "full"}, "config": {}})
+    assert (info.model, info.blocks) == ("smol135_gguf_g8", "30+8")
 
 
 # A tiny Llama with SmolLM2's real tokenizer (llama.cpp's converter knows it), 3 blocks grown by 2,
@@ -375,6 +379,7 @@ def test_a_training_job_records_the_rung_and_trains_only_the_new_blocks(grown_jo
 needs_llama_cpp = pytest.mark.skipif(llama_cpp_version() is None, reason="llama-cpp-python is not installed")
 
 
+@pytest.mark.slow   # ~50 s: export, conversion and a llama.cpp evaluation on top of the job
 @needs_llama_cpp
 def test_export_and_the_f32_gguf_answer_as_the_grown_job(grown_job, run_scaling):
     from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf
