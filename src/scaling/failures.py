@@ -278,9 +278,11 @@ class RunInfo:
     """What a run was, as the comparison table labels it (from results.json)."""
 
     model: str
-    """:func:`scaling.results.model_key`: ``model.key``, with ``_d<k>`` for a depth rung."""
+    """:func:`scaling.results.model_key`: ``model.key``, with ``_d<k>`` for a depth rung, ``_g<k>`` for a
+    grown one."""
     blocks: str
-    """Blocks kept of the model's, ``"8/30"`` (``"all"`` when results.json has no ``model.depth``)."""
+    """Blocks kept of the model's, ``"8/30"``, or blocks added, ``"30+8"`` (``"all"`` when results.json
+    has neither ``model.depth`` nor ``model.grow``)."""
     seed: int | None
     train: str
     """Training data and share of its records (``"v3, 100%"``); ``"—"`` for a job not fine-tuned."""
@@ -292,6 +294,9 @@ def _run_info(results: Mapping[str, Any]) -> RunInfo:
     blocks = "all"
     if isinstance(depth, dict) and isinstance(depth.get("kept"), list):
         blocks = f"{len(depth['kept'])}/{depth.get('n_blocks', '?')}"
+    grow = model.get("grow")
+    if isinstance(grow, dict) and isinstance(grow.get("add"), int):
+        blocks = f"{grow.get('n_blocks', '?')}+{grow['add']}"
     config = results.get("config") or {}
     method = (results.get("finetune") or {}).get("method") or (config.get("finetune") or {}).get("method")
     fraction = (results.get("data") or {}).get("train_fraction")

@@ -20,7 +20,12 @@ Format, version ``RESULTS_VERSION``::
                 "family": str, "vocab_size": int,
                 "depth": null | {"rule": str, "keep": int, "n_blocks": int, "kept": [int],
                                  "dropped": [int], "scores": [float],   # one per original block
-                                 "measured_on": {...}, "seconds": float}},  # model.depth
+                                 "measured_on": {...}, "seconds": float},  # model.depth
+                "grow": null | {"rule": str, "add": int, "n_blocks": int, "n_blocks_grown": int,
+                                "sources": [int], "inserted": [int], "origin": [int],
+                                "zeroed": [str], "train": "all"|"new",
+                                "params": {"source": int, "grown": int, "added": int,
+                                           "new_blocks": int, "trainable": int}}},  # model.grow
       "params": {"total": int, "non_embedding": int, "trainable": int},   # measured
       "category": "NLM"|"MLM"|"SLM"|"LLM",     # from params.total
       "finetune": {"method": "full"|"lora"|"none", ...},
@@ -164,8 +169,9 @@ def recipe(config: Any) -> tuple[tuple[str, str], ...]:
     ``(name, value)`` pairs: the prompt format, and for a fine-tuned job its epochs,
     learning rate, tier repeats, share of the training records (``data.train_fraction``:
     the data axis), the training data (:func:`train_data`: ``v2`` for a job trained on
-    EdgeJSON v2's records) and the training precision (``trainer.precision``, as resolved:
-    ``32-true`` vs ``bf16-mixed``). Two jobs that differ here are different recipes, never
+    EdgeJSON v2's records), the training precision (``trainer.precision``, as resolved:
+    ``32-true`` vs ``bf16-mixed``) and which parameters train (``trains``: ``new blocks`` for a
+    grown rung with ``model.grow.train=new``, else ``all``). Two jobs that differ here are different recipes, never
     replicates of one (see :func:`varying_recipe`)."""
     config = config or {}
     prompt = (config.get("data") or {}).get("prompt") or {}
@@ -178,7 +184,9 @@ def recipe(config: Any) -> tuple[tuple[str, str], ...]:
                   ("repeat", ", ".join(f"{t}×{n}" for t, n in sorted(repeat.items())) or "none"),
                   (RECORDS, fraction_label(train_fraction(config))),
                   (TRAIN, train_data(config)),
-                  ("precision", str((config.get("trainer") or {}).get("precision", "?")))]
+                  ("precision", str((config.get("trainer") or {}).get("precision", "?"))),
+                  ("trains", "new blocks" if ((config.get("model") or {}).get("grow") or {}).get("train") == "new"
+                   else "all")]
     return tuple(parts)
 
 
@@ -228,16 +236,35 @@ def fraction_label(fraction: float) -> str:
 
 def model_key(model: Any) -> str:
     """The key the analysis names a job's model by: ``results.json``'s ``model.key``, with
-    ``_d<k>`` appended when ``model.depth`` kept ``k`` of more blocks and the key does not
-    already say so (``model=smol135 model.depth={keep:8}`` is ``smol135_d8``, never a
-    replicate of the 30-block ``smol135``)."""
+    ``_d<k>`` appended when ``model.depth`` kept ``k`` of more blocks, or ``_g<k>`` when
+    ``model.grow`` added ``k`` blocks, and the key does not already say so
+    (``model=smol135 model.depth={keep:8}`` is ``smol135_d8``, never a replicate of the
+    30-block ``smol135``; ``model.grow={add:8}`` makes it ``smol135_g8``)."""
     key = str((model or {}).get("key"))
     depth = (model or {}).get("depth")
     if isinstance(depth, dict) and isinstance(depth.get("kept"), list) and isinstance(depth.get("n_blocks"), int):
         k = len(depth["kept"])
         if k < depth["n_blocks"] and not key.endswith(f"_d{k}"):
             key = f"{key}_d{k}"
+    grow = (model or {}).get("grow")
+    if isinstance(grow, dict) and isinstance(grow.get("add"), int) and not isinstance(grow.get("add"), bool):
+        k = grow["add"]
+        if not key.endswith(f"_g{k}"):
+            key = f"{key}_g{k}"
     return key
+
+
+def rung_kind(model: Any) -> str:
+    """How a job's model relates to its pretrained source: ``pruned`` (``model.depth`` kept fewer
+    blocks), ``grown`` (``model.grow`` added blocks) or ``original``."""
+    depth = (model or {}).get("depth")
+    if isinstance(depth, dict) and isinstance(depth.get("kept"), list) and isinstance(depth.get("n_blocks"), int) \
+            and len(depth["kept"]) < depth["n_blocks"]:
+        return "pruned"
+    grow = (model or {}).get("grow")
+    if isinstance(grow, dict) and grow.get("add"):
+        return "grown"
+    return "original"
 
 
 def varying_recipe(recipes: Iterable[tuple[tuple[str, str], ...]]) -> frozenset[str]:

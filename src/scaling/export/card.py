@@ -275,6 +275,9 @@ def render_card(manifest: Mapping[str, Any]) -> str:
         f"- training started from {model.get('base_weights') or model['source']}",
         *([f"- depth rung: {d['keep']} of {d['n_blocks']} blocks kept ({d['rule']}): {d['kept']}"]
           if (d := model.get("depth")) and d.get("kept") is not None else []),
+        *([f"- grown rung: {g['n_blocks']} + {g['add']} blocks ({g['rule']}): copies of blocks {g['sources']} "
+           f"inserted at {g['inserted']}, output projections zero at the start; trained: {g['train']}"]
+          if (g := model.get("grow")) and g.get("inserted") is not None else []),
         f"- size category **{params['category']}** ({describe_categories()}), from the measured total", "",
         "## Reproduce", "", "```bash", *m["reproduce"], "```", "",
         "## Provenance", "",

@@ -337,6 +337,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
                       "base_model": spec.hub_id if spec.source in ("hub", "gguf", "local") else None,
                       "vocab_size": len(tokenizer), "revision_resolved": r["model"].get("revision_resolved"),
                       "depth": {k: v for k, v in (r["model"].get("depth") or {}).items() if k != "scores"} or None,
+                      "grow": r["model"].get("grow"),
                       "base_weights": _base_weights(spec, r["model"].get("revision_resolved"))},
             "params": {"total": counts.total, "non_embedding": counts.non_embedding,
                        "trainable": r["params"].get("trainable"), "category": r["category"]},

@@ -42,6 +42,9 @@ class Curve:
     diminishing: DiminishingReturns
     seed_y: tuple[np.ndarray, ...] | None = None
     """Each model's per-seed scores (in ``keys`` order), for the seed spread on figures."""
+    rungs: tuple[str | None, ...] = ()
+    """Each model's rung kind (in ``keys`` order): ``pruned`` / ``original`` / ``grown``
+    (None for reference points): one fit, its points labelled."""
 
     @property
     def no_signal(self) -> str | None:
@@ -55,11 +58,12 @@ class Curve:
 
     def to_dict(self) -> dict[str, Any]:
         seeds = self.seed_y if self.seed_y is not None else [None] * len(self.keys)
+        rungs = self.rungs or (None,) * len(self.keys)
         return {
             "series": self.series, "metric": self.metric, "tier": self.tier,
             "points": [{"model": k, "N": float(n), "score": _f(v), "ci": _pair(lo, hi),
-                        "seeds": None if s is None else [float(x) for x in s]}
-                       for k, n, v, lo, hi, s in zip(self.keys, self.N, self.y, self.lo, self.hi, seeds)],
+                        "seeds": None if s is None else [float(x) for x in s], "rung": r}
+                       for k, n, v, lo, hi, s, r in zip(self.keys, self.N, self.y, self.lo, self.hi, seeds, rungs)],
             "no_signal": self.no_signal,
             "span_gain_per_100m": self.span.to_dict() if self.span is not None else None,
             "gain_per_100m": [g.to_dict() for g in self.gains],
@@ -140,6 +144,7 @@ def build_curve(scores: SeriesScores, metric: str, tier: str, settings: Settings
         diminishing=diminishing_returns(N, y, reps, keys, settings.threshold_per_100m, level,
                                         settings.min_sizes_curve),
         seed_y=tuple(per_seed[i] for i in keep) if per_seed is not None else None,
+        rungs=tuple(scores.models[i].rung for i in keep),
     )
 
 

@@ -30,7 +30,7 @@ from scaling.data.io import TIERS
 from scaling.fit.errors import FitError
 from scaling.metrics import METRIC_KEYS
 from scaling.results import (PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION, decode_label, recipe, recipe_label,
-                             train_fraction, varying_recipe)
+                             rung_kind, train_fraction, varying_recipe)
 from scaling.results import model_key as results_model_key
 
 #: Per-example metrics a ``predictions.jsonl`` line carries (all in [0, 1]).
@@ -85,6 +85,8 @@ class Job:
     n_train: int | None = None      # training records fine-tuned on (data.n_train)
     train_fraction: float = 1.0     # data.train_fraction (the data axis)
     depth: Mapping[str, Any] | None = None   # model.depth: the blocks a depth rung kept
+    grow: Mapping[str, Any] | None = None    # model.grow: the blocks a grown rung inserted
+    rung: str = "original"          # pruned | original | grown (results.rung_kind)
 
     def aggregate(self, metric: str, tier: str) -> float | None:
         """The job's aggregate ``metric`` on ``tier`` (``"overall"`` or a tier) from results.json."""
@@ -116,6 +118,9 @@ class Model:
     params_non_embedding: int
     category: str | None
     jobs: tuple[Job, ...]
+    rung: str = "original"
+    """``pruned`` (a depth rung), ``original`` or ``grown`` (a grown rung): how the model
+    relates to the pretrained one, labelled on every point of a fit."""
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -329,6 +334,8 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
         n_train=n_train if isinstance(n_train, int) and not isinstance(n_train, bool) else None,
         train_fraction=train_fraction(d.get("config")),
         depth=model.get("depth") if isinstance(model.get("depth"), dict) else None,
+        grow=model.get("grow") if isinstance(model.get("grow"), dict) else None,
+        rung=rung_kind(model),
     )
 
 
@@ -427,13 +434,17 @@ def group_jobs(jobs: Iterable[Job], log: Log = _stderr) -> tuple[Series, ...]:
                 if kept[0] != kept[1]:
                     log(f"warning: {label} / {key}: {j.path} kept blocks {kept[1]} but {first.path} kept "
                         f"{kept[0]} (model.depth); averaged as seeds of one rung all the same")
+                sources = [(x.grow or {}).get("sources") for x in (first, j)]
+                if sources[0] != sources[1]:
+                    log(f"warning: {label} / {key}: {j.path} copied blocks {sources[1]} but {first.path} copied "
+                        f"{sources[0]} (model.grow); averaged as seeds of one rung all the same")
             seeds = [j.seed for j in js]
             if len(set(seeds)) < len(seeds):
                 log(f"warning: {label} / {key}: seed repeated across jobs {seeds}; "
                     "treating every job as a separate replicate")
             built.append(Model(key=key, family=first.family, params_total=first.params_total,
                                params_non_embedding=first.params_non_embedding,
-                               category=first.category, jobs=tuple(js)))
+                               category=first.category, jobs=tuple(js), rung=first.rung))
         built.sort(key=lambda m: (m.params_total, m.key))
         out.append(Series(label=label, method=method, decode_mode=mode, random_init=rnd, models=tuple(built),
                           recipe=parts))

@@ -107,6 +107,7 @@ def _plot_curve(ax, c: Curve, styles: _Styles, offset: float = 1.0, fits: bool =
                 mfc="none" if hollow else colour, label=label if label is not None else c.series,
                 zorder=3, elinewidth=0.9)
     _plot_seeds(ax, x, c.seed_y, colour)
+    _plot_rungs(ax, x, c, colour)
     if fits and c.loglinear.ok and len(c.N) >= 2:
         grid = np.geomspace(c.N[0] / 1.15, c.N[-1] * 1.15, 100)
         ax.plot(grid, np.clip(c.loglinear.predict(grid), 0, 1), ls=":" if hollow else ls, color=colour, lw=0.9,
@@ -115,6 +116,29 @@ def _plot_curve(ax, c: Curve, styles: _Styles, offset: float = 1.0, fits: bool =
             ax.plot(grid, c.logistic.predict(grid), ls="--", color=colour, lw=0.9, alpha=0.8, zorder=2)
     elif len(c.N) >= 2:
         ax.plot(x, c.y, ls=":", color=colour, lw=0.8, zorder=2)
+
+
+#: Rungs that are not the pretrained model itself get a large hollow marker around their point.
+RUNG_MARKERS = {"pruned": ("v", "pruned rung (blocks removed)"), "grown": ("^", "grown rung (blocks added)")}
+
+
+def _plot_rungs(ax, x: np.ndarray, c: Curve, colour: str) -> None:
+    """Label each point of a fit that mixes pruned, original and grown rungs by its kind."""
+    if len({r for r in c.rungs if r is not None}) < 2:
+        return
+    for kind, (marker, _) in RUNG_MARKERS.items():
+        idx = [i for i, r in enumerate(c.rungs) if r == kind]
+        if idx:
+            ax.scatter(x[idx], c.y[idx], s=60, marker=marker, facecolors="none", edgecolors=colour, linewidths=0.8,
+                       zorder=4, label="_rungs")
+
+
+def _rung_legend_entries(curves) -> list:
+    from matplotlib.lines import Line2D
+
+    kinds = {r for c in curves if len({k for k in c.rungs if k is not None}) > 1 for r in c.rungs}
+    return [(Line2D([], [], ls="none", marker=marker, mfc="none", mec="grey", ms=7), text)
+            for kind, (marker, text) in RUNG_MARKERS.items() if kind in kinds]
 
 
 SEED_X = 1.04  # seed markers sit just right of their model's mean, clear of its error bar
@@ -210,7 +234,8 @@ def figure_score_vs_params(analysis: Analysis, metric: str = "json_exact") -> Fi
         ax.set_title(tier)
         ax.set_xlabel(f"parameters ({analysis.settings.params.replace('_', '-')})")
         ax.set_ylabel(metric_label(metric))
-    _legend(fig, [ax for _, ax in panels], _fit_legend_entries(all_curves) + _seed_legend_entries(all_curves))
+    _legend(fig, [ax for _, ax in panels], _fit_legend_entries(all_curves) + _seed_legend_entries(all_curves)
+            + _rung_legend_entries(all_curves))
     fig.suptitle(f"{metric_label(metric)} vs parameters")
     return fig
 
@@ -278,7 +303,8 @@ def figure_f1_compliance(analysis: Analysis, metrics: Sequence[str] = ("field_f1
         ax.set_xlabel(f"parameters ({analysis.settings.params.replace('_', '-')})")
         ax.set_ylabel(metric_label(m))
         ax.set_title(f"{metric_label(m)} ({tier})")
-    _legend(fig, axes, _fit_legend_entries(all_curves) + _seed_legend_entries(all_curves))
+    _legend(fig, axes, _fit_legend_entries(all_curves) + _seed_legend_entries(all_curves)
+            + _rung_legend_entries(all_curves))
     return fig
 
 

@@ -197,7 +197,7 @@ def _series_doc(s) -> dict:
         "label": s.label, "kind": s.kind, "method": s.method, "decode_mode": s.decode_mode, "paired": s.paired,
         "models": [{"key": m.key, "params_total": m.params_total, "params_non_embedding": m.params_non_embedding,
                     "category": m.category, "family": m.family, "seeds": list(m.seeds), "n_examples": m.n_examples,
-                    "sources": list(m.jobs)} for m in s.models],
+                    "rung": m.rung, "sources": list(m.jobs)} for m in s.models],
         "scores": scores,
         "by_schema": {metric: {sid: {"tier": s.schema_tiers.get(sid),
                                      **{m.key: v[i] for i, m in enumerate(s.models)}}

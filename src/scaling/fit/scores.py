@@ -33,6 +33,9 @@ class ModelEntry:
     seeds: tuple[int, ...] = ()
     n_examples: int | None = None
     jobs: tuple[str, ...] = ()
+    rung: str | None = None
+    """``pruned`` / ``original`` / ``grown`` for a measured model (see
+    :func:`scaling.results.rung_kind`); None for a reference point."""
 
     def params(self, kind: str) -> int | None:
         return self.params_total if kind == "total" else self.params_non_embedding
@@ -185,7 +188,7 @@ def score_measured(series: Series, metrics: Sequence[str], tiers: Sequence[str],
         log(f"note: {n}")
     models = tuple(ModelEntry(key=m.key, params_total=m.params_total, params_non_embedding=m.params_non_embedding,
                               category=category_of(m.params_total), family=m.family, seeds=m.seeds,
-                              n_examples=n_examples[i], jobs=tuple(str(j.path) for j in m.jobs))
+                              n_examples=n_examples[i], jobs=tuple(str(j.path) for j in m.jobs), rung=m.rung)
                    for i, m in enumerate(series.models))
     return SeriesScores(label=series.label, kind="measured", method=series.method,
                         decode_mode=series.decode_mode, models=models, rows=MappingProxyType(rows),

@@ -105,10 +105,11 @@ def _aggregate(values: Mapping[str, np.ndarray], mask: np.ndarray) -> dict:
 def write_job(job_dir: str | Path, model: SyntheticModel, examples: Examples, values: Mapping[str, np.ndarray],
               *, seed: int, method: str = "full", decode_mode: str = "greedy", group: str = "synthetic",
               with_predictions: bool = True, train_fraction: float = 1.0, n_train: int | None = None,
-              depth: Mapping | None = None) -> Path:
+              depth: Mapping | None = None, grow: Mapping | None = None) -> Path:
     """Write ``results.json`` (+ ``predictions.jsonl``) of one completed job; returns the results path.
     ``train_fraction``/``n_train`` go where a real job records them (``config.data`` and
-    ``data``); ``depth`` is a ``model.depth`` record (see :mod:`scaling.models.depth`)."""
+    ``data``); ``depth`` is a ``model.depth`` record (see :mod:`scaling.models.depth`), ``grow`` a
+    ``model.grow`` record (:mod:`scaling.models.grow`), its ``train`` also in ``config.model.grow``."""
     job_dir = Path(job_dir)
     tiers = np.asarray(examples.tiers)
     schemas = np.asarray(examples.schema_ids)
@@ -122,7 +123,8 @@ def write_job(job_dir: str | Path, model: SyntheticModel, examples: Examples, va
         "results_version": RESULTS_VERSION, "status": "completed", "error": None,
         "run_name": f"{model.key}-{method}-s{seed}", "group": group, "job_dir": str(job_dir),
         "model": {"key": model.key, "source": "local", "hub_id": None, "revision": None, "family": model.family,
-                  "depth": dict(depth) if depth is not None else None},
+                  "depth": dict(depth) if depth is not None else None,
+                  "grow": dict(grow) if grow is not None else None},
         "params": {"total": model.params_total, "non_embedding": model.non_embedding,
                    "trainable": model.params_total if method != "none" else 0},
         "category": category_of(model.params_total),
@@ -136,8 +138,10 @@ def write_job(job_dir: str | Path, model: SyntheticModel, examples: Examples, va
         "metrics": {"overall": _aggregate(values, np.ones(len(tiers), bool)), "by_tier": by_tier,
                     "by_schema": by_schema},
         "config": {"synthetic": True, "p": dict(model.p), "finetune": {"method": method},
-                   "data": {"train_fraction": train_fraction}},
-        "config_hash": f"synthetic-{model.key}-{method}-{decode_mode}-{seed}-{train_fraction}",
+                   "data": {"train_fraction": train_fraction},
+                   **({"model": {"grow": {"train": grow.get("train", "all")}}} if grow is not None else {})},
+        "config_hash": f"synthetic-{model.key}-{method}-{decode_mode}-{seed}-{train_fraction}"
+                       + (f"-{grow.get('train', 'all')}" if grow is not None else ""),
         "seed": seed, "versions": {}, "created_at": "2025-01-01T00:00:00+00:00",
         "finished_at": "2025-01-01T00:00:01+00:00",
     }

@@ -94,6 +94,14 @@ def recommendation_table(analysis: Analysis) -> Table:
                  ("series", "tier", "target (%)", "smallest model", "score (%)"), tuple(rows))
 
 
+def rung_name(series: SeriesScores, i: int) -> str:
+    """A model's key, with its rung kind (``smol135_gguf_g8 (grown)``) in a series that mixes
+    pruned, original and grown rungs."""
+    m = series.models[i]
+    kinds = {x.rung for x in series.models if x.rung is not None}
+    return f"{m.key} ({m.rung})" if len(kinds) > 1 and m.rung is not None else m.key
+
+
 def tier_scores_table(analysis: Analysis) -> Table:
     """Every metric per tier for every model (percent, with intervals)."""
     st = analysis.settings
@@ -106,7 +114,7 @@ def tier_scores_table(analysis: Analysis) -> Table:
                     r = s.row(metric, t)
                     cells.append(pct(r.point[i], _ci(r.lo[i], r.hi[i])) if r is not None else "-")
                 if any(c != "-" for c in cells):
-                    rows.append((s.label, m.key, metric) + tuple(cells))
+                    rows.append((s.label, rung_name(s, i), metric) + tuple(cells))
     return Table("tier_scores", "Scores per tier (%) with 95% intervals (paired bootstrap over test "
                                 "examples and seeds).", ("series", "model", "metric") + tuple(st.tiers), tuple(rows))
 
@@ -146,7 +154,7 @@ def headline_table(analysis: Analysis, series: SeriesScores) -> Table:
             if all(c == "-" for c in cells):
                 continue
             g = gains.get(model.key)
-            rows.append((t if first else "", model.key, _fmt_n(model.params_total), str(len(model.seeds)) or "-",
+            rows.append((t if first else "", rung_name(series, i), _fmt_n(model.params_total), str(len(model.seeds)) or "-",
                          *cells, gain_text(g) if g is not None else "-"))
             first = False
     return Table("headline", f"{series.label}: scores per rung and tier (%, 95% paired-bootstrap intervals over test "

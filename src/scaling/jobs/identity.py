@@ -39,7 +39,8 @@ name, how verbosely, or how fast: the training-speed options compute the same lo
 up to float rounding)."""
 
 HASH_OMIT_AT_DEFAULT: tuple[tuple[str, Any], ...] = (("finetune.tier_repeat", None), ("data.train_version", None),
-                                                     ("model.depth", None), ("data.train_fraction", 1.0))
+                                                     ("model.depth", None), ("data.train_fraction", 1.0),
+                                                     ("model.grow", None))
 """Options added after runs existed: while at their default they hash as absent, so
 finished jobs and cached weights made before the option stay recognised."""
 

@@ -47,6 +47,7 @@ from scaling.jobs.hydra_runtime import hydra_job_dir
 from scaling.jobs.tracking import build_loggers, finish_wandb, wandb_results, wandb_tags
 from scaling.models import build_model, build_tokenizer, category_for, count_parameters, resolved_revision
 from scaling.models.depth import calibration_for, depth_record
+from scaling.models.grow import grow_record, parse as parse_grow
 from scaling.module import OptimConfig, SFTDataModule, SFTModule, peak_memory_mb
 from scaling.results import METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, atomic_write_json, read_json, write_jsonl
 
@@ -167,6 +168,11 @@ class Job:
         self.decode: DecodeConfig = _instantiate(cfg.decode)
         self.fmt = data_spec.prompt_format
         self.split = eval_split(cfg, self.finetune)
+        grow = parse_grow(self.spec.grow)
+        if grow is not None and grow.train == "new" and self.finetune.method == "lora":
+            # peft freezes every base weight itself: "only the new blocks" would silently mean adapters everywhere
+            raise ValueError("model.grow.train=new trains only the inserted blocks, and finetune.method=lora trains "
+                             "adapters instead: use finetune=full with train=new, or model.grow.train=all with lora")
 
         log.info("data: loading %s %s", data_spec.name, data_spec.root)
         data = self.data = data_spec.load()
@@ -207,7 +213,8 @@ class Job:
         self.base_counts = counts = count_parameters(self.model)
         record["model"] = {"key": spec.key, "source": spec.source, "hub_id": spec.hub_id, "revision": spec.revision,
                            "revision_resolved": resolved_revision(spec, self.model),
-                           "family": spec.family, "vocab_size": len(self.tokenizer), "depth": depth_record(self.model)}
+                           "family": spec.family, "vocab_size": len(self.tokenizer), "depth": depth_record(self.model),
+                           "grow": grow_record(self.model)}
         record["category"] = category_for(counts.total)
         record["finetune"] = {"method": finetune.method, "epochs": finetune.epochs, "max_steps": finetune.max_steps,
                               "optim": finetune.optim, "lora": finetune.lora, "tier_repeat": finetune.tier_repeat}

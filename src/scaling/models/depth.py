@@ -187,8 +187,9 @@ def calibration_for(spec, records: Sequence, schemas: dict, tokenizer, fmt) -> C
 # --------------------------------------------------------------------------------------
 
 
-def find_blocks(model: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
-    """``(parent, attribute, blocks)``: the ModuleList of transformer blocks of ``model``."""
+def find_blocks(model: nn.Module, option: str = "model.depth") -> tuple[nn.Module, str, nn.ModuleList]:
+    """``(parent, attribute, blocks)``: the ModuleList of transformer blocks of ``model``
+    (``option``: the setting an error names)."""
     for path in BLOCK_PATHS:
         parent: Any = model
         parts = path.split(".")
@@ -199,7 +200,7 @@ def find_blocks(model: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
         blocks = getattr(parent, parts[-1], None) if parent is not None else None
         if isinstance(blocks, nn.ModuleList) and len(blocks):
             return parent, parts[-1], blocks
-    raise ModelLoadError(f"model.depth: cannot find the transformer blocks of {type(model).__name__} "
+    raise ModelLoadError(f"{option}: cannot find the transformer blocks of {type(model).__name__} "
                          f"(looked for {', '.join(BLOCK_PATHS)})")
 
 

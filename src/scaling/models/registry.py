@@ -37,9 +37,12 @@ import torch
 from torch import nn
 
 from scaling.configs import dataclass_from_config, to_plain
+from scaling.models.counting import ParamCounts, count_parameters  # noqa: F401 - re-exported
 from scaling.models.depth import apply_depth
 from scaling.models.depth import parse as parse_depth
 from scaling.models.errors import ModelLoadError
+from scaling.models.grow import apply_grow
+from scaling.models.grow import parse as parse_grow
 from scaling.models.weights import loading_info_mismatches, mismatch_report
 from scaling.results import CATEGORY_BOUNDS, category_for  # noqa: F401 - re-exported: the size categories
 
@@ -86,6 +89,11 @@ class ModelSpec:
     """Keep only some of the transformer blocks: ``{keep: 8}`` (blocks chosen by Block
     Influence on training records) or ``{keep: 2, rule: indices, indices: [0, 5]}``; null
     keeps every block. See :mod:`scaling.models.depth`."""
+    grow: dict | None = None
+    """Insert new blocks, function-preserving copies of chosen ones (LLaMA Pro): ``{add: 8}``
+    (spread evenly), ``{rule: every_n, n: 2}``, ``{rule: indices, indices: [3, 7]}``, and
+    ``train: new`` to fine-tune only the inserted blocks; null inserts none. See
+    :mod:`scaling.models.grow`. Not combined with ``depth``."""
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -93,47 +101,16 @@ class ModelSpec:
         if self.family not in FAMILIES:
             raise ModelLoadError(f"model.family={self.family!r} for model {self.key!r}: expected one of {FAMILIES}")
         parse_depth(self.depth)
+        parse_grow(self.grow)
+        if self.depth is not None and self.grow is not None:
+            raise ModelLoadError(f"model {self.key!r}: model.depth and model.grow are both set; a rung either keeps "
+                                 "some of the pretrained blocks or adds new ones: set the other to null")
 
     @classmethod
     def from_config(cls, cfg: Any) -> "ModelSpec":
         """Build from a (Omega)dict; unknown keys are an error that names them."""
         data = {k: v for k, v in to_plain(cfg).items() if k != "_target_"}
         return dataclass_from_config(cls, data, "model", error=ModelLoadError)
-
-
-@dataclass(frozen=True)
-class ParamCounts:
-    """Parameter counts measured on a model instance (tied weights counted once)."""
-
-    total: int
-    non_embedding: int
-    """Total minus the token embedding matrix (and the output projection when untied), the
-    convention of Kaplan et al. (2020): it is what scales compute per token."""
-    trainable: int
-
-    def as_dict(self) -> dict[str, int]:
-        return {"total": self.total, "non_embedding": self.non_embedding, "trainable": self.trainable}
-
-
-def count_parameters(model: nn.Module) -> ParamCounts:
-    """Count parameters of ``model``: unique tensors, so tied embeddings count once."""
-    seen: set[int] = set()
-    total = trainable = 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-        if p.requires_grad:
-            trainable += p.numel()
-    embedding = 0
-    in_emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if in_emb is not None:
-        embedding += in_emb.weight.numel()
-    if out_emb is not None and (in_emb is None or out_emb.weight is not in_emb.weight):
-        embedding += out_emb.weight.numel()
-    return ParamCounts(total=total, non_embedding=total - embedding, trainable=trainable)
 
 
 # --------------------------------------------------------------------------------------
@@ -422,7 +399,8 @@ def build_config(spec: ModelSpec, vocab_size: int | None = None, tokenizer=None)
 def build_model(spec: ModelSpec, tokenizer=None, seed: int = 0, calibration=None) -> nn.Module:
     """Instantiate the model described by ``spec`` (weights in ``spec.dtype``); with
     ``spec.depth``, keep only the chosen blocks (``calibration``: the training examples that
-    choose them, from :func:`scaling.models.depth.calibration_for`).
+    choose them, from :func:`scaling.models.depth.calibration_for`); with ``spec.grow``, insert
+    function-preserving copies of chosen blocks (:mod:`scaling.models.grow`).
 
     With a ``tokenizer``, its BOS/EOS/PAD ids must equal the model config's wherever both define
     one (:func:`check_special_tokens`). Checkpoints must match the architecture exactly: missing,
@@ -465,7 +443,7 @@ def build_model(spec: ModelSpec, tokenizer=None, seed: int = 0, calibration=None
         check_special_tokens(spec, tokenizer, model.config)
         if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
-    return apply_depth(model, spec, calibration)
+    return apply_grow(apply_depth(model, spec, calibration), spec)
 
 
 def _load_local(spec: ModelSpec, dtype: torch.dtype):
