@@ -81,3 +81,15 @@ def test_fused_adamw_steps_as_the_plain_one():
             opt.step()
     for a, b in zip(*(m.parameters() for m in models)):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_a_fused_optimiser_is_clipped_where_lightning_would_refuse():
+    """Lightning will not clip for fused AdamW under any mixed precision; with bf16 there is no
+    scaler, so the module clips the norm itself."""
+    model = tiny_llama()
+    module = SFTModule(model, OptimConfig(fused=True))
+    opt = make_adamw([{"params": list(model.parameters())}], module.optim)
+    model(**sft_batch()).loss.mul(1e4).backward()
+    module.configure_gradient_clipping(opt, 0.5, "norm")
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()]))
+    assert norm == pytest.approx(0.5, rel=1e-4)

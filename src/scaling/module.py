@@ -256,6 +256,21 @@ class SFTModule(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=n_tgt)
         return loss
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip as ``trainer.gradient_clip_val`` says. Lightning refuses to clip for an optimiser
+        that unscales gradients in its own step (fused AdamW) under any mixed precision, also
+        bf16, which has no gradient scaler and nothing to unscale: then the norm is clipped here,
+        as Lightning would. With fp16's scaler, Lightning's own rule applies."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
+        if gradient_clip_val and getattr(optimizer, "_step_supports_amp_scaling", False) and scaler is None:
+            if gradient_clip_algorithm not in (None, "norm"):
+                raise ValueError(f"trainer.gradient_clip_algorithm={gradient_clip_algorithm!r} with a fused optimiser: "
+                                 "only norm clipping is supported; set finetune.optim.fused=false")
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                           float(gradient_clip_val))
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
@@ -264,7 +279,10 @@ class SFTModule(L.LightningModule):
             (decay if p.ndim >= 2 and "emb" not in name.lower() else no_decay).append(p)
         groups = [{"params": decay, "weight_decay": self.optim.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        opt = make_adamw(groups, self.optim)
+        optim = self.optim
+        if optim.fused is None and self._trainer is not None and str(self.trainer.precision).startswith("16"):
+            optim = replace(optim, fused=False)  # fp16's gradient scaler and Lightning's clipping: unfused
+        opt = make_adamw(groups, optim)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(round(self.optim.warmup_ratio * total))
         sched = torch.optim.lr_scheduler.LambdaLR(
