@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import random
 import statistics
 import sys
 import time
@@ -65,21 +66,24 @@ VARIANTS = {
 
 
 def fixed_batches(tokenizer, n_batches: int, batch_size: int, max_tokens: int, seed: int, data_root: Path) -> list[dict]:
-    """The first ``n_batches`` batches an epoch of the reference recipe draws (seed ``seed``)."""
+    """``n_batches`` of the batches an epoch of the reference recipe draws (seed ``seed``),
+    spread evenly over the epoch's batches sorted by size, so short simple-tier batches and
+    long complex-tier ones weigh as they do in a whole epoch."""
     data = load_dataset(data_root, "v3")
     fmt = PromptFormat(template="plain", schema="fields", compact_json=True)
     ds = SFTDataset(list(data.train), data.schemas, tokenizer, fmt, 4096)
     sampler = LengthGroupedBatchSampler(ds.lengths, batch_size, seed=seed, max_tokens=max_tokens)
     sampler.set_epoch(0)
     collate = SFTCollator(tokenizer.pad_token_id)
+    epoch = sorted(sampler, key=lambda idx: (len(idx) * max(ds.lengths[i] for i in idx), idx))
+    picks = sorted({round((k + 0.5) * len(epoch) / n_batches - 0.5) for k in range(n_batches)})
+    order = random.Random(seed).sample(picks, len(picks))  # not sorted by size: load drifts
     out = []
-    for idx in sampler:
+    for p in order:
         t0 = time.perf_counter()
-        batch = collate([ds[i] for i in idx])
+        batch = collate([ds[i] for i in epoch[p]])
         batch["_collate_s"] = time.perf_counter() - t0
         out.append(batch)
-        if len(out) == n_batches:
-            break
     return out
 
 
@@ -141,6 +145,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--variants", default="before,no_ckpt,targets,fused")
     ap.add_argument("--data-root", type=Path, default=None)
     ap.add_argument("--min-available-mb", type=float, default=1500)
+    ap.add_argument("--profile", default=None,
+                    help="after the timed steps, profile one step of this variant on the largest batch (torch.profiler)")
     ap.add_argument("--out", type=Path, default=None)
     return ap.parse_args(argv)
 
@@ -172,6 +178,21 @@ def main(argv=None) -> dict:
             rec = v.step(batch)
             print(f"step {i}: {v.name:10s} {rec['wall_s']:7.2f} s (fwd {rec['forward_s']:.2f}, bwd "
                   f"{rec['backward_s']:.2f}, opt {rec['optimizer_s']:.2f}) loss {rec['loss']:.4f}", flush=True)
+    profile = None
+    if args.profile:
+        v = next((v for v in variants if v.name == args.profile), None)
+        if v is None:
+            raise SystemExit(f"--profile {args.profile}: not among the variants run")
+        largest = max(batches, key=lambda b: b["input_ids"].numel())
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            v.step(largest)
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
+        print(table)
+        profile = {"variant": v.name, "batch_shape": list(largest["input_ids"].shape),
+                   "top_self_cpu": [{"op": e.key, "self_cpu_s": round(e.self_cpu_time_total / 1e6, 3), "calls": e.count}
+                                    for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:30]]}
     matmul_after = [measure_matmul(n, torch.bfloat16) for n in (1024, 2048)]
     matmul = max(m["gflops_median"] for m in matmul_before + matmul_after)
     matmul_cpu = max(m["gflops_per_cpu_s"] or 0 for m in matmul_before + matmul_after)
@@ -216,6 +237,7 @@ def main(argv=None) -> dict:
         "bf16_matmul_gflops": matmul, "bf16_matmul_gflops_per_cpu_s": matmul_cpu,
         "matmul": matmul_before + matmul_after,
         "variants": summary,
+        "profile": profile,
         "peak_rss_mb": round(__import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss / 1024, 1),
         "median_step_s": {v.name: round(statistics.median(s["wall_s"] for s in v.steps), 2) for v in variants},
     }
