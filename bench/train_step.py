@@ -14,9 +14,11 @@ process before and after.
 
 Variants (``--variants``, comma separated):
 
-- ``before``: the path of every run until now: gradient checkpointing on, logits and loss at
-  every position, single-tensor AdamW;
+- ``before``: the path of every run until now: gradient checkpointing on, the model called on
+  the whole batch (padding mask, logits and loss at every position), single-tensor AdamW;
 - ``no_ckpt``: without gradient checkpointing;
+- ``causal``: + no padding mask for right-padded rows (:func:`scaling.module.causal_inputs`:
+  attention's ``is_causal`` path);
 - ``targets``: + the output projection and loss at target positions only;
 - ``fused``: + fused AdamW (the new default: ``finetune.gradient_checkpointing=false``,
   ``finetune.logits_at=targets``, ``finetune.optim.fused`` auto);
@@ -56,12 +58,13 @@ from scaling.models import count_parameters  # noqa: E402
 from scaling.module import OptimConfig, SFTModule  # noqa: E402
 
 VARIANTS = {
-    "before": dict(checkpointing=True, logits_at="all", fused=False, compiled=False),
-    "no_ckpt": dict(checkpointing=False, logits_at="all", fused=False, compiled=False),
-    "targets": dict(checkpointing=False, logits_at="targets", fused=False, compiled=False),
-    "fused": dict(checkpointing=False, logits_at="targets", fused=True, compiled=False),
-    "ckpt_fused": dict(checkpointing=True, logits_at="targets", fused=True, compiled=False),
-    "compiled": dict(checkpointing=False, logits_at="targets", fused=True, compiled=True),
+    "before": dict(checkpointing=True, path="model", logits_at="all", fused=False, compiled=False),
+    "no_ckpt": dict(checkpointing=False, path="model", logits_at="all", fused=False, compiled=False),
+    "causal": dict(checkpointing=False, path="module", logits_at="all", fused=False, compiled=False),
+    "targets": dict(checkpointing=False, path="module", logits_at="targets", fused=False, compiled=False),
+    "fused": dict(checkpointing=False, path="module", logits_at="targets", fused=True, compiled=False),
+    "ckpt_fused": dict(checkpointing=True, path="module", logits_at="targets", fused=True, compiled=False),
+    "compiled": dict(checkpointing=False, path="module", logits_at="targets", fused=True, compiled=True),
 }
 
 
@@ -117,7 +120,8 @@ class Variant:
         tensors = {k: v for k, v in batch.items() if not k.startswith("_")}
         c0, t0 = time.process_time(), time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = self.module.loss(tensors)
+            # "model": the training step as it was (SFTModule called the model on the batch)
+            loss = self.module.model(**tensors).loss if self.opts["path"] == "model" else self.module.loss(tensors)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -142,7 +146,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--variants", default="before,no_ckpt,targets,fused")
+    ap.add_argument("--variants", default="before,no_ckpt,causal,targets,fused")
     ap.add_argument("--data-root", type=Path, default=None)
     ap.add_argument("--min-available-mb", type=float, default=1500)
     ap.add_argument("--profile", default=None,

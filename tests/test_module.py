@@ -12,7 +12,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from scaling.data.sft import IGNORE_INDEX
 from scaling.jobs.config import FinetuneConfig
 from scaling.models.minimodel import MiniModelConfig, MiniModelForCausalLM
-from scaling.module import OptimConfig, SFTModule, make_adamw, target_loss
+from scaling.module import OptimConfig, SFTModule, causal_inputs, make_adamw, target_loss
 
 
 def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
@@ -93,3 +93,15 @@ def test_a_fused_optimiser_is_clipped_where_lightning_would_refuse():
     module.configure_gradient_clipping(opt, 0.5, "norm")
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()]))
     assert norm == pytest.approx(0.5, rel=1e-4)
+
+
+def test_right_padding_needs_no_mask_under_causal_attention():
+    batch = sft_batch()
+    assert "attention_mask" not in causal_inputs(batch)  # right-padded: the mask is dropped
+    left = dict(batch, attention_mask=batch["attention_mask"].flip(1))
+    assert "attention_mask" in causal_inputs(left)  # left padding would reach real tokens: kept
+    model = tiny_llama()
+    with_mask = model(**batch).logits
+    without = model(**causal_inputs(batch)).logits
+    real = batch["attention_mask"].bool()
+    assert torch.allclose(with_mask[real], without[real], atol=1e-5)

@@ -53,6 +53,22 @@ class OptimConfig:
         return replace(made, betas=tuple(made.betas))
 
 
+def causal_inputs(batch: dict) -> dict:
+    """``batch``'s model inputs, with the attention mask left out when every row is padded on
+    the right only (what :class:`~scaling.data.sft.SFTCollator` builds).
+
+    Under causal attention a token never sees the positions after it, so right padding cannot
+    reach a real token: the mask changes only the pads' own outputs, which carry no loss.
+    Without it, attention takes its ``is_causal`` path, which skips the blocks above the
+    diagonal; with a padding mask, PyTorch's CPU flash kernel computes every block and masks
+    it (twice the work, and attention is half of a long complex-tier example's training step)."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    mask = inputs.get("attention_mask")
+    if mask is not None and bool((mask[:, 1:] <= mask[:, :-1]).all()) and bool(mask[:, 0].all()):
+        inputs.pop("attention_mask")
+    return inputs
+
+
 def target_loss(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, int]:
     """The mean next-token cross-entropy over the tokens that carry loss, with the output
     projection applied only at the positions that predict them.
@@ -82,7 +98,7 @@ def target_loss(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, int]
 
     handle = head.register_forward_pre_hook(keep_targets)
     try:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        out = model(**causal_inputs(batch), use_cache=False)
     finally:
         handle.remove()
     logits = out.logits if hasattr(out, "logits") else out[0]
@@ -217,7 +233,7 @@ class SFTModule(L.LightningModule):
         """The training loss of ``batch`` (see :func:`target_loss` and ``finetune.logits_at``)."""
         if self.logits_at == "targets":
             return target_loss(self.model, batch)[0]
-        return self.model(**batch).loss
+        return self.model(**causal_inputs(batch), labels=batch["labels"], use_cache=False).loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
