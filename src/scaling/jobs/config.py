@@ -47,9 +47,10 @@ class FinetuneConfig:
     once): more updates where a model fails without a second epoch over what it already
     fits. Each repeat is its own shuffled pass. Validation records are never repeated."""
     gradient_checkpointing: bool = False
-    """Recompute each block's activations in the backward pass: ~1/3 more compute for far less
-    activation memory. Only where memory requires it: at 135M on CPU, batches of 8,192 tokens
-    peak at ~16 GB without it (BENCHMARKS "Training at the CPU's limit")."""
+    """Recompute each block's activations in the backward pass: more compute for far less
+    activation memory. Only where memory requires it: at 135M on a 2-core CPU it costs 16% of
+    the tokens/s, and without it the longest complex-tier batches peak at ~15 GB resident
+    (BENCHMARKS "Training at the CPU's limit"); turn it on for larger rungs or batches."""
     logits_at: str = "targets"
     """Where the output projection and the loss are computed: ``targets``, only at the positions
     whose next token carries loss (the answer and its EOS: about a third of the tokens;
