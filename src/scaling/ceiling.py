@@ -202,14 +202,19 @@ def summarise(rows: Sequence[Mapping[str, Any]], n_boot: int = 1000, seed: int =
     ``answers``: ``kinds`` (answers per :data:`ANSWER_KINDS`), ``unparsed`` (per cause), and
     ``lists`` over the inconsistent answers (the gold's lists compared, those of the wrong
     length, answers with at least one)."""
+    # Rows keep their order inside a group, so the resamples are the aggregate's; only the
+    # groups are sorted (tiers in TIERS order, schemas by tier then id).
     order = {t: i for i, t in enumerate(TIERS)}
     rank = {r["schema_id"]: (order.get(r["tier"], len(order)), r["tier"], r["schema_id"]) for r in rows}
-    groups: dict[str, dict[str, list]] = {"by_tier": {}, "by_schema": {}}
-    for r in sorted(rows, key=lambda r: rank[r["schema_id"]]):
-        groups["by_tier"].setdefault(r["tier"], []).append(r)
-        groups["by_schema"].setdefault(r["schema_id"], []).append(r)
+    by_tier: dict[str, list] = {}
+    by_schema: dict[str, list] = {}
+    for r in rows:
+        by_tier.setdefault(r["tier"], []).append(r)
+        by_schema.setdefault(r["schema_id"], []).append(r)
     return {"overall": _group(rows, n_boot, seed, alpha),
-            **{level: {k: _group(v, n_boot, seed, alpha) for k, v in g.items()} for level, g in groups.items()}}
+            "by_tier": {t: _group(by_tier[t], n_boot, seed, alpha)
+                        for t in sorted(by_tier, key=lambda t: (order.get(t, len(order)), t))},
+            "by_schema": {s: _group(by_schema[s], n_boot, seed, alpha) for s in sorted(by_schema, key=rank.get)}}
 
 
 def add_summaries(aggregate: dict, rows: Sequence[Mapping[str, Any]], n_boot: int = 1000, seed: int = 0) -> dict:
