@@ -149,3 +149,65 @@ def test_cli(edgejson_dir, tmp_path, capsys):
     assert set(first) >= {"id", "prompt_check", "readings", "ceiling", "gold_posterior", "lists"}
     assert main([str(tmp_path / "nope.jsonl"), "--schemas", str(edgejson_dir / "schemas")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ in the fit
+
+
+def _rescored(tmp_path: Path, edgejson_dir: Path, names: list[str]) -> Path:
+    """Copies of committed depth runs, their metrics re-scored by today's scorer."""
+    schemas = load_schemas(edgejson_dir / "schemas")
+    records = read_records(edgejson_dir / "v3" / "test.jsonl", schemas)
+    sweep = tmp_path / "sweep"
+    for name in names:
+        run = sweep / name
+        run.mkdir(parents=True)
+        for f in ("results.json", "predictions.jsonl"):
+            (run / f).write_bytes((DEPTH / name / f).read_bytes())
+        results = json.loads((run / "results.json").read_text())
+        results["metrics"] = score_predictions(read_predictions(run / "predictions.jsonl"), records, schemas,
+                                               n_boot=200)[1]
+        (run / "results.json").write_text(json.dumps(results))
+    return sweep
+
+
+def test_the_fit_draws_each_tiers_ceiling_and_states_the_rungs_against_it(tmp_path, edgejson_dir):
+    from scaling.fit import analyse, collect
+    from scaling.fit.config import Settings
+    from scaling.fit.figures import figure_score_vs_params
+    from scaling.fit.report import render_report
+    from scaling.fit.tables import ceiling_table
+
+    sweep = _rescored(tmp_path, edgejson_dir, ["smol135_gguf_d22-s0", "smol135_gguf-s0"])
+    # a job scored before the ceiling existed: it is named in a note, the others still give it
+    (sweep / "old").mkdir()
+    for f in ("results.json", "predictions.jsonl"):
+        (sweep / "old" / f).write_bytes((DEPTH / "smol135_gguf_d8-s0" / f).read_bytes())
+    analysis = analyse(collect([sweep], log=lambda m: None), Settings(n_boot=200), log=lambda m: None)
+    c = analysis.ceilings["complex"]
+    assert (c.n, c.determined, c.contradicts, c.jobs) == (25, 4, 0, 2)
+    assert c.expected == pytest.approx(0.702, abs=5e-4) and c.ci[0] < c.expected < c.ci[1]
+    assert set(analysis.ceilings) == {"overall", "simple", "medium", "complex"}
+    assert analysis.ceiling_notes == ("1 of 3 jobs carry no ceiling (scored before scaling.ceiling: re-score their "
+                                      "predictions to add it)",)
+    fig = figure_score_vs_params(analysis)
+    complex_ax = next(ax for ax in fig.axes if ax.get_title() == "complex")
+    assert [tuple(line.get_ydata()) for line in complex_ax.get_lines() if line.get_linestyle() == "-."] == [
+        (c.expected, c.expected)]
+    assert any(p.get_extents().height > 0 for p in complex_ax.patches)  # the interval's band
+    table = ceiling_table(analysis, next(s for s in analysis.scores if s.kind == "measured"))
+    row = dict(zip(table.header, next(r for r in table.rows if r[0] == "complex")))
+    assert row["ceiling (%)"] == "70.2 [" + row["ceiling (%)"].split("[")[1]
+    assert row["smol135_gguf: JSONExact (%, share of the ceiling)"].endswith("(23%)")
+    report = render_report(analysis, "t")
+    assert ("- complex: 16.0% [" in report and "of a ~70.2% [" in report and "(23% of it); of its 21 wrong answers: "
+            "6 unparsed, 15 inconsistent with the prompt (14 lose or add list items), 0 another reading of it."
+            in report)
+    # jobs scored on test sets with other ceilings: no band for that tier, and a note says why
+    other = json.loads((sweep / "smol135_gguf-s0" / "results.json").read_text())
+    other["metrics"]["by_tier"]["complex"]["ceiling"]["expected"] = 0.5
+    (sweep / "smol135_gguf-s0" / "results.json").write_text(json.dumps(other))
+    analysis = analyse(collect([sweep], log=lambda m: None), Settings(n_boot=200), log=lambda m: None)
+    assert "complex" not in analysis.ceilings and "simple" in analysis.ceilings
+    assert any(n.startswith("complex: the jobs were scored on test sets with different ceilings (50.0%, 70.2%)")
+               for n in analysis.ceiling_notes)
