@@ -211,3 +211,21 @@ def test_the_fit_draws_each_tiers_ceiling_and_states_the_rungs_against_it(tmp_pa
     assert "complex" not in analysis.ceilings and "simple" in analysis.ceilings
     assert any(n.startswith("complex: the jobs were scored on test sets with different ceilings (50.0%, 70.2%)")
                for n in analysis.ceiling_notes)
+
+
+def test_compare_shows_each_run_against_the_ceiling(tmp_path, edgejson_dir):
+    from scaling.compare.report import build, write
+
+    sweep = _rescored(tmp_path, edgejson_dir, ["smol135_gguf_d22-s0", "smol135_gguf-s0"])
+    cmp = build([sweep / "smol135_gguf_d22-s0", sweep / "smol135_gguf-s0"], labels=["d22", "d30"], n_boot=200)
+    out = write(cmp, tmp_path / "cmp")
+    report = out["report"].read_text()
+    assert "### What the prompt determines" in report
+    row = next(line for line in report.splitlines() if line.startswith("| d30 | complex |"))
+    assert row.startswith("| d30 | complex | 25 | 16.0 | 70.2 [") and row.endswith("| 6 / 15 / 0 / 0 | 14 of 15 |")
+    doc = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert doc["runs"][1]["prompt"]["complex"]["answers"]["kinds"]["inconsistent"] == 15
+    # a run without the ceiling in its results is named, not silently dropped
+    cmp = build([DEPTH / "smol135_gguf_d22-s0", sweep / "smol135_gguf-s0"], labels=["old", "d30"], n_boot=200)
+    text = write(cmp, tmp_path / "cmp2")["report"].read_text()
+    assert "No ceiling in the results of old (scored before scaling.ceiling" in text
