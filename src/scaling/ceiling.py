@@ -131,8 +131,15 @@ def score_rows(rows: Sequence[dict], readings: Mapping[str, RecordReading],
         kind, detail = answer_kind(r, row.get("parsed"), bool(row.get("json_exact")), row.get("status", ""),
                                    flags.get(row["id"]))
         template = r.check.kind != "not_template"
-        row.update(prompt_check=r.check.kind, readings=r.readings.count if template else None, ceiling=r.ceiling,
+        row.update(prompt_check=r.check.kind, readings=_json_count(r.readings.count) if template else None,
+                   ceiling=r.ceiling,
                    reader_exact=r.reader_exact if template else None, answer_kind=kind, answer_detail=detail)
+
+
+def _json_count(n: int) -> int | float:
+    """A count as JSON carries it safely: exact up to 2**53, a float beyond (a complex prompt
+    can have 1e20 readings, more than many JSON readers' integers hold)."""
+    return n if n < 2 ** 53 else float(n)
 
 
 # ----------------------------------------------------------------------------------- aggregates
@@ -291,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         for r in readings.values():
             print(json.dumps({"id": r.id, "schema_id": r.schema_id, "tier": r.tier, "prompt_check": r.check.kind,
-                              "message": r.check.message, "line": r.check.line, "readings": r.readings.count,
+                              "message": r.check.message, "line": r.check.line, "readings": _json_count(r.readings.count),
                               "determined": r.determined, "gold_posterior": r.gold_posterior, "ceiling": r.ceiling,
                               "reader_exact": r.reader_exact,
                               "lists": [vars(x) for x in r.readings.lists if x.count > 1]}))
