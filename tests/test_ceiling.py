@@ -171,6 +171,18 @@ def _rescored(tmp_path: Path, edgejson_dir: Path, names: list[str]) -> Path:
     return sweep
 
 
+def _scored_before_the_ceiling(src: Path, dest: Path) -> Path:
+    """A copy of a run as the scorer wrote it before scaling.ceiling: no ceiling, no answers."""
+    dest.mkdir(parents=True)
+    (dest / "predictions.jsonl").write_bytes((src / "predictions.jsonl").read_bytes())
+    results = json.loads((src / "results.json").read_text())
+    for m in [results["metrics"]["overall"], *results["metrics"]["by_tier"].values(),
+              *results["metrics"]["by_schema"].values()]:
+        m.pop("ceiling"), m.pop("answers")
+    (dest / "results.json").write_text(json.dumps(results))
+    return dest
+
+
 def test_the_fit_draws_each_tiers_ceiling_and_states_the_rungs_against_it(tmp_path, edgejson_dir):
     from scaling.fit import analyse, collect
     from scaling.fit.config import Settings
@@ -180,9 +192,7 @@ def test_the_fit_draws_each_tiers_ceiling_and_states_the_rungs_against_it(tmp_pa
 
     sweep = _rescored(tmp_path, edgejson_dir, ["smol135_gguf_d22-s0", "smol135_gguf-s0"])
     # a job scored before the ceiling existed: it is named in a note, the others still give it
-    (sweep / "old").mkdir()
-    for f in ("results.json", "predictions.jsonl"):
-        (sweep / "old" / f).write_bytes((DEPTH / "smol135_gguf_d8-s0" / f).read_bytes())
+    _scored_before_the_ceiling(DEPTH / "smol135_gguf_d8-s0", sweep / "old")
     analysis = analyse(collect([sweep], log=lambda m: None), Settings(n_boot=200), log=lambda m: None)
     c = analysis.ceilings["complex"]
     assert (c.n, c.determined, c.contradicts, c.jobs) == (25, 4, 0, 2)
@@ -226,6 +236,18 @@ def test_compare_shows_each_run_against_the_ceiling(tmp_path, edgejson_dir):
     doc = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert doc["runs"][1]["prompt"]["complex"]["answers"]["kinds"]["inconsistent"] == 15
     # a run without the ceiling in its results is named, not silently dropped
-    cmp = build([DEPTH / "smol135_gguf_d22-s0", sweep / "smol135_gguf-s0"], labels=["old", "d30"], n_boot=200)
+    old = _scored_before_the_ceiling(DEPTH / "smol135_gguf_d22-s0", tmp_path / "old")
+    cmp = build([old, sweep / "smol135_gguf-s0"], labels=["old", "d30"], n_boot=200)
     text = write(cmp, tmp_path / "cmp2")["report"].read_text()
     assert "No ceiling in the results of old (scored before scaling.ceiling" in text
+
+
+def test_the_committed_depth_fit_states_each_tier_against_its_ceiling():
+    fit = DEPTH / "fit"
+    doc = json.loads((fit / "fit.json").read_text())
+    assert doc["ceiling"]["complex"]["expected"] == pytest.approx(0.702, abs=5e-4)
+    assert {t: c["jobs"] for t, c in doc["ceiling"].items()} == {t: 10 for t in ("overall", "simple", "medium",
+                                                                                 "complex")}
+    report = (fit / "report.md").read_text()
+    assert "- complex: 14.7% [2.7, 29.3] of a ~70.2% [62.8, 77.9] ceiling (21% of it)" in report
+    assert (fit / "tables" / "ceiling.md").is_file()

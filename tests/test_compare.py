@@ -282,7 +282,8 @@ def test_reference_runs_compare_end_to_end(tmp_path, reference_runs, capsys):
     assert "## tuned against base" in report and "group affected" in report and "deltas.png" in report
     assert all(i in report for i in gained)
     tex = (out / "tables.tex").read_text()
-    assert tex.count("\\begin{table}") == 3 and "\\_" in tex
+    # runs, the pair's summary and per-schema tables, and each run against its prompts' ceiling
+    assert tex.count("\\begin{table}") == 4 and "\\_" in tex and "ceiling" in tex
 
 
 def test_same_reference_run_twice_is_zero(tmp_path, reference_runs):

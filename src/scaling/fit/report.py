@@ -451,7 +451,6 @@ def render_report(analysis: Analysis, name: str, figures: Sequence[FigureFile] =
         L += [f"## Headline: {head.label}", "", headline_table(analysis, head).to_markdown()]
     L += ["## Answer", ""]
     L += [" ".join(s for s in answer(analysis, head) if s), ""]
-    L += ceiling_lines(analysis, head)
     checks = trend_checks(analysis)
     if checks:
         L += ["## Trend checks", "",
@@ -459,6 +458,7 @@ def render_report(analysis: Analysis, name: str, figures: Sequence[FigureFile] =
               "the same test examples (differences in points, paired 95% intervals):", ""]
         L += [f"- {c.line().removeprefix('check: ')}" for c in checks] + [""]
     L += _verdict_lines(analysis)
+    L += ceiling_lines(analysis, head)
     others = [s for s in multi if s is not head]
     if others:
         L += [f"## Gain per 100M parameters in the other series ({mname}, points)", ""]
