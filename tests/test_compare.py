@@ -282,7 +282,8 @@ def test_reference_runs_compare_end_to_end(tmp_path, reference_runs, capsys):
     assert "## tuned against base" in report and "group affected" in report and "deltas.png" in report
     assert all(i in report for i in gained)
     tex = (out / "tables.tex").read_text()
-    assert tex.count("\\begin{table}") == 3 and "\\_" in tex
+    # runs, the pair's summary and per-schema tables, and each run against its prompts' ceiling
+    assert tex.count("\\begin{table}") == 4 and "\\_" in tex and "ceiling" in tex
 
 
 def test_same_reference_run_twice_is_zero(tmp_path, reference_runs):
@@ -307,8 +308,10 @@ def test_v2_data_check_finds_the_92_records_the_validator_names(edgejson_dir):
             if r["schema_id"] in AFFECTED:
                 affected.add(r["id"])
     assert len(affected) == 92
-    assert v2.invalid == 92 and v2.by_check == {"derived": 92} and set(v2.failing_ids["derived"]) == affected
-    assert v3.invalid == 0
+    assert v2.by_check == {"derived": 92, "prompt": 31} and set(v2.failing_ids["derived"]) == affected
+    assert v2.invalid == 92 + 31 - 7  # 7 records fail both
+    # v3 fails only where the gold contradicts its prompt (the LLM-edited records v2 has too)
+    assert v3.invalid == 24 and v3.by_check == {"prompt": 24}
     diff = diff_versions(v2, v3)
     assert set(diff.changed_ids) == affected and diff.prompt_changed == 92
     assert diff.n_changed("train") == 72 and diff.n_changed("test") == 20
@@ -322,12 +325,12 @@ def test_report_cites_the_validator_count(tmp_path, edgejson_dir, reference_runs
     cmp = build(runs, labels=["base", "v3"], groups={"affected": list(AFFECTED)}, n_boot=100,
                 data_checks=[("v2", edgejson_dir / "v2"), ("v3", edgejson_dir / "v3")])
     report = write(cmp, tmp_path)["report"].read_text()
-    assert "the validator finds **92 of 787 records invalid**" in report
+    assert "the validator finds **116 of 787 records invalid**" in report and "derived: 92; prompt: 31" in report
     assert "92 records changed under the same id" in report and "(the group 'affected')" in report
     assert "label quality" in report and "format" in report
     assert "v3 train.jsonl" in report  # the run's training file recognised by its sha256
     data = json.loads((tmp_path / "compare.json").read_text())["data"]
-    assert len(data["checks"][0]["failing_ids"]["derived"]) == 92
+    assert len(data["checks"][0]["failing_ids"]["derived"]) == 92 and len(data["checks"][0]["failing_ids"]["prompt"]) == 31
 
 
 # ------------------------------------------------------------- train v2, test v3: end to end

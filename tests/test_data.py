@@ -95,11 +95,16 @@ def test_validate_real_v3(edgejson_dir, capsys):
     assert off.overlap_checked and not off.check_formats and on.check_formats
     # v3 repaired the invoice/order/cart totals: the derived rules hold on all 92.
     assert off.by_check["derived"] == 0
-    assert off.invalid == 0
+    # What fails is gold that contradicts its prompt (19 train, 5 test records, all LLM-edited
+    # "qwen" ones); 8 more differ from it only in key order or number format, which passes.
+    assert off.invalid == off.by_check["prompt"] == 24
+    assert off.prompts == {"renders": 755, "order_or_format": 8, "contradicts": 24, "not_template": 0}
+    assert all("_qwen_" in f.id for f in off.failures) and len(off.notes) == 8
     # Format checking only adds date-time failures: 271 train / 70 test records.
-    assert set(f.check for f in on.failures) == {"schema_valid"}
-    assert all("is not a 'date-time'" in f.message for f in on.failures)
-    per_file = Counter(Path(f.file).name for f in {(f.file, f.line): f for f in on.failures}.values())
+    formats = [f for f in on.failures if f.check != "prompt"]
+    assert set(f.check for f in formats) == {"schema_valid"}
+    assert all("is not a 'date-time'" in f.message for f in formats)
+    per_file = Counter(Path(f.file).name for f in {(f.file, f.line): f for f in formats}.values())
     assert per_file == {"train.jsonl": 271, "test.jsonl": 70}
 
 
@@ -119,10 +124,14 @@ def test_validate_real_v2_names_the_92_records_with_random_totals(edgejson_dir, 
     out = capsys.readouterr().out
     assert code == 1
     report = json.loads(out.splitlines()[-1])
-    assert report["invalid"] == 92 and report["by_check"]["derived"] == 92
-    assert {k for k, v in report["by_check"].items() if v} == {"derived"}
-    assert {f["id"] for f in report["failures"]} == set(affected)
-    assert all(f["check"] == "derived" for f in report["failures"])
+    assert report["by_check"]["derived"] == 92
+    assert {k for k, v in report["by_check"].items() if v} == {"derived", "prompt"}
+    derived = [f for f in report["failures"] if f["check"] == "derived"]
+    assert {f["id"] for f in derived} == set(affected)
+    # v2 also has gold that contradicts its prompt: 31 records, 7 of them among the 92.
+    contradict = {f["id"] for f in report["failures"] if f["check"] == "prompt"}
+    assert report["by_check"]["prompt"] == len(contradict) == 31 and len(contradict & set(affected)) == 7
+    assert report["invalid"] == 92 + 31 - 7
     # the printed list names every one of them (file:line: id: derived: ...)
     assert all(f": {rid}: derived: " in out for rid in affected)
 

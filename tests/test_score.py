@@ -245,7 +245,9 @@ def test_score_predictions_rows_and_aggregate(small_data):
     assert score_predictions(preds, records, schemas, n_boot=100, seed=1)[1] == agg
     table = format_table(agg)
     assert table.splitlines()[1].startswith("group") and "json_exact" in table
-    assert len(table.splitlines()) == 3 + 1 + 1 + 3 + 1 + len(agg["by_schema"])
+    # header (3), overall, "by tier", the tiers, "by schema", the schemas; then the answers by
+    # kind: a blank line, its header, overall and each tier
+    assert len(table.splitlines()) == 3 + 1 + 1 + 3 + 1 + len(agg["by_schema"]) + 2 + 1 + len(agg["by_tier"])
 
 
 def test_score_predictions_errors_without_a_file(small_data):

@@ -9,6 +9,12 @@ answers) are read from the data files ``results.json`` names (a relative name is
 from the current folder, then under ``$EDGEJSON_DIR``), or from ``--data DIR``; a file whose
 sha256 is not the one ``results.json`` recorded is refused.
 
+What the prompt determines (:mod:`scaling.ceiling`): with the schemas beside the test file
+(``<root>/schemas``, or ``data.schemas_dir``), each tier's ceiling (the best JSONExact any reader
+of its prompts can expect), JSONExact as a share of it, and every answer sorted by kind: exact,
+the gold contradicts the prompt, unparsed (loop or length cap), another reading of the prompt,
+or inconsistent with it (and how many of the gold's lists it gives the wrong length).
+
 The leaf table answers "is the tier limited by copying or by computing?". Every leaf of a
 reference answer (:func:`scaling.metrics.flatten`) is classed by whether its value can be
 copied from the prompt (:func:`appears_in_prompt`) and scored as ``correct`` (the answer
@@ -33,6 +39,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from scaling.ceiling import ANSWER_KINDS, answer_kind, read_test, summarise
+from scaling.data import DataError, load_schemas, read_records
 from scaling.data.io import TIERS
 from scaling.fit.bootstrap import percentile_ci, stratified_weights
 from scaling.metrics import bootstrap_ci, extract_json, flatten, json_exact
@@ -320,6 +328,51 @@ class RunFailures:
     info: RunInfo = RunInfo("?", "all", None, "—")
     exact: Mapping[str, tuple[float, tuple[float, float], str]] = field(default_factory=dict)
     """tier -> (JSONExact, 95% interval, ``"results.json"`` | ``"predictions"``)."""
+    prompt: Mapping[str, Any] | None = None
+    """:func:`scaling.ceiling.summarise` of the answers (``overall``, ``by_tier``, ``by_schema``:
+    ``ceiling`` and ``answers``); None when no schemas were found (``prompt_note`` says why)."""
+    prompt_note: str = ""
+    kinds: Mapping[str, str] = field(default_factory=dict)
+    """id -> the answer's kind (:data:`scaling.ceiling.ANSWER_KINDS`)."""
+
+
+def _schemas_dir(results: Mapping[str, Any], test_path: Path) -> Path:
+    """The schemas a run's test file goes with: ``data.schemas_dir`` when the config names one
+    that exists, else ``schemas/`` beside the test file's folder (EdgeJSON's layout)."""
+    named = ((results.get("config") or {}).get("data") or {}).get("schemas_dir")
+    if named and Path(named).is_dir():
+        return Path(named)
+    return test_path.resolve().parent.parent / "schemas"
+
+
+def _prompt_analysis(results: Mapping[str, Any], test_path: Path, preds: Sequence[Mapping[str, Any]],
+                     n_boot: int, seed: int) -> tuple[dict | None, str, dict[str, str]]:
+    """(summary, note, kind per id): each answer's kind and each tier's ceiling, from the test
+    records read under their schemas; (None, why, {}) when the schemas are not there."""
+    folder = _schemas_dir(results, test_path)
+    if not folder.is_dir():
+        return None, f"no schemas at {folder}: the ceiling and the answers' kinds are left out", {}
+    try:
+        schemas = load_schemas(folder)
+        readings = read_test(read_records(test_path, schemas), schemas)
+    except DataError as e:
+        return None, f"the ceiling and the answers' kinds are left out: {e}", {}
+    rows, kinds = [], {}
+    for p in preds:
+        reading = readings.get(p["id"])
+        if reading is None:
+            continue
+        ex = extract_json(p["output"] or "")
+        kind, detail = answer_kind(reading, ex.value if ex.ok else None, bool(p.get("json_exact")),
+                                   p.get("status", ""), p)
+        rows.append({"tier": p["tier"], "schema_id": p.get("schema_id") or reading.schema_id,
+                     "json_exact": bool(p.get("json_exact")), "prompt_check": reading.check.kind,
+                     "readings": reading.readings.count, "ceiling": reading.ceiling,
+                     "reader_exact": reading.reader_exact, "answer_kind": kind, "answer_detail": detail})
+        kinds[p["id"]] = kind
+    if not rows:
+        return None, "no prediction's id is in the test file", {}
+    return summarise(rows, n_boot, seed), "", kinds
 
 
 def analyse_run(run: str | Path, data_dir: str | Path | None = None, n_examples: int = 3, n_boot: int = N_BOOT,
@@ -364,9 +417,11 @@ def analyse_run(run: str | Path, data_dir: str | Path | None = None, n_examples:
                           sum(bool(r.get("schema_compliance")) for r in rows) / k))
     failures = sorted((r for r in preds if not r.get("json_exact")), key=lambda r: (-order.get(r["tier"], -1), r["id"]))
     examples = [(r["id"], r["status"], (r["output"] or "")[-160:]) for r in failures[:n_examples]]
+    prompt, note, kinds = _prompt_analysis(results, test_path, preds, n_boot, seed)
     return RunFailures(name=run.name, n=len(preds), statuses={t: dict(c) for t, c in statuses.items()},
                        by_schema=by_schema, leaves=summarise_leaves(leaf_rows, n_boot, seed), examples=examples,
-                       info=_run_info(results), exact=_tier_exact(results, preds, n_boot, seed))
+                       info=_run_info(results), exact=_tier_exact(results, preds, n_boot, seed), prompt=prompt,
+                       prompt_note=note, kinds=kinds)
 
 
 # ------------------------------------------------------------------------------ output
@@ -406,10 +461,50 @@ def format_markdown(runs: Sequence[RunFailures]) -> str:
             cells = [_share_cell(r.leaves, tier, table, group) for table, group in GROUPS]
             if any(c != "—" for c in cells):
                 lines.append(f"| {tier} | {r.leaves.n_answers.get(tier, 0)} | " + " | ".join(cells) + " |")
+        lines += ["", *prompt_lines(r)]
         lines += ["", "Failed answers, last 160 characters:", ""]
-        lines += [f"- `{i}` ({s}): `{json.dumps(t)[1:-1]}`" for i, s, t in r.examples]
+        lines += [f"- `{i}` ({s}{', ' + r.kinds[i].replace('_', ' ') if i in r.kinds else ''}): "
+                  f"`{json.dumps(t)[1:-1]}`" for i, s, t in r.examples]
         lines.append("")
     return "\n".join(lines)
+
+
+def _ci_pct(v: float | None, ci: Sequence[float] | None) -> str:
+    if v is None:
+        return "—"
+    return _pct(v) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
+
+
+#: The answers' kinds as the tables head them.
+KIND_LABELS = {"exact": "exact", "gold_contradicts": "gold contradicts the prompt", "unparsed": "unparsed",
+               "other_reading": "another reading of the prompt", "inconsistent": "inconsistent with the prompt",
+               "unread": "prompt not the template"}
+
+
+def prompt_lines(r: RunFailures) -> list[str]:
+    """What the prompt determines, per tier: the ceiling, JSONExact as a share of it, and the
+    answers by kind (Markdown)."""
+    if r.prompt is None:
+        return [f"What the prompt determines: {r.prompt_note}"]
+    lines = ["What the prompt determines: the ceiling is the best JSONExact any reader of the prompts can expect "
+             "(95% bootstrap intervals over answers); answers by kind; lists: the gold's lists an inconsistent "
+             "answer gives the wrong length, of those compared.", "",
+             "| tier | answers | JSONExact % | ceiling % | JSONExact / ceiling % | "
+             + " | ".join(KIND_LABELS[k] for k in ANSWER_KINDS) + " | lists of the wrong length |",
+             "|" + "---|" * (6 + len(ANSWER_KINDS))]
+    groups = [(t, m) for t, m in r.prompt["by_tier"].items()] + [("all", r.prompt["overall"])]
+    for tier, m in groups:
+        c, a = m["ceiling"], m["answers"]
+        n = sum(a["kinds"].values())
+        exact = a["kinds"]["exact"] / n if n else None
+        unparsed = a["kinds"]["unparsed"]
+        causes = ", ".join(f"{k} {v}" for k, v in a["unparsed"].items())
+        cells = [str(a["kinds"][k]) for k in ANSWER_KINDS]
+        cells[ANSWER_KINDS.index("unparsed")] = f"{unparsed}" + (f" ({causes})" if causes else "")
+        lines.append(f"| {tier} | {n} | {_ci_pct(exact, None)} | {_ci_pct(c['expected'], c['ci'])} | "
+                     f"{_ci_pct(c['json_exact_of_ceiling'], c['share_ci'])} | " + " | ".join(cells)
+                     + f" | {a['lists']['wrong_length']} of {a['lists']['compared']} |")
+    return lines
 
 
 def _share_doc(leaves: LeafSummary, tier: str, table: str, group: str) -> dict | None:
@@ -442,7 +537,8 @@ def run_document(r: RunFailures) -> dict:
                        "schema_compliance": comp} for sid, tier, k, ex, f1, comp in r.by_schema],
         "leaves": leaves,
         "bootstrap": {"unit": "answer", "n_boot": r.leaves.n_boot, "seed": r.leaves.seed, "level": 0.95},
-        "failed_examples": [{"id": i, "status": s, "output_tail": t} for i, s, t in r.examples],
+        "failed_examples": [{"id": i, "status": s, "kind": r.kinds.get(i), "output_tail": t} for i, s, t in r.examples],
+        "prompt": r.prompt, "prompt_note": r.prompt_note or None,
     }
 
 
@@ -461,6 +557,7 @@ def table_rows(runs: Sequence[RunFailures], tier: str) -> list[dict]:
             "leaves": r.leaves.rate("all", tier, "all leaves")[1],
             "json_exact": None if exact is None else {"value": exact[0], "ci": list(exact[1]), "ci_from": exact[2]},
             "share_right": {group: _share_doc(r.leaves, tier, table, group) for table, group in TABLE_GROUPS},
+            "prompt": (r.prompt or {}).get("by_tier", {}).get(tier),
         })
     return rows
 
@@ -469,7 +566,8 @@ def format_table(runs: Sequence[RunFailures], tier: str) -> str:
     """A Markdown table, one row per run: JSONExact and leaves right (all, first half and
     second half of each reference answer) of one tier, with 95% intervals."""
     head = ["run", "model", "blocks", "seed", "train", "answers (leaves)", "JSONExact %", "leaves right %",
-            "first half %", "second half %"]
+            "first half %", "second half %", "ceiling %", "JSONExact / ceiling %",
+            "wrong: unparsed / inconsistent / other reading / gold contradicts"]
     lines = [f"{tier} tier: JSONExact and the share of reference-answer leaves right, 95% bootstrap intervals "
              "over answers.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     sources = set()
@@ -481,6 +579,13 @@ def format_table(runs: Sequence[RunFailures], tier: str) -> str:
                  row["train"], f"{row['answers']} ({row['leaves']:,})",
                  "—" if ex is None else f"{_pct(ex['value'])} [{_pct(ex['ci'][0])}, {_pct(ex['ci'][1])}]"]
         cells += [_share_cell(r.leaves, tier, table, group, count=False) for table, group in TABLE_GROUPS]
+        p = row["prompt"]
+        if p is None:
+            cells += ["—", "—", "—"]
+        else:
+            c, k = p["ceiling"], p["answers"]["kinds"]
+            cells += [_ci_pct(c["expected"], c["ci"]), _ci_pct(c["json_exact_of_ceiling"], c["share_ci"]),
+                      " / ".join(str(k[x]) for x in ("unparsed", "inconsistent", "other_reading", "gold_contradicts"))]
         lines.append("| " + " | ".join(cells) + " |")
     boot = runs[0].leaves if runs else LeafSummary({}, {})
     lines += ["", f"Leaf intervals: {boot.n_boot} draws of the tier's answers, seed {boot.seed}. JSONExact "

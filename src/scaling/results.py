@@ -58,11 +58,16 @@ Format, version ``RESULTS_VERSION``::
 where ``M`` is the aggregate written by :func:`scaling.metrics.aggregate`:
 ``{"n": int, "json_exact": float, "field_f1": float, "field_f1_toplevel": float,
 "schema_compliance": float, "compliance_keys_types": float,
-"ci": {metric: [lo, hi]}}`` (fractions in [0, 1], 95% bootstrap intervals).
+"ci": {metric: [lo, hi]}}`` (fractions in [0, 1], 95% bootstrap intervals), plus what the
+prompts determine (:func:`scaling.ceiling.summarise`): ``"ceiling"`` (the best JSONExact any
+reader of the prompts can expect, with its interval, and JSONExact as a share of it) and
+``"answers"`` (answers per kind: exact, gold contradicts the prompt, unparsed, another reading
+of the prompt, inconsistent with it).
 
 ``predictions.jsonl`` beside it holds one line per evaluated example (``eval.split``) with ``id``,
-``schema_id``, ``tier``, ``output`` (raw model text), ``status``, ``parsed`` and the
-per-example metric values, so analysis can pair examples across models.
+``schema_id``, ``tier``, ``output`` (raw model text), ``status``, ``parsed``, the
+per-example metric values and :func:`scaling.ceiling.score_rows`' fields (``ceiling``,
+``answer_kind`` ...), so analysis can pair examples across models.
 """
 
 from __future__ import annotations
@@ -152,7 +157,8 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-REFERENCE_PREDICTION_KEYS = ("id", "schema_id", "tier", "output", "status", "n_tokens", "hit_eos", *METRIC_KEYS)
+REFERENCE_PREDICTION_KEYS = ("id", "schema_id", "tier", "output", "status", "n_tokens", "hit_eos", "looped", "capped",
+                             *METRIC_KEYS)
 """What a committed reference run keeps of each prediction: the model's own output and its
 scores, never the prompt or expected text (the data stays in its own repository)."""
 

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .ceiling import add_summaries, read_test, score_rows
 from .data import MAX_LINE_BYTES, DataError, Record, SchemaInfo, load_schemas, read_records
 from .data.io import json_type_name, parse_json_line
 from .metrics import (
@@ -44,6 +45,9 @@ __all__ = ["read_predictions", "score_predictions", "format_table", "main"]
 
 #: How many offending ids an error message lists before "and N more".
 _SHOW = 5
+
+#: A prediction's stop flags (as a run records them) that say why an answer did not parse.
+_STOP_FLAGS = ("looped", "capped", "hit_eos")
 
 
 def _listing(items: Sequence[str]) -> str:
@@ -158,8 +162,12 @@ def score_predictions(
     ``schema_id``, ``tier``, ``output``, ``status``, ``error``, ``parsed`` and every
     field of :class:`scaling.metrics.ExampleScore` (``json_exact``, ``field_f1``,
     ``precision``, ``recall``, ``field_f1_toplevel``, ``schema_compliance``,
-    ``compliance_keys_types``). ``aggregate`` is :func:`scaling.metrics.aggregate`
-    of the rows with ``n_boot`` and ``seed``.
+    ``compliance_keys_types``), and what the prompt allows (:func:`scaling.ceiling.score_rows`:
+    ``prompt_check``, ``readings``, ``ceiling``, ``reader_exact``, ``answer_kind``,
+    ``answer_detail``; a prediction's ``looped`` / ``capped`` / ``hit_eos`` name an unparsed
+    answer's cause). ``aggregate`` is :func:`scaling.metrics.aggregate` of the rows with
+    ``n_boot`` and ``seed``, each group with its ``ceiling`` and ``answers`` blocks
+    (:func:`scaling.ceiling.summarise`).
     """
     src = None if source is None else str(source)
     if not records:
@@ -175,7 +183,9 @@ def score_predictions(
         row = {"id": rec.id, "schema_id": rec.schema_id, "tier": rec.tier, "output": output}
         row.update(score.to_dict())
         rows.append(row)
-    return rows, aggregate(rows, n_boot=n_boot, seed=seed)
+    flags = {rid: {k: p[k] for k in _STOP_FLAGS if k in p} for rid, p in by_id.items()}
+    score_rows(rows, read_test(records, schemas), flags)
+    return rows, add_summaries(aggregate(rows, n_boot=n_boot, seed=seed), rows, n_boot=n_boot, seed=seed)
 
 
 # ---------------------------------------------------------------------------- report
@@ -190,17 +200,34 @@ def _cell(m: Mapping[str, Any], key: str) -> str:
     return f"{100 * m[key]:5.1f} ({100 * lo:5.1f}-{100 * hi:5.1f})"
 
 
+def _ceiling_cells(m: Mapping[str, Any]) -> str:
+    """``ceiling (lo-hi)  exact/ceiling (lo-hi)`` of a group, ``-`` where it is unknown."""
+    c = m.get("ceiling") or {}
+    if c.get("expected") is None:
+        return f"{'-':<17}  {'-':<17}"
+    cell = f"{100 * c['expected']:5.1f} ({100 * c['ci'][0]:5.1f}-{100 * c['ci'][1]:5.1f})"
+    share = c.get("json_exact_of_ceiling")
+    ci = c.get("share_ci")
+    of = "-" if share is None else f"{100 * share:5.1f}" + (f" ({100 * ci[0]:5.1f}-{100 * ci[1]:5.1f})" if ci else "")
+    return f"{cell:<17}  {of:<17}"
+
+
 def format_table(agg: Mapping[str, Any]) -> str:
     """A plain-text table of an :func:`~scaling.metrics.aggregate` result: one line
     per group (overall, each tier, each schema) with n, every metric as a percentage
-    with its 95% interval, and the status counts ok/schema_error/syntax_error/
-    json_not_found."""
+    with its 95% interval, the status counts ok/schema_error/syntax_error/
+    json_not_found, and, where the aggregate has them (:func:`scaling.ceiling.summarise`), the
+    ceiling and JSONExact as a share of it; then the answers by kind per tier."""
     name_w = max(len("overall"), *(len(k) + 2 for k in agg["by_tier"]), *(len(k) + 2 for k in agg["by_schema"]))
     cell_w = len(_cell({"x": 1.0, "ci": {"x": [1.0, 1.0]}}, "x"))
+    ceiling = "ceiling" in agg["overall"]
     header = f"{'group':<{name_w}} {'n':>4}  " + "  ".join(f"{label:<{cell_w}}" for _, label in _COLUMNS)
     header += "  ok/schema/syntax/none"
+    if ceiling:
+        header += f"  {'ceiling':<17}  {'exact/ceiling':<17}"
     lines = [
-        "metrics in % with 95% bootstrap intervals; status: ok/schema_error/syntax_error/json_not_found",
+        "metrics in % with 95% bootstrap intervals; status: ok/schema_error/syntax_error/json_not_found"
+        + ("; ceiling: the best JSONExact a reader of the prompts can expect" if ceiling else ""),
         header,
         "-" * len(header),
     ]
@@ -208,13 +235,24 @@ def format_table(agg: Mapping[str, Any]) -> str:
     def line(name: str, m: Mapping[str, Any]) -> str:
         counts = "/".join(str(m["status_counts"].get(s, 0)) for s in _STATUS_COLUMNS)
         cells = "  ".join(_cell(m, k) for k, _ in _COLUMNS)
-        return f"{name:<{name_w}} {m['n']:>4}  {cells}  {counts}"
+        out = f"{name:<{name_w}} {m['n']:>4}  {cells}  {counts:<22}"
+        return out + ("  " + _ceiling_cells(m) if ceiling else "")
 
     lines.append(line("overall", agg["overall"]))
     lines.append("by tier")
     lines.extend(line(f"  {t}", m) for t, m in agg["by_tier"].items())
     lines.append("by schema")
     lines.extend(line(f"  {s}", m) for s, m in agg["by_schema"].items())
+    if "answers" in agg["overall"]:
+        kinds = list(agg["overall"]["answers"]["kinds"])
+        lines += ["", "answers by kind: " + ", ".join(kinds) + "; lists: the gold's lists in inconsistent answers "
+                  "with the wrong length / compared"]
+        for name, m in [("overall", agg["overall"]), *agg["by_tier"].items()]:
+            a = m["answers"]
+            causes = ", ".join(f"{c} {k}" for c, k in a["unparsed"].items())
+            lines.append(f"  {name:<{name_w}} " + "  ".join(f"{k} {a['kinds'][k]}" for k in kinds)
+                         + (f" (unparsed: {causes})" if causes else "")
+                         + f"; lists {a['lists']['wrong_length']}/{a['lists']['compared']}")
     return "\n".join(lines)
 
 

@@ -169,6 +169,42 @@ def runs_table(cmp: Comparison) -> Table:
                  header, tuple(rows))
 
 
+def _prompt_blocks(run: Run) -> list[tuple[str, Mapping[str, Any]]]:
+    """(group, metrics block) of a run's overall and tiers, where results.json carries the ceiling."""
+    m = run.results.get("metrics") or {}
+    blocks = [("overall", m.get("overall") or {})] + list((m.get("by_tier") or {}).items())
+    return [(g, b) for g, b in blocks if isinstance((b or {}).get("ceiling"), Mapping)]
+
+
+def ceiling_table(cmp: Comparison) -> Table | None:
+    """Each run against what its prompts determine (:mod:`scaling.ceiling`, from results.json):
+    per tier, JSONExact, the ceiling and the share of it, and the wrong answers by kind. None
+    when no run carries the ceiling."""
+    header = ("run", "examples", "n", "JSONExact %", "ceiling % [95% CI]", "JSONExact / ceiling % [95% CI]",
+              "wrong: unparsed / inconsistent with the prompt / another reading / gold contradicts the prompt",
+              "inconsistent answers that lose or add list items")
+    rows = []
+    for r in cmp.runs:
+        for group, b in _prompt_blocks(r):
+            c, a = b["ceiling"], b.get("answers") or {}
+            k = a.get("kinds") or {}
+
+            def cell(v, ci):
+                return "-" if v is None else pct(v) + (f" [{pct(ci[0])}, {pct(ci[1])}]" if ci else "")
+
+            rows.append((r.label, group, str(b.get("n", "-")), pct(float(b.get("json_exact", math.nan))),
+                         cell(c.get("expected"), c.get("ci")), cell(c.get("json_exact_of_ceiling"), c.get("share_ci")),
+                         " / ".join(str(k.get(x, 0)) for x in ("unparsed", "inconsistent", "other_reading",
+                                                               "gold_contradicts")),
+                         f"{(a.get('lists') or {}).get('answers_lose_or_add_items', 0)} of {k.get('inconsistent', 0)}"))
+    if not rows:
+        return None
+    return Table(f"compare-{cmp.name}-ceiling", "Each run against what its prompts determine: the ceiling is the best "
+                                                "JSONExact any reader of the prompts can expect (on all the run's "
+                                                "examples, from its results.json); the wrong answers by kind.",
+                 header, tuple(rows))
+
+
 def _group_title(row: GroupComparison) -> str:
     return {"overall": "overall", "tier": row.group}.get(row.kind, row.group)
 
@@ -344,6 +380,13 @@ def markdown(cmp: Comparison, figure: str | None = FIGURE) -> str:
     for r in cmp.runs:
         lines.append(f"- {r.label}: `{r.path}`")
     lines.append("")
+    ceiling = ceiling_table(cmp)
+    if ceiling is not None:
+        lines += ["### What the prompt determines", "", ceiling.to_markdown()]
+        bare = [r.label for r in cmp.runs if not _prompt_blocks(r)]
+        if bare:
+            lines += [f"No ceiling in the results of {', '.join(bare)} (scored before scaling.ceiling: re-score "
+                      "their predictions to add it).", ""]
     if not al.same_data:
         lines += [f"**The runs were scored on different data files** (--intersect): the comparison uses the "
                   f"{len(al.ids)} ids every run scored, and an id may carry a different reference answer in each "
@@ -396,6 +439,9 @@ def markdown(cmp: Comparison, figure: str | None = FIGURE) -> str:
 
 def latex(cmp: Comparison) -> str:
     parts = [runs_table(cmp).to_latex()]
+    ceiling = ceiling_table(cmp)
+    if ceiling is not None:
+        parts.append(ceiling.to_latex())
     for k, pair in enumerate(cmp.pairs):
         parts += [summary_table(cmp, pair, f"pair{k + 1}").to_latex(), schema_table(cmp, pair, f"pair{k + 1}").to_latex()]
     if cmp.checks:
@@ -480,7 +526,9 @@ def to_json(cmp: Comparison) -> dict[str, Any]:
         "runs": [{"label": r.label, "path": str(r.path), **r.describe(), "split": r.split,
                   "scored_file": {"path": r.scored.path, "sha256": r.scored.sha256},
                   "train_file": None if r.train is None else {"path": r.train.path, "sha256": r.train.sha256},
-                  "n_examples": len(r.examples), "config_hash": r.results.get("config_hash")} for r in cmp.runs],
+                  "n_examples": len(r.examples), "config_hash": r.results.get("config_hash"),
+                  "prompt": {g: {"ceiling": b["ceiling"], "answers": b.get("answers")} for g, b in _prompt_blocks(r)}}
+                 for r in cmp.runs],
         "examples": {"n": len(cmp.alignment.ids), "same_data": cmp.alignment.same_data,
                      "dropped": dict(cmp.alignment.dropped), "ids": list(cmp.alignment.ids)},
         "pairs": [{"a": p.a, "b": p.b, "rows": [row(r) for r in p.rows],

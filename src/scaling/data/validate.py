@@ -18,6 +18,14 @@ Checks, in the order they run on a line (a line failing ``parse``, ``fields`` or
     RFC 3339.
 ``derived``
     derived-field arithmetic (:mod:`scaling.data.derived`).
+``prompt``
+    the gold contradicts its prompt: the prompt is the EdgeJSON template's rendering of
+    another answer (a value altered, a line added or missing), so no reader of the prompt can
+    give the gold (:mod:`scaling.data.readings`); the message names the first differing line.
+    A gold that differs from its prompt only in key order or number format is no
+    contradiction: it is counted apart (``ValidationReport.prompts``) and listed in
+    ``ValidationReport.notes``. A prompt whose first or last line is not the template's
+    (another dataset, synthetic data) is not read, and counted as ``not_template``.
 ``duplicate_id``
     an ``id`` already used by an earlier record, in the same file or another one.
 ``train_test_overlap``
@@ -40,8 +48,10 @@ import jsonschema
 
 from .derived import check_derived
 from .io import MAX_LINE_BYTES, TIERS, DataError, Record, SchemaInfo, _json_path, load_schemas, scan_records
+from .readings import PROMPT_KINDS, read_record
 
-CHECKS = ("parse", "fields", "schema_known", "schema_valid", "derived", "duplicate_id", "train_test_overlap")
+CHECKS = ("parse", "fields", "schema_known", "schema_valid", "derived", "prompt", "duplicate_id",
+          "train_test_overlap")
 
 #: Schema key used in per-schema counts for lines whose schema_id could not be read.
 UNPARSED = "(unparsed)"
@@ -85,7 +95,10 @@ class ValidationReport:
     lines failing each check. ``check_formats``: whether ``format`` keywords were
     checked; ``formats`` lists the formats the installed jsonschema can check when
     they were. ``overlap_checked``: whether train/test overlap was checked
-    (``roles`` shows each file's role, None when it has none).
+    (``roles`` shows each file's role, None when it has none). ``prompts``: records per
+    :data:`~scaling.data.readings.PROMPT_KINDS` (how each gold stands to its prompt; a
+    ``contradicts`` record fails the ``prompt`` check); ``notes``: the ``order_or_format``
+    records, which pass (their gold differs from the prompt only in key order or number format).
     """
 
     files: list[str]
@@ -99,6 +112,8 @@ class ValidationReport:
     failures: list[Failure] = field(default_factory=list)
     by_check: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CHECKS})
     by_schema: dict[str, dict[str, Any]] = field(default_factory=dict)
+    prompts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in PROMPT_KINDS})
+    notes: list[Failure] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +133,8 @@ class ValidationReport:
             "roles": dict(self.roles),
             "schemas_dir": self.schemas_dir,
             "failures": [f.to_dict() for f in self.failures],
+            "prompts": dict(self.prompts),
+            "notes": [f.to_dict() for f in self.notes],
         }
 
 
@@ -259,6 +276,12 @@ def validate_files(
                 col.add(p, rec.line, rec.id, rec.schema_id, "schema_valid", msg)
             for msg in check_derived(rec.schema_id, rec.expected_output):
                 col.add(p, rec.line, rec.id, rec.schema_id, "derived", msg)
+            check = read_record(rec, schemas[rec.schema_id].schema).check
+            report.prompts[check.kind] += 1
+            if check.kind == "contradicts":
+                col.add(p, rec.line, rec.id, rec.schema_id, "prompt", f"the gold contradicts its prompt: {check.message}")
+            elif check.kind == "order_or_format":
+                report.notes.append(Failure(p, rec.line, rec.id, rec.schema_id, "prompt", check.message))
             prev = first_seen.get(rec.id)
             if prev is None:
                 first_seen[rec.id] = rec
@@ -293,7 +316,7 @@ def format_report(report: ValidationReport, max_failures: int = 20) -> str:
     ``max_failures`` failures as ``file:line: id: check: message``.
     """
     abbrev = {"parse": "parse", "fields": "fields", "schema_known": "known", "schema_valid": "schema",
-              "derived": "derived", "duplicate_id": "dup_id", "train_test_overlap": "overlap"}
+              "derived": "derived", "prompt": "prompt", "duplicate_id": "dup_id", "train_test_overlap": "overlap"}
     name_w = max([len("schema")] + [len(s) for s in report.by_schema])
     head = f"{'schema':<{name_w}}  {'tier':<7}  {'records':>7}  {'invalid':>7}  " + "  ".join(
         f"{abbrev[c]:>7}" for c in CHECKS)
@@ -306,6 +329,10 @@ def format_report(report: ValidationReport, max_failures: int = 20) -> str:
                  + "  ".join(f"{report.by_check[c]:>7}" for c in CHECKS))
     lines.append("")
     lines.append(f"records: {report.records}   invalid: {report.invalid}   failures: {len(report.failures)}")
+    pk = report.prompts
+    lines.append(f"gold vs prompt: {pk['renders']} render as their prompt, {pk['order_or_format']} differ only in key "
+                 f"order or number format (no contradiction), {pk['contradicts']} contradict their prompt (check "
+                 f"'prompt'), {pk['not_template']} prompts are not the EdgeJSON template (not read)")
     if report.check_formats:
         lines.append(f"format checks: on ({', '.join(report.formats)})")
     else:
@@ -320,5 +347,10 @@ def format_report(report: ValidationReport, max_failures: int = 20) -> str:
         shown = report.failures[:max_failures]
         lines.append("")
         lines.append(f"first {len(shown)} of {len(report.failures)} failures:")
+        lines.extend(str(f) for f in shown)
+    if report.notes:
+        shown = report.notes[:max_failures]
+        lines.append("")
+        lines.append(f"no contradiction, {len(shown)} of {len(report.notes)}:")
         lines.extend(str(f) for f in shown)
     return "\n".join(lines)

@@ -58,7 +58,9 @@ def evaluate_records(model, tokenizer, records, schemas, fmt: PromptFormat, cfg:
     generations, stats = generate_batched(model, tokenizer, prompts, max_new_tokens, cfg, grammars, desc=desc,
                                           caps=caps)
     stats.grammar_compile_s, stats.grammar_failures = compile_s, failures
-    predictions = [{"id": r.id, "output": g.text} for r, g in zip(records, generations)]
+    # The stop flags go with the text: they name why an unparsed answer stopped (scaling.ceiling).
+    predictions = [{"id": r.id, "output": g.text, "looped": g.looped, "capped": g.capped, "hit_eos": g.hit_eos}
+                   for r, g in zip(records, generations)]
     rows, metrics = score_predictions(predictions, records, schemas)
     for row, g, cap in zip(rows, generations, caps):
         row["n_tokens"] = g.n_tokens

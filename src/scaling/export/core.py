@@ -31,7 +31,7 @@ MEASURED_DIR = "measured"
 EXAMPLE_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
                   "required": ["name"]}
 EXAMPLE_TEXT = "<the text to extract from>"
-_MEASURED_KEYS = (*REFERENCE_PREDICTION_KEYS, "looped", "capped", "cap", "truncated", "ttft_s", "latency_s")
+_MEASURED_KEYS = (*REFERENCE_PREDICTION_KEYS, "cap", "truncated", "ttft_s", "latency_s")
 
 
 def _now() -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 
+from scaling.fit.ceiling import TierCeiling, collect_ceilings
 from scaling.fit.collect import Collection, Log, _stderr
 from scaling.fit.data_axis import DataCurve, data_curves
 from scaling.fit.errors import FitError
@@ -100,6 +101,9 @@ class Analysis:
     recommendations: tuple[Recommendation, ...]
     data: tuple[DataCurve, ...] = ()
     """The data axis: models measured at several ``data.train_fraction`` values."""
+    ceilings: Mapping[str, TierCeiling] = field(default_factory=dict)
+    """tier -> what the prompts determine: the best JSONExact any reader of them can expect."""
+    ceiling_notes: tuple[str, ...] = ()
 
     def curve(self, series: str, metric: str, tier: str) -> Curve | None:
         for c in self.curves:
@@ -178,9 +182,10 @@ def analyse(collection: Collection, settings: Settings, log: Log = _stderr) -> A
                                      capacity_threshold(c.N, c.y, c.reps, c.keys, target, c.loglinear)))
     ladder, recs = build_ladder(scores, settings)
     data = data_curves(collection, settings.metrics, settings.tiers, settings.n_boot, settings.seed, settings.level)
+    ceilings, notes = collect_ceilings(collection.jobs, settings.tiers)
     return Analysis(settings=settings, collection=collection, scores=tuple(scores), curves=tuple(curves),
                     capacity=tuple(capacity), verdicts=evaluate_tracks(scores, settings), ladder=ladder,
-                    recommendations=recs, data=data)
+                    recommendations=recs, data=data, ceilings=ceilings, ceiling_notes=tuple(notes))
 
 
 def fit_summary(analysis: Analysis) -> str:

@@ -166,6 +166,25 @@ def _seed_legend_entries(curves) -> list:
     return []
 
 
+def _ceiling_band(ax, analysis: Analysis, metric: str, tier: str) -> bool:
+    """The tier's ceiling (what its prompts determine) as a grey band (95% interval) and line;
+    JSONExact only. True when drawn."""
+    c = analysis.ceilings.get(tier) if metric == "json_exact" else None
+    if c is None:
+        return False
+    if c.ci:
+        ax.axhspan(c.ci[0], c.ci[1], color="grey", alpha=0.15, lw=0, zorder=0)
+    ax.axhline(c.expected, color="grey", ls="-.", lw=0.9, zorder=1)
+    return True
+
+
+def _ceiling_legend_entries(drawn: bool) -> list:
+    from matplotlib.patches import Patch
+
+    return [(Patch(facecolor="grey", alpha=0.3, edgecolor="grey", ls="-."),
+             "ceiling: what the prompt determines (95% CI)")] if drawn else []
+
+
 def _curves(analysis: Analysis, metric: str, tier: str) -> list[Curve]:
     return [c for c in analysis.curves if c.metric == metric and c.tier == tier]
 
@@ -223,19 +242,21 @@ def figure_score_vs_params(analysis: Analysis, metric: str = "json_exact") -> Fi
     styles = _Styles(analysis)
     fig, panels = _tier_grid(analysis, metric)
     all_curves = []
+    band = False
     for tier, ax in panels:
         curves = _curves(analysis, metric, tier)
         all_curves += curves
         offs = _offsets(curves)
         for c in curves:
             _plot_curve(ax, c, styles, offs[c.series])
+        band |= _ceiling_band(ax, analysis, metric, tier)
         _size_axis(ax, [n for c in curves for n in c.N])
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(tier)
         ax.set_xlabel(f"parameters ({analysis.settings.params.replace('_', '-')})")
         ax.set_ylabel(metric_label(metric))
     _legend(fig, [ax for _, ax in panels], _fit_legend_entries(all_curves) + _seed_legend_entries(all_curves)
-            + _rung_legend_entries(all_curves))
+            + _rung_legend_entries(all_curves) + _ceiling_legend_entries(band))
     fig.suptitle(f"{metric_label(metric)} vs parameters")
     return fig
 
@@ -466,7 +487,9 @@ def figure_data_axis(analysis: Analysis, metric: str | None = None) -> Figure:
         ax.set_visible(False)
     # x: training records when every job recorded them (data.n_train), else the fraction
     by_count = all(n is not None and n > 0 for d in curves for n in d.n_train)
+    band = False
     for tier, ax in zip(tiers, axes.ravel()):
+        band |= _ceiling_band(ax, analysis, metric, tier)
         xs_all = []
         for k, d in enumerate(curves):
             if (metric, tier) not in d.point:
@@ -488,7 +511,7 @@ def figure_data_axis(analysis: Analysis, metric: str | None = None) -> Figure:
         ax.set_title(tier)
         ax.set_xlabel("training records" if by_count else "share of the training records")
         ax.set_ylabel(metric_label(metric))
-    _legend(fig, axes, _seed_legend_entries_data(curves))
+    _legend(fig, axes, _seed_legend_entries_data(curves) + _ceiling_legend_entries(band))
     fig.suptitle(f"{metric_label(metric)} vs training records (the data axis)")
     return fig
 

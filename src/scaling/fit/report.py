@@ -24,6 +24,7 @@ import numpy as np
 
 from scaling.configs import to_plain
 from scaling.fit.analysis import Analysis, Curve, analyse, fit_summary, headline_series, n_sizes
+from scaling.fit.ceiling import answers, wrong_answers_text
 from scaling.fit.trend import trend_checks
 from scaling.fit.collect import OVERALL, Collection, Log, collect, load_reference, newest_sweep
 from scaling.fit.config import Settings, conf_dir
@@ -31,8 +32,8 @@ from scaling.fit.errors import FitError
 from scaling.fit.figures import FigureFile, make_figures, metric_label
 from scaling.fit.fits import NO_SIGNAL, _fmt_n
 from scaling.fit.scores import THIN, THIN_NOTE, SeriesScores
-from scaling.fit.tables import (Table, all_tables, data_axis_table, describe_diminishing, gain_text, headline_table,
-                                ladder_table, pct, write_tables)
+from scaling.fit.tables import (Table, all_tables, ceiling_table, data_axis_table, describe_diminishing, gain_text,
+                                headline_table, ladder_table, pct, write_tables)
 from scaling.results import atomic_write_json, atomic_write_text
 
 FIT_VERSION = 1
@@ -260,6 +261,7 @@ def fit_document(analysis: Analysis, *, name: str, config: Mapping[str, Any], fi
         "series": [_series_doc(s) for s in analysis.scores],
         "curves": [c.to_dict() for c in analysis.curves],
         "data_axis": [d.to_dict() for d in analysis.data],
+        "ceiling": {t: c.to_dict() for t, c in analysis.ceilings.items()},
         "collection": {
             "jobs": [{"path": str(j.path), "run_name": j.run_name, "model": j.model_key, "method": j.method,
                       "decode_mode": j.decode_mode, "seed": j.seed, "params_total": j.params_total,
@@ -388,6 +390,40 @@ def answer(analysis: Analysis, head: SeriesScores | None) -> list[str]:
     return [s1, s2, s3]
 
 
+def ceiling_lines(analysis: Analysis, head: SeriesScores | None) -> list[str]:
+    """The report's "What the prompt determines" section: each tier's JSONExact against its
+    ceiling for the headline series' largest rung, its wrong answers by kind, and the table."""
+    if not analysis.ceilings:
+        return []
+    L = ["## What the prompt determines", ""]
+    if head is not None and head.models:
+        i = max(range(len(head.models)), key=lambda k: head.models[k].params_total)
+        model = head.models[i]
+        jobs = [j for j in analysis.collection.jobs if str(j.path) in model.jobs]
+        parts = []
+        for t, c in analysis.ceilings.items():
+            r = head.row("json_exact", t)
+            if r is None or not math.isfinite(r.point[i]):
+                continue
+            ci = f" [{pct(c.ci[0])}, {pct(c.ci[1])}]" if c.ci else ""
+            text = (f"{t}: {_pct_ci_row(r, i)} of a ~{pct(c.expected)}%{ci} ceiling "
+                    f"({100 * r.point[i] / c.expected:.0f}% of it)" if c.expected else f"{t}: ceiling 0")
+            a = answers(jobs, t)
+            parts.append(text + (f"; {wrong_answers_text(a)}" if a is not None else ""))
+        seeds = f"{len(model.seeds)} seeds" if len(model.seeds) > 1 else "one seed"
+        L += [f"`{model.key}` ({_fmt_n(model.params_total)}, {head.label}, {seeds}) against the ceiling, the best "
+              "JSONExact any reader of the prompts can expect (the answers that render to each prompt, weighted "
+              "as EdgeJSON's generator draws them; 0 where the gold contradicts the prompt):", ""]
+        L += [f"- {p}." for p in parts] + [""]
+    L += [ceiling_table(analysis, head).to_markdown()]
+    return L
+
+
+def _pct_ci_row(r, i: int) -> str:
+    lo, hi = r.lo[i], r.hi[i]
+    return f"{pct(r.point[i])}%" + (f" [{lo * 100:.1f}, {hi * 100:.1f}]" if math.isfinite(lo) and math.isfinite(hi) else "")
+
+
 def render_report(analysis: Analysis, name: str, figures: Sequence[FigureFile] = (),
                   figures_skipped: Sequence[tuple[str, str]] = (), out_dir: Path | None = None) -> str:
     """``report.md``: the headline table and the answer first, then verdicts, the other
@@ -422,6 +458,7 @@ def render_report(analysis: Analysis, name: str, figures: Sequence[FigureFile] =
               "the same test examples (differences in points, paired 95% intervals):", ""]
         L += [f"- {c.line().removeprefix('check: ')}" for c in checks] + [""]
     L += _verdict_lines(analysis)
+    L += ceiling_lines(analysis, head)
     others = [s for s in multi if s is not head]
     if others:
         L += [f"## Gain per 100M parameters in the other series ({mname}, points)", ""]
@@ -469,7 +506,8 @@ def render_report(analysis: Analysis, name: str, figures: Sequence[FigureFile] =
     for n, r in figures_skipped:
         L.append(f"- {n}: skipped ({r})")
     L += ["", "Tables (Markdown and LaTeX) are in `tables/`; every number is in `fit.json`.", ""]
-    notes = list(dict.fromkeys(list(col.notes) + [n for s in analysis.scores for n in s.notes]))
+    notes = list(dict.fromkeys(list(col.notes) + [n for s in analysis.scores for n in s.notes]
+                               + list(analysis.ceiling_notes)))
     thin = [f"{s.label}: {', '.join(s.thin)}" for s in analysis.scores if s.thin]
     if thin:
         notes.append(f"json_exact rests on fewer than {THIN} successes or failures in: " + "; ".join(thin)

@@ -283,12 +283,38 @@ def verdict_table(analysis: Analysis) -> Table:
                  ("track", "series", "rung", "metric", "measured", "threshold", "result"), tuple(rows))
 
 
+def ceiling_table(analysis: Analysis, series: SeriesScores | None) -> Table:
+    """Each tier's ceiling (what its prompts determine) and, for every rung of ``series``,
+    JSONExact beside it and as a share of it (the ceiling held at its value on this test set)."""
+    models = sorted(range(len(series.models)), key=lambda i: series.models[i].params_total) if series else []
+    header = ("tier", "records", "gold contradicts the prompt", "only one answer fits",
+              "most probable reading = gold (%)", "ceiling (%)") + tuple(
+        f"{series.models[i].key}: JSONExact (%, share of the ceiling)" for i in models)
+    rows = []
+    for t, c in analysis.ceilings.items():
+        cells = []
+        r = series.row("json_exact", t) if series else None
+        for i in models:
+            if r is None or not math.isfinite(r.point[i]):
+                cells.append("-")
+                continue
+            share = f"{100 * r.point[i] / c.expected:.0f}%" if c.expected else "-"
+            cells.append(f"{pct(r.point[i], _ci(r.lo[i], r.hi[i]))} ({share})")
+        rows.append((t, str(c.n), str(c.contradicts), str(c.determined), pct(c.reader_exact), pct(c.expected, c.ci),
+                     *cells))
+    return Table("ceiling", "What the prompt determines: per tier, the records whose gold contradicts the prompt, "
+                            "those one answer fits, how often the most probable reading is the gold, and the "
+                            "ceiling, the best JSONExact any reader of the prompts can expect (95% bootstrap "
+                            "interval); each rung's JSONExact beside it.", header, tuple(rows))
+
+
 def all_tables(analysis: Analysis) -> tuple[Table, ...]:
     head = headline_series(analysis)
     return ((headline_table(analysis, head),) if head is not None else ()) + (
         ladder_table(analysis), recommendation_table(analysis), tier_scores_table(analysis),
         gain_table(analysis), fits_table(analysis), capacity_table(analysis), verdict_table(analysis)) + (
-        (data_axis_table(analysis),) if analysis.data else ())
+        (data_axis_table(analysis),) if analysis.data else ()) + (
+        (ceiling_table(analysis, head),) if analysis.ceilings else ())
 
 
 def write_tables(analysis: Analysis, out_dir: str | Path) -> tuple[Path, ...]:
