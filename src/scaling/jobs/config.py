@@ -1,7 +1,7 @@
 """The job's own config types and the resolvers its YAML files use.
 
 Importing this module registers the resolvers (``${wandb_offline:}``, ``${job_type:...}``,
-``${job_dirname:...}``, ``${bookkeeping_keys:}``), so it is imported by every entry point
+``${job_dirname:...}``, ``${bookkeeping_keys:}``, ``${run_dir:...}``), so it is imported by every entry point
 before Hydra composes a config. It imports neither torch nor Lightning: ``--help``,
 ``--cfg`` and the parent process of a parallel sweep stay light.
 """
@@ -124,6 +124,21 @@ def wandb_offline() -> bool:
         return True
 
 
+WANDB_SWEEP_ENV = "WANDB_SWEEP_ID"
+"""Set by ``wandb agent`` in the environment of each run it starts."""
+
+
+def run_dir(output_root: str, sweep_name: str, run_name: str, overrides: Any) -> str:
+    """``hydra.run.dir``, a single job's folder: ``<output_root>/runs/<sweep_name>/<run_name>``.
+    A run started by a W&B sweep agent goes where a multirun's job would,
+    ``<output_root>/multirun/<sweep_name>/<its overrides>`` (:func:`job_dirname`): there
+    ``scaling.fit`` finds it, runs with other swept values never share a folder, and a run
+    with the same values is the same job (skipped when completed, refused while running)."""
+    if os.environ.get(WANDB_SWEEP_ENV):
+        return f"{output_root}/multirun/{sweep_name}/{job_dirname(overrides or []) or run_name}"
+    return f"{output_root}/runs/{sweep_name}/{run_name}"
+
+
 def auto_precision(accelerator: str) -> str:
     """``${auto_precision:cpu}``: bf16-mixed where the hardware has fast bf16 (scaling.hardware)."""
     from scaling.hardware import resolve_precision  # here: it imports torch, which --help never needs
@@ -137,6 +152,7 @@ RESOLVERS = {
     "job_dirname": job_dirname,
     "bookkeeping_keys": lambda: list(BOOKKEEPING_KEYS),
     "auto_precision": auto_precision,
+    "run_dir": run_dir,
 }
 
 for _name, _fn in RESOLVERS.items():
