@@ -27,7 +27,8 @@ from typing import Any
 
 import hydra
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 import scaling.jobs.config  # noqa: F401 - registers the configs' resolvers before Hydra composes
 from scaling.jobs.hydra_runtime import hydra_job_dir, is_multirun, job_num
@@ -117,6 +118,19 @@ def _check_writable(folder: str, what: str) -> None:
         sys.exit(2)
 
 
+def _check_launcher(config: DictConfig) -> None:
+    """Resolve the launcher's settings before Hydra does (it would print a traceback): a
+    resolver's refusal (``hydra/launcher=slurm_ddp`` without a number of devices) is one
+    ``error:`` line and status 2."""
+    try:
+        OmegaConf.to_container(config.hydra.launcher, resolve=True)
+    except InterpolationResolutionError as exc:
+        # OmegaConf's message: "<Error> raised while resolving interpolation: <message>\n full_key: ..."
+        message = str(exc).split("\n", 1)[0].split("resolving interpolation: ", 1)[-1]
+        print(f"error: {exc.full_key or 'hydra.launcher'}: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 class SweepCallback(Callback):
     """Checks the output folder before Hydra creates it, and reports a multirun's failed jobs
     at its end (``conf/hydra/default.yaml: callbacks``)."""
@@ -132,6 +146,7 @@ class SweepCallback(Callback):
         _exit_status = 0
         if is_secondary_rank():  # a DDP worker re-running the command: rank 0 runs the sweep
             return
+        _check_launcher(config)
         sweep_dir = str(config.hydra.sweep.dir)
         _check_writable(sweep_dir, "sweep folder")
         invocation = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
