@@ -198,8 +198,37 @@ def report_sweep(outcomes: dict[int, dict], sweep_name: str) -> int:
     return len(bad)
 
 
+def default_groups(config_name: str = "train") -> set[str]:
+    """The config groups in ``conf/<config_name>.yaml``'s defaults list (``model``, ``debug``...)."""
+    groups = set()
+    for entry in OmegaConf.load(CONF_DIR / f"{config_name}.yaml").get("defaults") or []:
+        if isinstance(entry, str):
+            entry = {entry: None}
+        for key in entry:
+            key = str(key).split()[-1]  # "optional debug", "override finetune"
+            if key != "_self_" and (CONF_DIR / key).is_dir():
+                groups.add(key)
+    return groups | (default_groups("train") if config_name != "train" else set())
+
+
+def plain_group_overrides(args: list[str], groups: set[str]) -> list[str]:
+    """``+debug=fast`` -> ``debug=fast`` for a group already in the defaults list, where
+    Hydra would refuse it ("Multiple values for debug"); a note on stderr says so. Keys with
+    a dot (``+model.path=...``: a new key) are left as they are."""
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key.startswith("+") and not key.startswith("++") and key[1:] in groups:
+            print(f"note: {arg} read as {key[1:]}={value}: the config group {key[1:]} is in the defaults list, so "
+                  "it takes no '+'", file=sys.stderr)
+            arg = f"{key[1:]}={value}"
+        out.append(arg)
+    return out
+
+
 def hydra_entry(config_name: str) -> None:
     """``main`` of a job entry point over ``conf/<config_name>.yaml``."""
+    sys.argv = [sys.argv[0], *plain_group_overrides(sys.argv[1:], default_groups(config_name))]
     hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(run_task)()
     if _exit_status:
         sys.exit(_exit_status)
