@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,20 @@ import pytest
 from scaling.paths import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def _scripts() -> dict[str, str]:
+    """pyproject.toml's ``[project.scripts]``."""
+    text = (REPO / "pyproject.toml").read_text()
+    try:
+        import tomllib  # Python >= 3.11
+    except ModuleNotFoundError:  # 3.10: the section's `name = "module:func"` lines
+        section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+        return dict(re.findall(r'^([\w-]+)\s*=\s*"([^"]+)"', section, re.M))
+    return tomllib.loads(text)["project"]["scripts"]
+
+
+SCRIPTS = _scripts()
 
 
 @pytest.fixture(scope="module")
