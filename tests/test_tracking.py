@@ -132,6 +132,19 @@ def test_interrupted_job_has_its_config_and_the_signal(tmp_path, run_scaling, fa
     assert run.summary["status"] == "failed" and run.summary["error/type"] == "SIGTERMException"
 
 
+def test_job_failing_before_its_model_has_its_config_and_the_error(tmp_path, run_scaling, fast_overrides):
+    # The data is missing: the job fails while preparing, before any model or logger is made.
+    args = ["model=tiny_s", "sweep_name=wb", "data=edgejson_v3", "debug=fast"]
+    proc = run_scaling("scaling.train", args, tmp_path, check=False, EDGEJSON_DIR=str(tmp_path / "no-data"))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    (job,) = (tmp_path / "runs" / "wb").iterdir()
+    run = OfflineRun(job)
+    assert_full_config(run, job)
+    assert run.init_config["data.root"] == str(tmp_path / "no-data")
+    assert run.summary["status"] == "failed" and run.summary["error/type"] == "DataError"
+    assert "EDGEJSON_DIR" in run.summary["error/message"] and run.exit_code == 1
+
+
 def _agent_run(tmp_path: Path, run_scaling, fast_overrides, sweep_id: str, run_id: str, params: dict):
     """One run as ``wandb agent`` starts it (``Agent._command_run``), offline."""
     from wandb.sdk.launch.sweeps import utils as sweep_utils
