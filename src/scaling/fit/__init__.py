@@ -14,7 +14,7 @@ from scaling.fit.analysis import Analysis, Curve, analyse, build_curve, fit_summ
 from scaling.fit.bootstrap import paired_bootstrap, percentile_ci
 from scaling.fit.collect import (METRICS, OVERALL, Collection, Job, ReferenceSeries, Series, collect, load_reference,
                                  newest_sweep, read_job, read_predictions)
-from scaling.fit.config import Settings, conf_dir
+from scaling.fit.config import REFERENCE_LADDER, Settings, anchor_paths, conf_dir, project_root
 from scaling.fit.errors import FitError
 from scaling.fit.figures import FIGURES, make_figures
 from scaling.fit.fits import (CapacityThreshold, DiminishingReturns, LogisticFit, LogLinearFit, RungGain,
@@ -28,7 +28,8 @@ from scaling.fit.verdicts import Verdict, build_ladder, evaluate_track
 __all__ = [
     "Analysis", "Curve", "analyse", "build_curve", "fit_summary", "paired_bootstrap", "percentile_ci", "METRICS",
     "OVERALL", "Collection", "Job", "ReferenceSeries", "Series", "collect", "load_reference", "newest_sweep",
-    "read_job", "read_predictions", "Settings", "conf_dir", "FitError", "FIGURES", "make_figures",
+    "read_job", "read_predictions", "Settings", "conf_dir", "REFERENCE_LADDER", "anchor_paths", "project_root",
+    "FitError", "FIGURES", "make_figures",
     "CapacityThreshold", "DiminishingReturns", "LogisticFit", "LogLinearFit", "RungGain", "capacity_threshold",
     "diminishing_returns", "diminishing_returns_rungs", "fit_logistic", "fit_loglinear", "logistic", "rung_gains",
     "FitRun", "fit_document", "load_config", "render_report", "run_fit", "SeriesScores", "category_of", "Table",

@@ -26,6 +26,42 @@ def conf_dir() -> Path:
     return path
 
 
+REFERENCE_LADDER = Path("outputs") / "reference" / "edgejson_v3_depth"
+"""The committed depth ladder (relative to the project root): a fresh clone's one sweep."""
+
+PATH_SETTINGS = ("sweep_dir", "sweep_dirs", "multirun_root", "out_root", "reference")
+"""The settings of ``fit.yaml`` that are paths (relative ones: to the working directory)."""
+
+
+def project_root() -> Path:
+    """The folder holding ``conf/`` (the repository root), where ``outputs/`` lies."""
+    return conf_dir().parent
+
+
+def anchor_paths(cfg: dict, root: Path, fallback_sweep: Path | None = None) -> dict:
+    """``cfg`` with its relative paths (:data:`PATH_SETTINGS`) taken relative to ``root``
+    instead of the working directory (a notebook's kernel starts in ``notebooks/``), and, when
+    it names no sweep and ``multirun_root`` holds none, ``fallback_sweep`` (relative to ``root``)."""
+    root = Path(root)
+
+    def at_root(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [at_root(v) for v in value]
+        if value in (None, "") or Path(str(value)).is_absolute():
+            return value
+        return str(root / str(value))
+
+    out = {**cfg, **{key: at_root(cfg.get(key)) for key in PATH_SETTINGS if key in cfg}}
+    if fallback_sweep is not None and not out.get("sweep_dir") and not out.get("sweep_dirs"):
+        from scaling.fit.collect import newest_sweep  # here: only this path needs it
+
+        try:
+            newest_sweep(out.get("multirun_root") or root / "outputs" / "multirun")
+        except FitError:
+            out["sweep_dir"] = at_root(str(fallback_sweep))
+    return out
+
+
 @dataclass(frozen=True)
 class Check:
     metric: str

@@ -27,7 +27,7 @@ from scaling.fit.analysis import Analysis, Curve, analyse, fit_summary, headline
 from scaling.fit.ceiling import answers, wrong_answers_text
 from scaling.fit.trend import trend_checks
 from scaling.fit.collect import OVERALL, Collection, Log, collect, load_reference, newest_sweep
-from scaling.fit.config import Settings, conf_dir
+from scaling.fit.config import Settings, anchor_paths, conf_dir
 from scaling.fit.errors import FitError
 from scaling.fit.figures import FigureFile, make_figures, metric_label
 from scaling.fit.fits import NO_SIGNAL, _fmt_n
@@ -77,14 +77,20 @@ class FitRun:
 # ----------------------------------------------------------------------------- config helpers
 
 
-def load_config(overrides: Sequence[str] = ()) -> dict:
+def load_config(overrides: Sequence[str] = (), root: Path | None = None, fallback_sweep: Path | None = None) -> dict:
     """Compose ``conf/fit.yaml`` with Hydra-style ``overrides`` (e.g. ``["sweep_dir=..."]``)
-    and return it as a plain dict (for notebooks and scripts; the CLI uses ``@hydra.main``)."""
+    and return it as a plain dict (for notebooks and scripts; the CLI uses ``@hydra.main``).
+
+    ``root``: relative paths are taken relative to it, not the working directory;
+    ``fallback_sweep``: the sweep to fit when none is given and none exists (see
+    :func:`scaling.fit.config.anchor_paths`; the notebook passes the project root and the
+    committed reference ladder)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose(config_name="fit", overrides=list(overrides))
-    return to_plain(cfg)
+    plain = to_plain(cfg)
+    return anchor_paths(plain, root, fallback_sweep) if root is not None else plain
 
 
 def sweep_dirs_from(cfg: Mapping[str, Any]) -> list[Path]:

@@ -1,7 +1,8 @@
 """The job's own config types and the resolvers its YAML files use.
 
 Importing this module registers the resolvers (``${wandb_offline:}``, ``${job_type:...}``,
-``${job_dirname:...}``, ``${bookkeeping_keys:}``), so it is imported by every entry point
+``${job_dirname:...}``, ``${bookkeeping_keys:}``, ``${run_dir:...}``,
+``${slurm_tasks_per_node:...}``), so it is imported by every entry point
 before Hydra composes a config. It imports neither torch nor Lightning: ``--help``,
 ``--cfg`` and the parent process of a parallel sweep stay light.
 """
@@ -139,6 +140,33 @@ def wandb_offline() -> bool:
         return True
 
 
+WANDB_SWEEP_ENV = "WANDB_SWEEP_ID"
+"""Set by ``wandb agent`` in the environment of each run it starts."""
+
+
+def run_dir(output_root: str, sweep_name: str, run_name: str, overrides: Any) -> str:
+    """``hydra.run.dir``, a single job's folder: ``<output_root>/runs/<sweep_name>/<run_name>``.
+    A run started by a W&B sweep agent goes where a multirun's job would,
+    ``<output_root>/multirun/<sweep_name>/<its overrides>`` (:func:`job_dirname`): there
+    ``scaling.fit`` finds it, runs with other swept values never share a folder, and a run
+    with the same values is the same job (skipped when completed, refused while running)."""
+    if os.environ.get(WANDB_SWEEP_ENV):
+        return f"{output_root}/multirun/{sweep_name}/{job_dirname(overrides or []) or run_name}"
+    return f"{output_root}/runs/{sweep_name}/{run_name}"
+
+
+def slurm_tasks_per_node(devices: Any) -> int:
+    """``${slurm_tasks_per_node:${trainer.devices}}`` (``hydra/launcher=slurm_ddp``): one SLURM
+    task (and GPU) per device Lightning's DDP uses on a node. A number (or a list of GPU ids):
+    SLURM must be told how many, where Lightning would accept ``auto``."""
+    if isinstance(devices, (list, tuple)) or (hasattr(devices, "__len__") and not isinstance(devices, str)):
+        devices = len(devices)
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ValueError(f"hydra/launcher=slurm_ddp starts one task per GPU: set trainer.devices=<GPUs per node> "
+                         f"(a number; got {devices!r})")
+    return devices
+
+
 def auto_precision(accelerator: str) -> str:
     """``${auto_precision:cpu}``: bf16-mixed where the hardware has fast bf16 (scaling.hardware)."""
     from scaling.hardware import resolve_precision  # here: it imports torch, which --help never needs
@@ -152,6 +180,8 @@ RESOLVERS = {
     "job_dirname": job_dirname,
     "bookkeeping_keys": lambda: list(BOOKKEEPING_KEYS),
     "auto_precision": auto_precision,
+    "run_dir": run_dir,
+    "slurm_tasks_per_node": slurm_tasks_per_node,
 }
 
 for _name, _fn in RESOLVERS.items():

@@ -70,11 +70,18 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+"""Where a data-parallel process learns its rank: Lightning's DDP starts its workers by
+re-running the command with ``LOCAL_RANK``/``NODE_RANK`` set, torchrun sets ``RANK``, and
+under SLURM (``hydra/launcher=slurm_ddp``: one task per GPU, Lightning starts no process)
+each task is told ``SLURM_PROCID``."""
+
+
 def is_secondary_rank() -> bool:
-    """Whether this process is a data-parallel worker other than global rank 0 (Lightning's
-    DDP starts them by re-running the command; torchrun and SLURM set the same variables).
-    Rank 0 holds the job's lock for all of them."""
-    return any(os.environ.get(var, "0") not in ("", "0") for var in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    """Whether this process is a data-parallel worker other than global rank 0 (see
+    :data:`RANK_VARIABLES`). Rank 0 holds the job's lock for all of them; a worker that took
+    it too would leave rank 0 waiting for it at the rendezvous."""
+    return any(os.environ.get(var, "0") not in ("", "0") for var in RANK_VARIABLES)
 
 
 class JobLocked(RuntimeError):

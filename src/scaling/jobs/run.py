@@ -44,7 +44,7 @@ from scaling.jobs.lock import LOCK_FILE, JobLock, JobLocked, is_secondary_rank
 from scaling.jobs.record import new_record, now
 from scaling.jobs.resume import ResumePoint, TrainIdentity, resume_point
 from scaling.jobs.hydra_runtime import hydra_job_dir
-from scaling.jobs.tracking import build_loggers, finish_wandb, wandb_results, wandb_tags
+from scaling.jobs.tracking import build_loggers, finish_wandb, tidy_lightning_logging, wandb_results, wandb_tags
 from scaling.models import build_model, build_tokenizer, category_for, count_parameters, resolved_revision
 from scaling.models.depth import calibration_for, depth_record
 from scaling.models.grow import grow_record, parse as parse_grow
@@ -65,6 +65,7 @@ def run_job(cfg: DictConfig, job_dir: str | os.PathLike | None = None) -> dict[s
     """
     job_dir = Path(job_dir) if job_dir is not None else hydra_job_dir()
     job_dir.mkdir(parents=True, exist_ok=True)
+    tidy_lightning_logging()
     lock_cfg = dataclass_from_config(LockConfig, cfg.get("lock"), "lock")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -111,6 +112,8 @@ class Job:
             if self.primary:
                 atomic_write_json(self.results_path, record)
                 started = True
+            # The W&B run starts here, with the whole config: a job that fails later keeps it.
+            self.loggers = build_loggers(self.cfg, record["config"])
             self.build_model()
             self.train()
             if self.primary:
@@ -136,8 +139,19 @@ class Job:
                     log.error("results.json of %s left as it was (completed); this run failed before it started",
                               self.job_dir)
                     record["results_kept"] = True  # returned, never written
+                if record["status"] == "failed" and not self.loggers:
+                    self.loggers = self._failure_loggers()
                 finish_wandb(self.loggers, record)
         return record
+
+    def _failure_loggers(self) -> list:
+        """The W&B run of a job that failed before its loggers were made (while preparing):
+        its config and error are recorded there too. One that cannot be made is only logged."""
+        try:
+            return build_loggers(self.cfg, self.record["config"])
+        except Exception as exc:  # noqa: BLE001 - the job's own error is what gets reported
+            log.warning("no W&B run for the failed job %s: %s: %s", self.cfg.run_name, type(exc).__name__, exc)
+            return []
 
     def completed_before(self, previous: dict | None) -> bool:
         """Whether ``previous`` is this job, completed: same config_hash, same data."""
@@ -220,7 +234,6 @@ class Job:
                               "optim": finetune.optim, "lora": finetune.lora, "tier_repeat": finetune.tier_repeat}
         log.info("model %s: %s parameters (%s non-embedding), category %s", spec.key, f"{counts.total:,}",
                  f"{counts.non_embedding:,}", record["category"])
-        self.loggers.extend(build_loggers(cfg))
         wandb_tags(self.loggers, record["category"], counts.total)
 
     # ------------------------------------------------------------------ training
@@ -366,7 +379,7 @@ class Job:
         log.info("eval %s: JSONExact %.3f  Field F1 %.3f  compliance %.3f  (%.1f tok/s)", self.spec.key,
                  overall["json_exact"], overall["field_f1"], overall["schema_compliance"],
                  result.stats.get("tokens_per_s") or 0.0)
-        wandb_results(self.loggers, record, result.rows)
+        wandb_results(self.loggers, record, result.rows, self.eval_records)
 
 
 def _read_previous(path: Path) -> dict | None:

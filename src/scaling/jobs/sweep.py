@@ -27,7 +27,8 @@ from typing import Any
 
 import hydra
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 import scaling.jobs.config  # noqa: F401 - registers the configs' resolvers before Hydra composes
 from scaling.jobs.hydra_runtime import hydra_job_dir, is_multirun, job_num
@@ -117,6 +118,19 @@ def _check_writable(folder: str, what: str) -> None:
         sys.exit(2)
 
 
+def _check_launcher(config: DictConfig) -> None:
+    """Resolve the launcher's settings before Hydra does (it would print a traceback): a
+    resolver's refusal (``hydra/launcher=slurm_ddp`` without a number of devices) is one
+    ``error:`` line and status 2."""
+    try:
+        OmegaConf.to_container(config.hydra.launcher, resolve=True)
+    except InterpolationResolutionError as exc:
+        # OmegaConf's message: "<Error> raised while resolving interpolation: <message>\n full_key: ..."
+        message = str(exc).split("\n", 1)[0].split("resolving interpolation: ", 1)[-1]
+        print(f"error: {exc.full_key or 'hydra.launcher'}: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 class SweepCallback(Callback):
     """Checks the output folder before Hydra creates it, and reports a multirun's failed jobs
     at its end (``conf/hydra/default.yaml: callbacks``)."""
@@ -132,6 +146,7 @@ class SweepCallback(Callback):
         _exit_status = 0
         if is_secondary_rank():  # a DDP worker re-running the command: rank 0 runs the sweep
             return
+        _check_launcher(config)
         sweep_dir = str(config.hydra.sweep.dir)
         _check_writable(sweep_dir, "sweep folder")
         invocation = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
@@ -183,8 +198,37 @@ def report_sweep(outcomes: dict[int, dict], sweep_name: str) -> int:
     return len(bad)
 
 
+def default_groups(config_name: str = "train") -> set[str]:
+    """The config groups in ``conf/<config_name>.yaml``'s defaults list (``model``, ``debug``...)."""
+    groups = set()
+    for entry in OmegaConf.load(CONF_DIR / f"{config_name}.yaml").get("defaults") or []:
+        if isinstance(entry, str):
+            entry = {entry: None}
+        for key in entry:
+            key = str(key).split()[-1]  # "optional debug", "override finetune"
+            if key != "_self_" and (CONF_DIR / key).is_dir():
+                groups.add(key)
+    return groups | (default_groups("train") if config_name != "train" else set())
+
+
+def plain_group_overrides(args: list[str], groups: set[str]) -> list[str]:
+    """``+debug=fast`` -> ``debug=fast`` for a group already in the defaults list, where
+    Hydra would refuse it ("Multiple values for debug"); a note on stderr says so. Keys with
+    a dot (``+model.path=...``: a new key) are left as they are."""
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key.startswith("+") and not key.startswith("++") and key[1:] in groups:
+            print(f"note: {arg} read as {key[1:]}={value}: the config group {key[1:]} is in the defaults list, so "
+                  "it takes no '+'", file=sys.stderr)
+            arg = f"{key[1:]}={value}"
+        out.append(arg)
+    return out
+
+
 def hydra_entry(config_name: str) -> None:
     """``main`` of a job entry point over ``conf/<config_name>.yaml``."""
+    sys.argv = [sys.argv[0], *plain_group_overrides(sys.argv[1:], default_groups(config_name))]
     hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(run_task)()
     if _exit_status:
         sys.exit(_exit_status)
