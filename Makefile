@@ -62,7 +62,7 @@ test-fast: install
 # Tiny from-scratch ladder on synthetic data -> fits, figures, tables, report.
 demo: install-base
 	$(BIN)/python -m scaling.train -m experiment=demo model=tiny_m,tiny_s,tiny_xs seed=0,1 sweep_name=demo
-	$(BIN)/python -m scaling.fit sweep_dir=outputs/multirun/demo name=demo 'rising=[field_f1,field_f1_simple]'
+	$(BIN)/python -m scaling.fit sweep_dir=outputs/multirun/demo name=demo headline_metric=field_f1 'rising=[field_f1,field_f1_simple]'
 	@echo ""
 	@echo "Demo done. Report, figures and tables: outputs/fit/demo/ (open outputs/fit/demo/report.md)"
 

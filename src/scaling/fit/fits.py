@@ -420,7 +420,9 @@ def _fmt_n(n: float | None) -> str:
         return "-"
     if n >= 1e9:
         return f"{n / 1e9:.2f}B"
-    # Below 10M keep one decimal: the demo ladder is 0.2M / 0.9M / 2.6M, not "0M / 1M / 3M".
+    if n < 95e3:  # the demo's smallest rung is 25k parameters, not "0.0M"
+        return f"{n / 1e3:.0f}k"
+    # Below 10M keep one decimal: the demo ladder is 25k / 0.2M / 0.9M, not "0M / 0M / 1M".
     return f"{n / 1e6:.1f}M" if n < 9.95e6 else f"{n / 1e6:.0f}M"
 
 
