@@ -77,13 +77,12 @@ def check_keys(cfg: DictConfig) -> None:
     """Every key of ``cfg`` is one its schema knows. Hydra checks types and keys when it
     composes, but lets ``+key=value`` add a key to a typed node (``+finetune.epoch=3``, a
     misspelt ``epochs``): such a key would be ignored, so the job refuses to start, naming it."""
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import OmegaConf
 
     from scaling.jobs.config import schemas
 
-    job = cfg.copy()
-    with open_dict(job):
-        job.pop("hydra", None)
+    # A plain copy: a DictConfig keeps the node flags that let the key in.
+    job = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
     schema = schemas()["evaluate" if "from_job" in job else "train"]
     try:
         OmegaConf.merge(OmegaConf.structured(schema), job)
