@@ -121,3 +121,20 @@ def test_structured_schema_types():
         node.counts = {"a": "b"}
     with pytest.raises(Exception, match="could not be converted to Float"):
         node.ratio = "half"
+
+
+def test_a_typed_config_pickles_into_another_process(compose_train, tmp_path):
+    # The parallel (joblib) and submitit launchers send each job's config to another process.
+    import pickle
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    cfg = compose_train(["finetune.tier_repeat={complex:2}", "model=tiny_m"])
+    (tmp_path / "cfg.pkl").write_bytes(pickle.dumps(cfg))
+    code = ("import pickle, sys; from omegaconf import OmegaConf; c = pickle.load(open(sys.argv[1], 'rb')); "
+            "print(OmegaConf.get_type(c.finetune).__name__, c.model.key, dict(c.finetune.tier_repeat))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cfg.pkl")], capture_output=True, text=True,
+                         cwd=REPO_ROOT, check=True).stdout
+    assert out.split() == ["FinetuneConfigSchema", "tiny_m", "{'complex':", "2}"]

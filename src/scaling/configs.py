@@ -29,7 +29,7 @@ def dataclass_from_config(cls: type[T], cfg: Any, flag: str, error: type[Excepti
 
 
 def structured_schema(cls: type, target: str | None = None, nested: dict[str, type] | None = None,
-                      name: str | None = None) -> type:
+                      name: str | None = None, module: str | None = None) -> type:
     """The Hydra/OmegaConf schema of a config dataclass: the same fields, types and defaults
     (its docstrings stay the one description), so a composed config that gives a field the
     wrong type, or a key the class does not have, fails at compose time naming the full key.
@@ -41,7 +41,11 @@ def structured_schema(cls: type, target: str | None = None, nested: dict[str, ty
     become what it can: a bare ``dict`` a mapping of any values, a tuple a list. A mapping that
     may be null (``dict | None``) is left untyped (``Any``), checked by the class when it is
     built: OmegaConf 2.3 cannot merge a command-line mapping (``finetune.tier_repeat={complex:2}``)
-    into such a field while it is null."""
+    into such a field while it is null.
+
+    ``module``: the schema becomes that module's attribute ``<name>``, so a config typed with it
+    pickles (the parallel and submitit launchers send configs to other processes, which
+    find the class again by importing the module)."""
     import dataclasses
     import typing
 
@@ -66,7 +70,14 @@ def structured_schema(cls: type, target: str | None = None, nested: dict[str, ty
         fields.append((f.name, typ, spec))
     if target is not None:
         fields.insert(0, ("_target_", str, dataclasses.field(default=target)))
-    return dataclasses.make_dataclass(name or f"{cls.__name__}Schema", fields)
+    name = name or f"{cls.__name__}Schema"
+    schema = dataclasses.make_dataclass(name, fields)
+    if module is not None:
+        import sys
+
+        schema.__module__ = module
+        setattr(sys.modules[module], name, schema)
+    return schema
 
 
 def _omegaconf_type(annotation: Any) -> Any:

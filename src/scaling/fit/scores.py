@@ -10,7 +10,8 @@ A rung's interval: for a proportion (JSONExact, compliance) the Wilson interval 
 on the tier's examples (:func:`scaling.stats.proportion_interval`; with several seeds the
 share is their mean and each example counts once), honest at 0% and 100% where a
 percentile bootstrap collapses to a point; for Field F1 the percentile interval of the
-replicates (of the job's own ``ci`` without predictions).
+replicates (of the job's own ``ci`` without predictions), or Wilson's bound where every
+example scores the same (:func:`scaling.stats.bounded_mean_interval`).
 """
 
 from __future__ import annotations

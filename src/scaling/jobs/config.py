@@ -206,17 +206,19 @@ TARGETS = {"model": "scaling.models.ModelSpec", "data": "scaling.data.source.Dat
 def schemas() -> dict[str, type]:
     """The config tree's schemas by ConfigStore name (see the module docstring): made once,
     so a composed config and a check against the schema share one class."""
+    here = {"module": __name__}  # importable by name: configs typed with them pickle
     groups = {
-        "model": structured_schema(ModelSpec, TARGETS["model"]),
-        "data": structured_schema(DataSpec, TARGETS["data"], nested={"prompt": structured_schema(PromptFormat)}),
+        "model": structured_schema(ModelSpec, TARGETS["model"], **here),
+        "data": structured_schema(DataSpec, TARGETS["data"], nested={"prompt": structured_schema(PromptFormat, **here)},
+                                  **here),
         "finetune": structured_schema(FinetuneConfig, TARGETS["finetune"],
-                                      nested={"optim": structured_schema(OptimConfig)}),
-        "decode": structured_schema(DecodeConfig, TARGETS["decode"]),
-        "lock": structured_schema(LockConfig),
-        "eval": structured_schema(EvalConfig),
+                                      nested={"optim": structured_schema(OptimConfig, **here)}, **here),
+        "decode": structured_schema(DecodeConfig, TARGETS["decode"], **here),
+        "lock": structured_schema(LockConfig, **here),
+        "eval": structured_schema(EvalConfig, **here),
     }
-    return {"train": structured_schema(TrainConfig, nested=groups),
-            "evaluate": structured_schema(EvaluateConfig, nested=groups)}
+    return {"train": structured_schema(TrainConfig, nested=groups, **here),
+            "evaluate": structured_schema(EvaluateConfig, nested=groups, **here)}
 
 
 def register_schemas() -> None:
