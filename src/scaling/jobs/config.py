@@ -113,9 +113,7 @@ EVAL_SPLITS = ("test", "val", "none")
 
 
 def eval_split(cfg: Any, finetune: FinetuneConfig) -> str:
-    """``eval.split``, checked: ``test`` (the reported score), ``val`` (the records that
-    ``finetune.val_fraction`` holds out of train: for choosing settings without touching
-    test) or ``none`` (train only; validation loss is still logged)."""
+    """``eval.split`` (:attr:`EvalConfig.split`), checked; ``val`` needs ``finetune.val_fraction``."""
     split = str((cfg.get("eval") or {}).get("split", "test"))
     if split not in EVAL_SPLITS:
         raise ValueError(f"eval.split={split!r}: expected one of {', '.join(EVAL_SPLITS)}")
