@@ -4,7 +4,8 @@
 
 Reads each ``<dir>/*/results.json`` (and its ``predictions.jsonl`` for failure statuses) and
 prints, per run: overall and per-tier JSONExact / Field F1 / Schema Compliance with 95%
-intervals, the published study's metric definitions (``field_f1_toplevel``,
+intervals (Wilson for the proportions, the recorded bootstrap for F1:
+:func:`scaling.metrics.metric_interval`), the published study's metric definitions (``field_f1_toplevel``,
 ``compliance_keys_types``), status counts, and measured training/evaluation throughput.
 """
 
@@ -15,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from scaling.metrics import metric_interval
 from scaling.results import decode_label, recipe, recipe_label, varying_recipe
 
 PUBLISHED = {
@@ -26,12 +28,12 @@ TIERS = ("simple", "medium", "complex")
 
 
 def pct(m: dict, key: str) -> str:
-    lo, hi = m["ci"][key]
+    lo, hi = metric_interval(m, key)  # Wilson for a proportion, whatever the run recorded
     return f"{100 * m[key]:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 def f1(m: dict, key: str) -> str:
-    lo, hi = m["ci"][key]
+    lo, hi = metric_interval(m, key)
     return f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]"
 
 

@@ -39,6 +39,7 @@ import resource
 import statistics
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -52,6 +53,7 @@ from scaling.data import load_dataset  # noqa: E402
 from scaling.data.prompts import PromptFormat, format_prompt, format_target  # noqa: E402
 from scaling.data.sft import IGNORE_INDEX, LengthGroupedBatchSampler, SFTCollator, SFTDataset  # noqa: E402
 from scaling.models import count_parameters  # noqa: E402
+from scaling.jobs.config import FinetuneConfig  # noqa: E402
 from scaling.module import OptimConfig  # noqa: E402
 from scaling.paths import CONF_DIR  # noqa: E402
 
@@ -148,7 +150,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     data_prompt = yaml.safe_load((CONF_DIR / "data" / "edgejson_v3.yaml").read_text())["prompt"]
     p.add_argument("--template", default=data_prompt["template"], choices=["plain", "chat"])
     p.add_argument("--schema", default=data_prompt["schema"], choices=["none", "fields", "full"])
-    finetune = yaml.safe_load((CONF_DIR / "finetune" / "full.yaml").read_text())
+    # The recipe's keys: FinetuneConfig's defaults, with what conf/finetune/full.yaml changes.
+    finetune = {**asdict(FinetuneConfig()), **yaml.safe_load((CONF_DIR / "finetune" / "full.yaml").read_text())}
     p.add_argument("--max-length", type=int, default=finetune["max_length"], help="ours (conf/finetune/full.yaml)")
     p.add_argument("--max-batch-tokens", type=int, default=finetune["max_batch_tokens"], help="ours")
     p.add_argument("--published-max-length", type=int, default=PUBLISHED_MAX_LENGTH)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling.compare import CompareError, build, load_run, mcnemar_exact, write
+from scaling.compare import CompareError, build, load_run, markdown, mcnemar_exact, write
 from scaling.compare.__main__ import main
 from scaling.compare.datacheck import check_version, diff_versions
 from scaling.metrics import aggregate
@@ -90,8 +90,15 @@ def test_identical_runs_have_zero_deltas_and_p_one(tmp_path):
     assert kinds == {"overall", "tier", "schema"}
     for row in pair.rows:
         assert row.mcnemar.p == 1.0 and row.mcnemar.discordant == 0
-        for d in row.metrics.values():
-            assert d.delta == 0.0 and d.ci == (0.0, 0.0) and d.a == d.b
+        for m, d in row.metrics.items():
+            assert d.delta == 0.0 and d.a == d.b
+            # The paired bootstrap collapses at 0: a 0/1 metric takes Newcombe's interval, which
+            # says how far apart the runs could still be; Field F1 has none ("all equal").
+            if m == "field_f1":
+                assert d.method == "none" and d.ci is None
+            else:
+                assert d.method == "newcombe" and d.ci[0] < 0 < d.ci[1]
+    assert "[0.0, 0.0]" not in markdown(cmp) and "(all equal)" in markdown(cmp)
 
 
 def test_known_flip_set_counts_deltas_and_p(tmp_path):
@@ -289,7 +296,7 @@ def test_reference_runs_compare_end_to_end(tmp_path, reference_runs, capsys):
 def test_same_reference_run_twice_is_zero(tmp_path, reference_runs):
     run = reference_runs["smol135_gguf-full-constrained"]
     cmp = build([run, run], labels=["x", "y"], n_boot=200)
-    assert all(d.delta == 0 and d.ci == (0, 0) for r in cmp.pairs[0].rows for d in r.metrics.values())
+    assert all(d.delta == 0 and d.method in ("newcombe", "none") for r in cmp.pairs[0].rows for d in r.metrics.values())
     assert cmp.pairs[0].row("overall").mcnemar.p == 1.0
 
 
@@ -402,9 +409,8 @@ def test_train_version_option_keeps_existing_hashes_at_its_default(compose_train
         return out
 
     cfg = job(["model=tiny_s", "data=edgejson_v3"])
-    before = copy.deepcopy(cfg)
-    with open_dict(before):
-        del before.data["train_version"]
+    before = OmegaConf.to_container(cfg)  # plain: the typed config has every key of its schema
+    del before["data"]["train_version"]
     assert config_hash(cfg) == config_hash(before) and train_hash(cfg, "d") == train_hash(before, "d")
     v2 = job(["model=tiny_s", "data=edgejson_v3", "data.train_version=v2"])
     assert train_hash(v2, "d") != train_hash(cfg, "d") and config_hash(v2) != config_hash(cfg)

@@ -20,6 +20,7 @@ from scaling.failures import (
     main,
     summarise_leaves,
 )
+from scaling.stats import wilson_interval
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "outputs" / "reference" / "edgejson_v3"
@@ -100,17 +101,20 @@ def test_leaf_intervals_resample_answers_not_leaves():
 
 
 def test_leaf_intervals_known_cases():
+    # Every leaf right (or none): the bootstrap has nothing to resample; the interval is
+    # Wilson's with the answers as the units, which says how far the truth may be.
     right = summarise_leaves([("simple", _answer("cccc")), ("simple", _answer("cC")), ("medium", _answer("ccc"))])
-    for tier in ("simple", "medium"):
-        assert right.ci(tier, "all leaves") == (1.0, 1.0)
-        assert right.ci(tier, "second half") == (1.0, 1.0)
+    for tier, answers in (("simple", 2), ("medium", 1)):
+        assert right.ci(tier, "all leaves") == wilson_interval(answers, answers)
+        assert right.ci(tier, "second half") == wilson_interval(answers, answers)
+    assert right.ci("simple", "all leaves")[0] < 0.35
     assert right.ci("medium", "not copyable") is None  # no such leaf: no interval, shown as "—"
     wrong = summarise_leaves([("complex", _answer("wm")), ("complex", _answer("mmmm"))])
-    assert wrong.ci("complex", "all leaves") == (0.0, 0.0)
+    assert wrong.ci("complex", "all leaves") == wilson_interval(0, 2)
     assert leaf_share_intervals([]) == {}
-    # Tiers are resampled separately: a perfect tier keeps [1, 1] beside a noisy one.
+    # Tiers are resampled separately: a perfect tier keeps its own interval beside a noisy one.
     mixed = summarise_leaves([("simple", _answer("cc"))] * 5 + [("complex", _answer(p)) for p in TEN])
-    assert mixed.ci("simple", "all leaves") == (1.0, 1.0)
+    assert mixed.ci("simple", "all leaves") == wilson_interval(5, 5)
     lo, hi = mixed.ci("complex", "all leaves")
     assert lo < 49 / 77 < hi
 
@@ -185,7 +189,8 @@ def test_test_file_found_under_edgejson_dir_and_checked_against_its_sha256(tmp_p
                        match=r"test file \.\./nowhere/edgejson/v3/test.jsonl is not at .*set EDGEJSON_DIR"):
         analyse_run(run)
     monkeypatch.setenv("EDGEJSON_DIR", str(data))
-    assert analyse_run(run).leaves.ci("complex", "all leaves") == (1.0, 1.0)
+    lo, hi = analyse_run(run).leaves.ci("complex", "all leaves")
+    assert lo < 1.0 == hi  # every leaf right: Wilson's bound, not [1, 1]
     # Another file under the same name: refused, not scored against the wrong references.
     results["data"]["files"]["../nowhere/edgejson/v3/test.jsonl"] = "0" * 64
     (run / "results.json").write_text(json.dumps(results))
@@ -205,19 +210,20 @@ def test_table_names_depth_seed_and_training_data_and_falls_back_to_predictions(
         "config": {"data": {"version": "v3", "train_version": "v2", "train_fraction": 0.25}}}))
     r = analyse_run(run, data)
     assert (r.info.model, r.info.blocks, r.info.seed, r.info.train) == ("smol135_gguf_d8", "8/30", 2, "v2, 25%")
-    assert r.exact["complex"] == (1.0, (1.0, 1.0), "predictions")  # no metrics in results.json
+    assert r.exact["complex"] == (1.0, wilson_interval(1, 1), "predictions")  # no metrics in results.json
     text = format_table([r], "complex")
-    assert ("| run | smol135_gguf_d8 | 8/30 | 2 | v2, 25% | 1 (2) | 100.0 [100.0, 100.0] | "
-            "100.0 [100.0, 100.0] |") in text
-    assert "else the same bootstrap of predictions.jsonl" in text
+    assert ("| run | smol135_gguf_d8 | 8/30 | 2 | v2, 25% | 1 (2) | 100.0 [20.7, 100.0] | "
+            "100.0 [20.7, 100.0] |") in text
+    assert "results.json records, else predictions.jsonl's, Wilson intervals" in text
     assert main([str(run), "--data", str(data), "--table", "simple", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["tier"] == "simple" and doc["rows"][0]["share_right"]["first half"] == {
-        "share": 1.0, "ci": [1.0, 1.0], "leaves": 1}
+        "share": 1.0, "ci": list(wilson_interval(1, 1)), "leaves": 1}
     assert doc["rows"][0]["share_right"]["second half"] is None  # a one-leaf answer has no second half
     assert main([str(run), "--data", str(data), "--json"]) == 0
     (one,) = json.loads(capsys.readouterr().out)
-    assert one["leaves"]["complex"]["share_right"]["all leaves"] == {"share": 1.0, "ci": [1.0, 1.0], "leaves": 2}
+    assert one["leaves"]["complex"]["share_right"]["all leaves"] == {"share": 1.0, "ci": list(wilson_interval(1, 1)),
+                                                                      "leaves": 2}
     assert one["bootstrap"] == {"unit": "answer", "n_boot": 1000, "seed": 0, "level": 0.95}
     with pytest.raises(SystemExit):
         main([str(run), "--table", "hard"])
@@ -236,8 +242,9 @@ def test_table_on_the_committed_reference_runs(edgejson_dir, monkeypatch, capsys
     for run, row in zip(runs, doc["rows"]):
         tier = json.loads((run / "results.json").read_text())["metrics"]["by_tier"]["complex"]
         assert row["answers"] == tier["n"] == 25 and row["seed"] == 0 and row["model"] == "smol135_gguf"
-        assert row["json_exact"] == {"value": tier["json_exact"], "ci": tier["ci"]["json_exact"],
-                                     "ci_from": "results.json"}
+        # The share results.json recorded, with Wilson's interval (it recorded a bootstrap's).
+        assert row["json_exact"] == {"value": tier["json_exact"],
+                                     "ci": list(wilson_interval(tier["json_exact"] * 25, 25)), "ci_from": "results.json"}
         shares = row["share_right"]
         halves = shares["first half"]["leaves"] + shares["second half"]["leaves"]
         assert halves == shares["all leaves"]["leaves"] == row["leaves"]

@@ -16,7 +16,7 @@ import pytest
 
 from scaling.fit import synthetic
 from scaling.fit.analysis import analyse
-from scaling.fit.bootstrap import paired_bootstrap, stratified_weights
+from scaling.stats import paired_bootstrap, stratified_weights
 from scaling.fit.collect import collect, load_reference, newest_sweep, read_predictions
 from scaling.fit.config import Settings, conf_dir
 from scaling.fit.errors import FitError

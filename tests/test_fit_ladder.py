@@ -278,8 +278,7 @@ def test_the_committed_reference_sweep_says_once_what_is_missing(tmp_path):
     assert "published fine-tuned reports JSONExact 24.7% at SmolLM2-135M and 55.1% at SmolLM2-360M" in answer
     assert report.count("Not judged") == 1 and "insufficient" not in report
     assert report.count("Series with one size") == 1
-    assert report.count("percentile intervals there are too narrow") + report.count(
-        "Percentile intervals there are too narrow") == 1
+    assert report.lower().count("paired-bootstrap intervals of gains and fits there are too narrow") == 1
     assert_no_repeated_prose(report)
 
 

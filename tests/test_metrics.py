@@ -31,9 +31,11 @@ from scaling.metrics import (
     field_f1_toplevel,
     flatten,
     json_exact,
+    metric_interval,
     schema_compliance,
     score_output,
 )
+from scaling.stats import wilson_interval
 
 EDGEJSON = Path(os.environ.get("EDGEJSON_DIR", Path(__file__).resolve().parents[2] / "shared" / "edgejson"))
 needs_data = pytest.mark.skipif(not (EDGEJSON / "v3" / "test.jsonl").is_file(), reason=f"no EdgeJSON at {EDGEJSON}")
@@ -466,7 +468,9 @@ def test_aggregate_groups_counts_means_and_order():
     assert overall["status_counts"] == {OK: 3, JSON_NOT_FOUND: 1, SYNTAX_ERROR: 2, SCHEMA_ERROR: 1}
     assert {t: m["n"] for t, m in agg["by_tier"].items()} == {"simple": 4, "medium": 1, "complex": 2}
     assert agg["by_tier"]["simple"]["json_exact"] == pytest.approx(0.75)
-    assert agg["by_schema"]["rating"]["ci"]["json_exact"] == [1.0, 1.0]
+    # 3 of 3 right: Wilson's interval still says how low the rate could be (a bootstrap said [1, 1]).
+    assert agg["by_schema"]["rating"]["ci"]["json_exact"] == list(wilson_interval(3, 3))
+    assert agg["by_schema"]["rating"]["ci"]["json_exact"][0] == pytest.approx(0.4385, abs=1e-4)
     for m in [overall, *agg["by_tier"].values(), *agg["by_schema"].values()]:
         assert set(m["ci"]) == set(METRIC_KEYS)
         for key in METRIC_KEYS:
@@ -476,12 +480,25 @@ def test_aggregate_groups_counts_means_and_order():
     json.dumps(agg, allow_nan=False)  # plain JSON types only
 
 
-def test_aggregate_ci_equals_bootstrap_ci_with_same_seed():
+def test_aggregate_ci_is_wilson_for_proportions_and_bootstrap_for_means():
     rows = [_row("simple", "rating", i % 3 == 0, (i % 5) / 4) for i in range(40)]
     agg = aggregate(rows, n_boot=500, seed=11)
-    for key in ("json_exact", "field_f1"):
-        values = [float(r[key]) for r in rows]
-        assert tuple(agg["overall"]["ci"][key]) == bootstrap_ci(values, n_boot=500, seed=11)
+    values = [float(r["field_f1"]) for r in rows]
+    assert tuple(agg["overall"]["ci"]["field_f1"]) == bootstrap_ci(values, n_boot=500, seed=11)
+    k = sum(bool(r["json_exact"]) for r in rows)
+    assert tuple(agg["overall"]["ci"]["json_exact"]) == wilson_interval(k, 40)
+    assert metric_interval(agg["overall"], "json_exact") == wilson_interval(k, 40)
+    # None right: the interval still says how high the rate could be.
+    none = aggregate([_row("complex", "x", False, 0.0) for _ in range(25)], n_boot=100)
+    lo, hi = none["overall"]["ci"]["json_exact"]
+    assert lo == 0.0 and 0.13 < hi < 0.14
+    # Every F1 0: the bootstrap has nothing to resample; the bound for a mean of [0, 1] values.
+    assert none["overall"]["ci"]["field_f1"] == [lo, hi]
+    # A block recorded before Wilson (a bootstrap's [0, 0]) reads as Wilson too; F1 as recorded
+    # unless it collapsed.
+    old = {**none["overall"], "ci": {"json_exact": [0.0, 0.0], "field_f1": [0.0, 0.0]}}
+    assert metric_interval(old, "json_exact") == (lo, hi) == metric_interval(old, "field_f1")
+    assert metric_interval(agg["overall"], "field_f1") == tuple(agg["overall"]["ci"]["field_f1"])
 
 
 def test_aggregate_rejects_empty_and_incomplete_rows():

@@ -214,7 +214,7 @@ def test_offline_hub_load_fails_fast_with_alternatives(tmp_path):
     message = proc.stdout
     assert "source=random" in message
     assert "smol135_gguf" in message
-    assert "model.source=local +model.path=" in message
+    assert "model.source=local model.path=" in message
     assert "HuggingFaceTB/SmolLM2-135M" in message
 
 

@@ -123,9 +123,10 @@ def test_a_second_process_on_a_running_job_refuses_it(tmp_path, run_scaling, fas
 
 def test_failed_jobs_make_the_sweep_exit_1_with_a_line_each(tmp_path, run_scaling, fast_overrides):
     # Job 0 would train nothing (refused before it starts), job 1 fails in training; the
-    # override with "/" in its value stays part of one folder name.
+    # override with "/" in its value (a path the random-init model never reads) stays part
+    # of one folder name.
     proc = run_scaling("scaling.train", ["-m", *BASE, *fast_overrides, "finetune.max_steps=0,3",
-                                         "finetune.optim.lr=-1e-3", "+eval.tag=a/b", "sweep_name=bad"],
+                                         "finetune.optim.lr=-1e-3", "model.path=a/b", "sweep_name=bad"],
                        tmp_path, check=False)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "sweep bad: 2 jobs: 2 failed" in proc.stderr
@@ -135,7 +136,7 @@ def test_failed_jobs_make_the_sweep_exit_1_with_a_line_each(tmp_path, run_scalin
     assert "failed: ValueError: Invalid learning rate: -0.001" in lines["1"]
     sweep = tmp_path / "multirun" / "bad"
     names = sorted(p.name for p in sweep.iterdir() if p.is_dir())
-    assert len(names) == 2 and all("eval.tag=a%2Fb" in n and (sweep / n / "results.json").is_file() for n in names)
+    assert len(names) == 2 and all("model.path=a%2Fb" in n and (sweep / n / "results.json").is_file() for n in names)
     assert results_of(sweep / names[0])["status"] == "failed"
     assert not (tmp_path / "trained").exists()  # nothing cached, least of all untrained weights
     assert not (sweep / ".outcomes").exists()

@@ -14,6 +14,7 @@ import pytest
 from scaling.data import DataError, load_schemas, read_records
 from scaling.metrics import JSON_NOT_FOUND, METRIC_KEYS, OK, SCHEMA_ERROR, SYNTAX_ERROR
 from scaling.score import format_table, main, read_predictions, score_predictions
+from scaling.stats import wilson_interval
 
 EDGEJSON = Path(os.environ.get("EDGEJSON_DIR", Path(__file__).resolve().parents[2] / "shared" / "edgejson"))
 TEST_FILE = EDGEJSON / "v3" / "test.jsonl"
@@ -90,7 +91,8 @@ def test_cli_perfect_predictions_score_one(tmp_path, small_data):
     assert overall["n"] == 12
     for key in METRIC_KEYS:
         assert overall[key] == 1.0
-        assert overall["ci"][key] == [1.0, 1.0]
+        # All right on 12: Wilson's interval (F1 too: the bootstrap of a constant collapses).
+        assert overall["ci"][key] == list(wilson_interval(12, 12)) and overall["ci"][key][0] < 0.8
     assert overall["status_counts"] == {OK: 12}
     assert {t: m["n"] for t, m in agg["by_tier"].items()} == {"simple": 4, "medium": 4, "complex": 4}
     assert sum(m["n"] for m in agg["by_schema"].values()) == 12

@@ -26,3 +26,104 @@ def dataclass_from_config(cls: type[T], cfg: Any, flag: str, error: type[Excepti
     if unknown:
         raise error(f"unknown {flag} keys {[f'{flag}.{k}' for k in unknown]}; known: {sorted(known)}")
     return cls(**data)
+
+
+def structured_schema(cls: type, target: str | None = None, nested: dict[str, type] | None = None,
+                      name: str | None = None, module: str | None = None) -> type:
+    """The Hydra/OmegaConf schema of a config dataclass: the same fields, types and defaults
+    (its docstrings stay the one description), so a composed config that gives a field the
+    wrong type, or a key the class does not have, fails at compose time naming the full key.
+
+    It is a new, mutable dataclass (OmegaConf makes a frozen one read-only, and Hydra must
+    merge into it): ``target`` adds the ``_target_`` key that ``hydra.utils.instantiate``
+    reads; ``nested`` types a mapping field with another schema (``{"optim": <schema>}``,
+    never null: its default is that schema's defaults). Annotations OmegaConf cannot hold
+    become what it can: a bare ``dict`` a mapping of any values, a tuple a list. A mapping that
+    may be null (``dict | None``) is left untyped (``Any``), checked by the class when it is
+    built: OmegaConf 2.3 cannot merge a command-line mapping (``finetune.tier_repeat={complex:2}``)
+    into such a field while it is null.
+
+    ``module``: the schema becomes that module's attribute ``<name>``, so a config typed with it
+    pickles (the parallel and submitit launchers send configs to other processes, which
+    find the class again by importing the module)."""
+    import dataclasses
+    import typing
+
+    from omegaconf import MISSING
+
+    nested = nested or {}
+    hints = typing.get_type_hints(cls)
+    fields = []
+    for f in dataclasses.fields(cls):
+        typ = nested.get(f.name) or _omegaconf_type(hints[f.name])
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        if no_default:
+            spec = dataclasses.field(default=MISSING)
+        elif f.name in nested:  # the nested schema's defaults (None as a default reads as "the defaults")
+            spec = dataclasses.field(default_factory=nested[f.name])
+        elif f.default is dataclasses.MISSING:
+            spec = dataclasses.field(default_factory=f.default_factory)  # type: ignore[misc]
+        elif isinstance(f.default, tuple):
+            spec = dataclasses.field(default_factory=lambda v=f.default: list(v))
+        else:
+            spec = dataclasses.field(default=f.default)
+        fields.append((f.name, typ, spec))
+    if target is not None:
+        fields.insert(0, ("_target_", str, dataclasses.field(default=target)))
+    name = name or f"{cls.__name__}Schema"
+    schema = dataclasses.make_dataclass(name, fields)
+    if module is not None:
+        import sys
+
+        schema.__module__ = module
+        setattr(sys.modules[module], name, schema)
+    return schema
+
+
+def _omegaconf_type(annotation: Any) -> Any:
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        inner = _omegaconf_type(rest[0]) if len(rest) == 1 else Any
+        if type(None) not in args:
+            return inner
+        return Any if typing.get_origin(inner) in (dict, list) else typing.Optional[inner]
+    if annotation is dict:
+        return typing.Dict[str, Any]
+    if origin is dict:
+        return typing.Dict[_omegaconf_type(args[0]), _omegaconf_type(args[1])]
+    if annotation in (list, tuple):
+        return typing.List[Any]
+    if origin in (list, tuple):
+        return typing.List[_omegaconf_type(args[0])]
+    return annotation
+
+
+class ConfigError(ValueError):
+    """A config that composed but cannot be built; the message starts with the config key."""
+
+
+def instantiate_node(conf: Any) -> Any:
+    """``hydra.utils.instantiate(conf)`` whose errors name the config key: the class's own error
+    when its message names the key already (``finetune.max_steps=0: ...``), else a
+    :class:`ConfigError` that starts with Hydra's ``full_key`` (``model: TypeError:
+    DataSpec.__init__() got an unexpected keyword argument 'key'``)."""
+    import re
+
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(conf, _convert_="all")
+    except InstantiationException as exc:
+        found = re.search(r"full_key: (\S+)", str(exc))
+        key = found.group(1) if found else str(conf._get_full_key(None) or "config")
+        cause = exc.__cause__
+        if cause is None:
+            raise ConfigError(f"{key}: {str(exc).strip().splitlines()[0]}") from exc
+        if f"{key}." in str(cause) or f"{key}=" in str(cause):
+            raise cause from None
+        raise ConfigError(f"{key}: {type(cause).__name__}: {cause}") from cause

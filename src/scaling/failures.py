@@ -24,7 +24,8 @@ has that path with an equal value), ``wrong`` (the path with another value) or `
 Each share of leaves right comes with a 95% bootstrap interval over *answers*: a replicate
 redraws the tier's examples with replacement and takes the share over all leaves of the
 drawn answers. Leaves of one answer are not independent (one dropped array item shifts
-every later one), so resampling leaves would give intervals far too narrow.
+every later one), so resampling leaves would give intervals far too narrow. JSONExact per
+tier, a proportion of answers, has a Wilson interval (:mod:`scaling.stats`).
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ import numpy as np
 from scaling.ceiling import ANSWER_KINDS, answer_kind, read_test, summarise
 from scaling.data import DataError, load_schemas, read_records
 from scaling.data.io import TIERS
-from scaling.fit.bootstrap import percentile_ci, stratified_weights
-from scaling.metrics import bootstrap_ci, extract_json, flatten, json_exact
 from scaling.data.locate import find_recorded_file
+from scaling.metrics import extract_json, flatten, json_exact, metric_interval
+from scaling.stats import bounded_mean_interval, percentile_ci, stratified_weights, wilson_interval
 from scaling.results import model_key, sha256_file, train_data, train_fraction, fraction_label
 
 OUTCOMES = ("correct", "wrong", "missing")
@@ -152,13 +153,15 @@ def leaf_share_intervals(rows: Sequence[tuple[str, Sequence[Leaf]]], n_boot: int
     """Percentile bootstrap intervals of the share of leaves right, per (tier, group).
 
     ``rows``: (tier, leaves of one answer). The resampled unit is the answer: each replicate
-    draws every tier's answers with replacement (:func:`scaling.fit.bootstrap.stratified_weights`,
+    draws every tier's answers with replacement (:func:`scaling.stats.stratified_weights`,
     so a tier keeps its count) and its share is right leaves / leaves over the drawn answers,
-    a ratio of sums (not :func:`scaling.metrics.bootstrap_ci`'s mean of per-example values,
+    a ratio of sums (not :func:`scaling.stats.bootstrap_ci`'s mean of per-example values,
     which would weigh a 5-leaf answer like a 90-leaf one). One draw serves every group, so
     the groups of a tier are resampled jointly. A replicate that drew no leaf of a group
-    (rare groups, e.g. not copyable) is left out of that group's interval. Deterministic
-    for a given ``seed``."""
+    (rare groups, e.g. not copyable) is left out of that group's interval. Where every
+    answer has the same share (no leaf right anywhere, say) the bootstrap collapses to a
+    point; the interval is then Wilson's bound with the answers as the units
+    (:func:`scaling.stats.bounded_mean_interval`). Deterministic for a given ``seed``."""
     if not rows:
         return {}
     tiers = [tier for tier, _ in rows]
@@ -180,7 +183,8 @@ def leaf_share_intervals(rows: Sequence[tuple[str, Sequence[Leaf]]], n_boot: int
             with np.errstate(invalid="ignore", divide="ignore"):
                 shares = (w @ right) / (w @ total)
             lo, hi = percentile_ci(shares, level)
-            out[(tier, group)] = (float(lo), float(hi))
+            share = float(right.sum() / total.sum())
+            out[(tier, group)] = bounded_mean_interval(share, int((total > 0).sum()), float(lo), float(hi), level)
     return out
 
 
@@ -260,12 +264,10 @@ def _test_file(results: Mapping[str, Any], data_dir: Path | None, run: Path) -> 
     return path
 
 
-def _tier_exact(results: Mapping[str, Any], preds: Sequence[Mapping[str, Any]], n_boot: int,
-                seed: int) -> dict[str, tuple[float, tuple[float, float], str]]:
-    """tier -> (JSONExact, 95% interval, where the interval came from): results.json's
-    ``metrics.by_tier`` when it has the interval, else a bootstrap of the predictions'
-    ``json_exact`` (:func:`scaling.metrics.bootstrap_ci`, which with the default draws is
-    what :func:`scaling.metrics.aggregate` wrote into results.json)."""
+def _tier_exact(results: Mapping[str, Any],
+                preds: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float, tuple[float, float], str]]:
+    """tier -> (JSONExact, 95% Wilson interval, where the share came from): results.json's
+    ``metrics.by_tier`` when it has the tier, else the predictions' ``json_exact``."""
     by_tier = ((results.get("metrics") or {}).get("by_tier")) or {}
     values: dict[str, list[float]] = defaultdict(list)
     for row in preds:
@@ -273,11 +275,11 @@ def _tier_exact(results: Mapping[str, Any], preds: Sequence[Mapping[str, Any]], 
     out = {}
     for tier, vals in values.items():
         m = by_tier.get(tier) or {}
-        ci = (m.get("ci") or {}).get("json_exact")
-        if isinstance(m.get("json_exact"), (int, float)) and isinstance(ci, list) and len(ci) == 2:
-            out[tier] = (float(m["json_exact"]), (float(ci[0]), float(ci[1])), "results.json")
+        ci = metric_interval(m, "json_exact")
+        if ci is not None and isinstance(m.get("json_exact"), (int, float)):
+            out[tier] = (float(m["json_exact"]), ci, "results.json")
         else:
-            out[tier] = (sum(vals) / len(vals), bootstrap_ci(vals, n_boot=n_boot, seed=seed), "predictions")
+            out[tier] = (sum(vals) / len(vals), wilson_interval(sum(vals), len(vals)), "predictions")
     return out
 
 
@@ -420,7 +422,7 @@ def analyse_run(run: str | Path, data_dir: str | Path | None = None, n_examples:
     prompt, note, kinds = _prompt_analysis(results, test_path, preds, n_boot, seed)
     return RunFailures(name=run.name, n=len(preds), statuses={t: dict(c) for t, c in statuses.items()},
                        by_schema=by_schema, leaves=summarise_leaves(leaf_rows, n_boot, seed), examples=examples,
-                       info=_run_info(results), exact=_tier_exact(results, preds, n_boot, seed), prompt=prompt,
+                       info=_run_info(results), exact=_tier_exact(results, preds), prompt=prompt,
                        prompt_note=note, kinds=kinds)
 
 
@@ -568,8 +570,8 @@ def format_table(runs: Sequence[RunFailures], tier: str) -> str:
     head = ["run", "model", "blocks", "seed", "train", "answers (leaves)", "JSONExact %", "leaves right %",
             "first half %", "second half %", "ceiling %", "JSONExact / ceiling %",
             "wrong: unparsed / inconsistent / other reading / gold contradicts"]
-    lines = [f"{tier} tier: JSONExact and the share of reference-answer leaves right, 95% bootstrap intervals "
-             "over answers.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [f"{tier} tier: JSONExact (95% Wilson intervals) and the share of reference-answer leaves right (95% "
+             "bootstrap intervals over answers).", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     sources = set()
     for r, row in zip(runs, table_rows(runs, tier)):
         ex = row["json_exact"]
@@ -588,9 +590,10 @@ def format_table(runs: Sequence[RunFailures], tier: str) -> str:
                       " / ".join(str(k[x]) for x in ("unparsed", "inconsistent", "other_reading", "gold_contradicts"))]
         lines.append("| " + " | ".join(cells) + " |")
     boot = runs[0].leaves if runs else LeafSummary({}, {})
-    lines += ["", f"Leaf intervals: {boot.n_boot} draws of the tier's answers, seed {boot.seed}. JSONExact "
-              "intervals: " + ("results.json's" if sources <= {"results.json"} else
-                               "results.json's where recorded, else the same bootstrap of predictions.jsonl") + "."]
+    lines += ["", f"Leaf intervals: {boot.n_boot} draws of the tier's answers, seed {boot.seed} (Wilson's bound, "
+              "answers as units, where every answer has the same share). JSONExact: the share "
+              + ("results.json records" if sources <= {"results.json"} else
+                 "results.json records, else predictions.jsonl's") + ", Wilson intervals."]
     return "\n".join(lines) + "\n"
 
 

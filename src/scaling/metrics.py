@@ -4,8 +4,9 @@ Pipeline for one example (:func:`score_output`)::
 
     raw text --extract_json--> parsed value --metrics--> ExampleScore
 
-and for a set of examples :func:`aggregate` turns per-example rows into means with
-95% bootstrap intervals, overall, by tier and by schema.
+and for a set of examples :func:`aggregate` turns per-example rows into means with 95%
+intervals, overall, by tier and by schema: Wilson intervals for the 0/1 metrics
+(:data:`PROPORTION_METRICS`), percentile bootstraps for the F1 means (:mod:`scaling.stats`).
 
 Value semantics shared by every metric (see :func:`json_exact`):
 
@@ -33,6 +34,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from scaling.data.io import TIERS
+from scaling.stats import (bootstrap_ci, bootstrap_means, bounded_mean_interval,  # noqa: F401 - bootstrap_ci re-exported
+                           check_bootstrap_args, wilson_interval)
 
 __all__ = [
     "OK",
@@ -58,6 +61,8 @@ __all__ = [
     "score_output",
     "bootstrap_ci",
     "aggregate",
+    "metric_interval",
+    "PROPORTION_METRICS",
 ]
 
 # ----------------------------------------------------------------------------- statuses
@@ -89,6 +94,10 @@ METRIC_KEYS = (
 
 #: The headline metrics: W&B summaries per tier, the fit's default metrics.
 HEADLINE_METRICS = ("json_exact", "field_f1", "schema_compliance")
+
+#: Metrics that are 0/1 per example: their aggregate is a proportion, with a Wilson interval
+#: (:func:`metric_interval`); the others (F1) are means with a bootstrap interval.
+PROPORTION_METRICS = ("json_exact", "schema_compliance", "compliance_keys_types")
 
 #: Tier order for reports (:data:`scaling.data.io.TIERS`); tiers not listed sort after these, by name.
 TIER_ORDER = TIERS
@@ -557,42 +566,10 @@ def score_output(
 # ----------------------------------------------------------------------------- aggregate
 
 
-def _boot_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """Bootstrap means, shape (n_boot, k) for values of shape (n, k): one index
-    matrix shared by every column, so metrics are resampled jointly."""
-    n = values.shape[0]
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    return values[idx].mean(axis=1)
-
-
-def _check_boot_args(n: int, n_boot: int, alpha: float) -> None:
-    if n == 0:
-        raise ValueError("bootstrap needs at least one value")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-
-
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
-) -> tuple[float, float]:
-    """Percentile bootstrap interval for the mean of ``values``.
-
-    Draws ``n_boot`` resamples of size ``n`` with replacement (``numpy``
-    ``default_rng(seed)``, one index matrix), and returns the ``alpha/2`` and
-    ``1 - alpha/2`` quantiles of the resample means. Deterministic for a given seed.
-    """
-    arr = np.asarray(values, dtype=float).reshape(-1, 1)
-    _check_boot_args(arr.shape[0], n_boot, alpha)
-    lo, hi = np.quantile(_boot_means(arr, n_boot, seed)[:, 0], [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
-
-
 def _summary(rows: list[Mapping[str, Any]], n_boot: int, seed: int, alpha: float) -> dict:
     matrix = np.array([[float(r[k]) for k in METRIC_KEYS] for r in rows], dtype=float)
-    _check_boot_args(matrix.shape[0], n_boot, alpha)
-    boot = _boot_means(matrix, n_boot, seed)
+    check_bootstrap_args(matrix.shape[0], n_boot, alpha)
+    boot = bootstrap_means(matrix, n_boot, seed)
     q = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)  # (2, k)
     means = matrix.mean(axis=0)
     counts = Counter(r["status"] for r in rows)
@@ -601,8 +578,28 @@ def _summary(rows: list[Mapping[str, Any]], n_boot: int, seed: int, alpha: float
     out: dict[str, Any] = {"n": len(rows)}
     out.update({k: float(means[j]) for j, k in enumerate(METRIC_KEYS)})
     out["status_counts"] = ordered
-    out["ci"] = {k: [float(q[0, j]), float(q[1, j])] for j, k in enumerate(METRIC_KEYS)}
+    out["ci"] = {k: list(wilson_interval(float(matrix[:, j].sum()), len(rows), 1 - alpha)) if k in PROPORTION_METRICS
+                 else list(bounded_mean_interval(float(means[j]), len(rows), float(q[0, j]), float(q[1, j]), 1 - alpha))
+                 for j, k in enumerate(METRIC_KEYS)}
     return out
+
+
+def metric_interval(block: Mapping[str, Any], metric: str, level: float = 0.95) -> tuple[float, float] | None:
+    """The interval of ``metric`` in an aggregate block (``results.json``'s ``metrics.overall``,
+    a tier's or a schema's): for a proportion (:data:`PROPORTION_METRICS`) the Wilson interval
+    of its share and ``n``, whatever the block recorded (runs before Wilson recorded a
+    percentile bootstrap, [0, 0] at 0%); for a mean (F1) the recorded ``ci``, or the Wilson
+    bound where that collapsed to a point (:func:`scaling.stats.bounded_mean_interval`). None
+    when the block lacks what it needs."""
+    value, n = block.get(metric), block.get("n")
+    if metric in PROPORTION_METRICS and isinstance(value, (int, float)) and isinstance(n, int) and n > 0:
+        return wilson_interval(float(value) * n, n, level)
+    ci = (block.get("ci") or {}).get(metric)
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
+        if isinstance(value, (int, float)) and isinstance(n, int):
+            return bounded_mean_interval(float(value), n, float(ci[0]), float(ci[1]), level)
+        return float(ci[0]), float(ci[1])
+    return None
 
 
 def _tier_rank(tier: str) -> tuple[int, str]:
@@ -620,9 +617,10 @@ def aggregate(
         {"overall": M, "by_tier": {tier: M}, "by_schema": {schema_id: M}}
 
     with ``M = {"n", <each metric key>: mean in [0, 1], "status_counts": {status:
-    count}, "ci": {metric: [lo, hi]}}``. Intervals are 95% (``alpha=0.05``)
-    percentile bootstraps over examples (:func:`bootstrap_ci`), every group drawn
-    with the same ``seed``, so results are deterministic. Only groups that have rows
+    count}, "ci": {metric: [lo, hi]}}``. Intervals are 95% (``alpha=0.05``): Wilson
+    intervals for the proportions (:data:`PROPORTION_METRICS`), percentile bootstraps over
+    examples for the F1 means (:func:`bootstrap_ci`, every group drawn with the same
+    ``seed``), so results are deterministic. Only groups that have rows
     appear; ``by_tier`` follows :data:`TIER_ORDER`, ``by_schema`` is ordered by tier
     then schema id. Raises ValueError on no rows or a row missing a key.
     """

@@ -13,44 +13,18 @@ import logging
 import math
 import resource
 import time
-from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from dataclasses import replace
+from typing import Sequence
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from scaling.configs import dataclass_from_config
 from scaling.data.sft import IGNORE_INDEX, LengthGroupedBatchSampler, SFTCollator, SFTDataset
+from scaling.optim import OptimConfig  # noqa: F401 - re-exported: its home was here
 
 log = logging.getLogger("scaling.train")
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """AdamW with linear warmup then cosine decay (``conf/finetune/*.yaml: optim``)."""
-
-    lr: float = 5e-5
-    """Peak learning rate. Full fine-tuning of ~100M-param pretrained models: 1e-5..1e-4;
-    LoRA adapters: ~1e-4..5e-4; from-scratch tiny models: ~1e-3..3e-3."""
-    weight_decay: float = 0.0
-    """Decoupled weight decay on matrices only (norms, biases and embeddings excluded)."""
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    warmup_ratio: float = 0.05
-    """Fraction of optimiser steps spent warming up linearly from 0."""
-    min_lr_ratio: float = 0.1
-    """Cosine decays to ``lr * min_lr_ratio`` at the last step."""
-    fused: bool | None = None
-    """torch's fused AdamW kernel (one pass over each parameter's state instead of a dozen
-    elementwise ops); ``None``: fused where torch has it for the parameters' device (CPU and
-    CUDA since torch 2.4). Same update up to rounding."""
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> "OptimConfig":
-        made = dataclass_from_config(cls, cfg, "finetune.optim")
-        return replace(made, betas=tuple(made.betas))
 
 
 def causal_inputs(batch: dict) -> dict:

@@ -12,7 +12,8 @@ ignored, so a run's own ``predictions.jsonl`` can be re-scored. Every test recor
 needs exactly one prediction: missing, extra or duplicate ids are an error.
 
 Prints a table of every metric (:mod:`scaling.metrics`) overall, by tier and by
-schema, with 95% bootstrap intervals. ``--json`` adds, as the last line of stdout,
+schema, with 95% intervals (Wilson for the 0/1 metrics, bootstrap over examples for the F1
+means: :func:`scaling.metrics.aggregate`). ``--json`` adds, as the last line of stdout,
 the aggregate as one JSON object ``{"overall", "by_tier", "by_schema"}`` (the same
 object :func:`scaling.metrics.aggregate` returns and ``results.json`` stores under
 ``metrics``). ``--out FILE`` writes that aggregate plus ``"examples"``, the
@@ -226,7 +227,8 @@ def format_table(agg: Mapping[str, Any]) -> str:
     if ceiling:
         header += f"  {'ceiling':<17}  {'exact/ceiling':<17}"
     lines = [
-        "metrics in % with 95% bootstrap intervals; status: ok/schema_error/syntax_error/json_not_found"
+        "metrics in % with 95% intervals (Wilson for proportions, bootstrap for F1); status: "
+        "ok/schema_error/syntax_error/json_not_found"
         + ("; ceiling: the best JSONExact a reader of the prompts can expect" if ceiling else ""),
         header,
         "-" * len(header),

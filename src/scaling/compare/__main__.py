@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from scaling.compare.datacheck import parse_data_check
-    from scaling.compare.report import build, parse_group, pts, write
+    from scaling.compare.report import build, delta_cell, parse_group, write
     from scaling.compare.stats import OVERALL
 
     try:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     for pair in cmp.pairs:
         row = pair.row(OVERALL)
         print(f"{pair.b} - {pair.a} ({row.n} examples): "
-              + ", ".join(f"{m} {pts(d.delta, d.ci)}" for m, d in row.metrics.items())
+              + ", ".join(f"{m} {delta_cell(d)}" for m, d in row.metrics.items())
               + f"; right only in {pair.b} {row.mcnemar.gained}, only in {pair.a} {row.mcnemar.lost}, "
                 f"McNemar p={row.mcnemar.p:.3g}")
     print(f"report: {paths['report']}")

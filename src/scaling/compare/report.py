@@ -16,9 +16,10 @@ from scaling.compare.datacheck import (VersionCheck, VersionDiff, check_version,
                                        diff_versions, field_changes, pooled)
 from scaling.compare.datacheck import to_json as check_to_json
 from scaling.compare.runs import METRIC_NAMES, METRICS, Alignment, CompareError, Run, align, load_run
-from scaling.compare.stats import OTHERS, OVERALL, GroupComparison, PairComparison, compare_runs
+from scaling.compare.stats import OTHERS, OVERALL, Delta, GroupComparison, PairComparison, compare_runs
 from scaling.data import CHECKS
 from scaling.fit.tables import Table
+from scaling.stats import proportion_interval
 
 FIGURE = "deltas"
 FORMATS = ("pdf", "png")
@@ -121,6 +122,14 @@ def pct(v: float) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{100 * v:.1f}"
 
 
+def pct_ci(v: float, n: int, level: float = 0.95) -> str:
+    """``45.6 [38.0, 53.2]``: a proportion in percent with its Wilson interval on ``n`` examples."""
+    if v is None or not math.isfinite(v) or not n:
+        return "-"
+    lo, hi = proportion_interval(v, n, level)
+    return f"{pct(v)} [{pct(lo)}, {pct(hi)}]"
+
+
 def pts(d: float, ci: Sequence[float] | None = None) -> str:
     """``+3.2 [-1.9, +8.2]``: a delta and its interval in points."""
     if d is None or not math.isfinite(d):
@@ -129,6 +138,18 @@ def pts(d: float, ci: Sequence[float] | None = None) -> str:
     if ci is not None and all(math.isfinite(c) for c in ci):
         s += f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
     return s.replace("+0.0", "0.0").replace("-0.0", "0.0")
+
+
+#: Marks a delta whose interval is Newcombe's (the paired bootstrap collapsed on a 0/1 metric).
+NEWCOMBE_MARK = "†"
+
+
+def delta_cell(d: Delta) -> str:
+    """A delta with its interval (``†``: Newcombe's, see :data:`NEWCOMBE_MARK`), or ``(all equal)``
+    where Field F1 differs by the same amount on every example and no interval is given."""
+    if d.method == "none":
+        return f"{pts(d.delta)} (all equal)"
+    return pts(d.delta, d.ci) + (f" {NEWCOMBE_MARK}" if d.method == "newcombe" else "")
 
 
 def pval(p: float) -> str:
@@ -163,9 +184,10 @@ def runs_table(cmp: Comparison) -> Table:
         d = r.describe()
         means = {m: sum(r.examples[i].value(m) for i in ids) / len(ids) for m in METRICS}
         rows.append((r.label, d["model"], d["finetune"], d["decode"], d["prompt"], trained_on(r, cmp.checks),
-                     scored_on(r, cmp.checks), str(len(ids)), pct(means["json_exact"]), f"{100 * means['field_f1']:.1f}",
-                     pct(means["schema_compliance"])))
-    return Table(f"compare-{cmp.name}-runs", f"Runs compared ({cmp.name}); scores on the {len(ids)} examples every run scored.",
+                     scored_on(r, cmp.checks), str(len(ids)), pct_ci(means["json_exact"], len(ids), cmp.level),
+                     f"{100 * means['field_f1']:.1f}", pct_ci(means["schema_compliance"], len(ids), cmp.level)))
+    return Table(f"compare-{cmp.name}-runs", f"Runs compared ({cmp.name}); scores on the {len(ids)} examples every run "
+                                             f"scored (%, {round(100 * cmp.level)}% Wilson intervals; Field F1 x 100).",
                  header, tuple(rows))
 
 
@@ -219,12 +241,13 @@ def summary_table(cmp: Comparison, pair: PairComparison, tag: str) -> Table:
     for row in pair.by_kind("overall", "tier", "group"):
         m = row.metrics
         label = _group_title(row) if row.kind != "group" else f"group {row.group}"
-        rows.append((label, str(row.n), f"{pct(m['json_exact'].a)} → {pct(m['json_exact'].b)}",
-                     *(pts(m[k].delta, m[k].ci) for k in METRICS),
+        rows.append((label, str(row.n), _a_to_b(m["json_exact"], row.n, cmp.level),
+                     *(delta_cell(m[k]) for k in METRICS),
                      f"{row.mcnemar.lost} / {row.mcnemar.gained}", pval(row.mcnemar.p)))
-    return Table(f"compare-{cmp.name}-{tag}", f"{b} against {a}: deltas ({b} minus {a}) in points with {level}% paired-bootstrap "
-                                   "intervals over the shared examples; exact McNemar test on JSONExact.",
-                 header, tuple(rows))
+    return Table(f"compare-{cmp.name}-{tag}", f"{b} against {a}: JSONExact of each ({level}% Wilson intervals) and deltas "
+                                   f"({b} minus {a}) in points with {level}% paired-bootstrap intervals over the shared "
+                                   f"examples ({NEWCOMBE_MARK}: Newcombe's, where the bootstrap collapses); exact "
+                                   "McNemar test on JSONExact.", header, tuple(rows))
 
 
 def schema_table(cmp: Comparison, pair: PairComparison, tag: str) -> Table:
@@ -237,11 +260,16 @@ def schema_table(cmp: Comparison, pair: PairComparison, tag: str) -> Table:
     for row in pair.by_kind("schema"):
         m = row.metrics
         rows.append((row.group, row.tier or "-") + ((owner.get(row.group, OTHERS),) if cmp.groups else ()) + (
-            str(row.n), f"{pct(m['json_exact'].a)} → {pct(m['json_exact'].b)}",
-            *(pts(m[k].delta, m[k].ci) for k in METRICS), f"{row.mcnemar.lost} / {row.mcnemar.gained}",
+            str(row.n), _a_to_b(m["json_exact"], row.n, cmp.level),
+            *(delta_cell(m[k]) for k in METRICS), f"{row.mcnemar.lost} / {row.mcnemar.gained}",
             pval(row.mcnemar.p)))
-    return Table(f"compare-{cmp.name}-{tag}-schemas", f"{b} against {a} per schema (points, paired-bootstrap intervals "
-                                           "within each schema).", header, tuple(rows))
+    return Table(f"compare-{cmp.name}-{tag}-schemas", f"{b} against {a} per schema (JSONExact with Wilson intervals; "
+                                           f"deltas in points, paired-bootstrap intervals within each schema, "
+                                           f"{NEWCOMBE_MARK}: Newcombe's).", header, tuple(rows))
+
+
+def _a_to_b(d: Delta, n: int, level: float) -> str:
+    return f"{pct_ci(d.a, n, level)} → {pct_ci(d.b, n, level)}"
 
 
 def validator_table(cmp: Comparison) -> Table:
@@ -374,9 +402,10 @@ def markdown(cmp: Comparison, figure: str | None = FIGURE) -> str:
     lines = [f"# Run comparison: {cmp.name}", ""]
     if cmp.command:
         lines += ["```bash", cmp.command, "```", ""]
-    lines += [f"Baseline: **{cmp.runs[0].label}**. Deltas are the later run minus the earlier one, in points "
-              f"(percentage points; Field F1 x 100), with {lv}% paired-bootstrap intervals over the {len(al.ids)} "
-              "examples every run scored.", "", "## Runs", "", runs_table(cmp).to_markdown()]
+    lines += [f"Baseline: **{cmp.runs[0].label}**. Scores in percent with {lv}% Wilson intervals. Deltas are the "
+              f"later run minus the earlier one, in points (percentage points; Field F1 x 100), with {lv}% "
+              f"paired-bootstrap intervals over the {len(al.ids)} examples every run scored.", "", "## Runs", "",
+              runs_table(cmp).to_markdown()]
     for r in cmp.runs:
         lines.append(f"- {r.label}: `{r.path}`")
     lines.append("")
@@ -403,11 +432,12 @@ def markdown(cmp: Comparison, figure: str | None = FIGURE) -> str:
         ov = pair.row(OVERALL)
         ex = ov.metrics["json_exact"]
         lines += [f"## {pair.b} against {pair.a}", "",
-                  f"JSONExact {pct(ex.b)}% against {pct(ex.a)}%: **{pts(ex.delta, ex.ci)} points**; "
+                  f"JSONExact {pct_ci(ex.b, ov.n, cmp.level)}% against {pct_ci(ex.a, ov.n, cmp.level)}%: "
+                  f"**{delta_cell(ex)} points**; "
                   f"{ov.mcnemar.gained} examples right only in {pair.b}, {ov.mcnemar.lost} right only in {pair.a} "
                   f"(exact McNemar p = {pval(ov.mcnemar.p)}; {ov.mcnemar.both_right} right in both, "
-                  f"{ov.mcnemar.both_wrong} wrong in both). Field F1 {pts(ov.metrics['field_f1'].delta, ov.metrics['field_f1'].ci)}, "
-                  f"compliance {pts(ov.metrics['schema_compliance'].delta, ov.metrics['schema_compliance'].ci)} points.", "",
+                  f"{ov.mcnemar.both_wrong} wrong in both). Field F1 {delta_cell(ov.metrics['field_f1'])}, "
+                  f"compliance {delta_cell(ov.metrics['schema_compliance'])} points.", "",
                   summary_table(cmp, pair, f"pair{k + 1}").to_markdown(), "### Per schema", "",
                   schema_table(cmp, pair, f"pair{k + 1}").to_markdown(),
                   f"### Examples answered exactly by one run only", "",
@@ -427,9 +457,14 @@ def markdown(cmp: Comparison, figure: str | None = FIGURE) -> str:
                   f"`{figure}.pdf` / `{figure}.png`: the deltas of each pair overall, per tier"
                   + (" and per group" if cmp.groups else "") + f", with their {lv}% intervals.", ""]
     lines += ["## Method", "",
-              f"- Intervals: percentile bootstrap, {cmp.n_boot} replicates, seed {cmp.seed}; each replicate draws "
+              "- Scores: JSONExact and compliance are proportions of the examples, with Wilson intervals "
+              "(`scaling.stats.wilson_interval`), which stay honest at 0% and 100%.",
+              f"- Deltas: percentile bootstrap, {cmp.n_boot} replicates, seed {cmp.seed}; each replicate draws "
               "one multiset of example ids (within each tier for the overall and tier rows, within each schema and "
-              "each group for theirs) and recomputes every run's mean on it, so the runs are paired.",
+              "each group for theirs) and recomputes every run's mean on it, so the runs are paired. Where every "
+              f"replicate gives the same delta (no example right in one run only) it collapses to a point: "
+              f"{NEWCOMBE_MARK} marks Newcombe's score interval for paired proportions there (JSONExact, "
+              "compliance), and Field F1 that differs by the same amount on every example is marked (all equal).",
               "- McNemar: exact two-sided binomial test of the discordant examples (right in one run only) at 1/2; "
               "p = 1 when there are none. The tests are not corrected for multiple comparisons: read the per-tier "
               "and per-schema p-values as descriptions, the overall one as the test.",
@@ -474,8 +509,8 @@ def figure(cmp: Comparison):
         for k, pair in enumerate(cmp.pairs):
             rows = {r.group: r for r in pair.rows if r.kind in ("overall", "tier", "group")}
             d = np.array([100 * rows[g].metrics[m].delta for g in keys])
-            lo = np.array([100 * rows[g].metrics[m].ci[0] for g in keys])
-            hi = np.array([100 * rows[g].metrics[m].ci[1] for g in keys])
+            lo = np.array([100 * (rows[g].metrics[m].ci or (rows[g].metrics[m].delta,) * 2)[0] for g in keys])
+            hi = np.array([100 * (rows[g].metrics[m].ci or (rows[g].metrics[m].delta,) * 2)[1] for g in keys])
             ax.errorbar(x + (k - (len(cmp.pairs) - 1) / 2) * width, d, yerr=np.vstack([d - lo, hi - d]),
                         fmt=MARKERS[k % len(MARKERS)], color=OKABE_ITO[k % len(OKABE_ITO)],
                         label=f"{pair.b} - {pair.a}", zorder=3)
@@ -514,7 +549,8 @@ def _num(v: float) -> float | None:
 def to_json(cmp: Comparison) -> dict[str, Any]:
     def row(r: GroupComparison) -> dict:
         return {"group": r.group, "kind": r.kind, "tier": r.tier, "n": r.n,
-                "metrics": {m: {"a": d.a, "b": d.b, "delta": d.delta, "ci": [_num(d.ci[0]), _num(d.ci[1])]}
+                "metrics": {m: {"a": d.a, "b": d.b, "delta": d.delta,
+                                "ci": [_num(d.ci[0]), _num(d.ci[1])] if d.ci else None, "ci_method": d.method}
                             for m, d in r.metrics.items()},
                 "mcnemar": {"gained": r.mcnemar.gained, "lost": r.mcnemar.lost, "discordant": r.mcnemar.discordant,
                             "both_right": r.mcnemar.both_right, "both_wrong": r.mcnemar.both_wrong, "p": r.mcnemar.p}}

@@ -6,11 +6,15 @@ schema, a named group of schemas):
 * the **delta** of each metric is B's mean minus A's mean over the group's examples;
 * its **interval** is a paired percentile bootstrap: one replicate draws one multiset of
   example ids and recomputes every run's mean on it
-  (:func:`scaling.fit.bootstrap.paired_bootstrap`, stratified by the grouping: the overall
-  and tier rows resample within tiers, schema rows within schemas, group rows within groups);
+  (:func:`scaling.stats.paired_bootstrap`, stratified by the grouping: the overall
+  and tier rows resample within tiers, schema rows within schemas, group rows within groups).
+  Where every replicate gives the same delta the bootstrap has collapsed to a point: for a
+  0/1 metric (no example right in one run only) the interval is then Newcombe's score
+  interval for paired proportions (:func:`scaling.stats.paired_proportion_difference`); for
+  Field F1 (every example the same difference) there is none (``ci`` None, method ``none``);
 * the **exact McNemar test** on JSONExact counts the discordant examples, ``gained`` (A wrong,
   B right) and ``lost`` (A right, B wrong), and gives the two-sided binomial p-value of
-  ``gained`` out of ``gained + lost`` at 1/2 (:func:`scipy.stats.binomtest`); with no
+  ``gained`` out of ``gained + lost`` at 1/2 (:func:`scaling.stats.mcnemar_exact`); with no
   discordant example p = 1. Examples both runs answer alike carry no evidence either way.
 """
 
@@ -22,40 +26,12 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from scaling.compare.runs import METRICS, Alignment, Run, tier_rank
-from scaling.fit.bootstrap import paired_bootstrap, percentile_ci
+from scaling.metrics import PROPORTION_METRICS
+from scaling.stats import (OVERALL, McNemar, collapsed, mcnemar_exact, paired_bootstrap,  # noqa: F401 - McNemar re-exported
+                           paired_proportion_difference, percentile_ci)
 
-OVERALL = "overall"
 #: Schemas that no named group lists.
 OTHERS = "others"
-
-
-@dataclass(frozen=True)
-class McNemar:
-    """Exact McNemar test on JSONExact for one pair and group."""
-
-    gained: int
-    """Examples B answers exactly and A does not."""
-    lost: int
-    """Examples A answers exactly and B does not."""
-    both_right: int
-    both_wrong: int
-    p: float
-
-    @property
-    def discordant(self) -> int:
-        return self.gained + self.lost
-
-
-def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> McNemar:
-    """The exact (binomial) McNemar test of two paired 0/1 outcome vectors."""
-    from scipy.stats import binomtest
-
-    a = np.asarray(a, dtype=bool)
-    b = np.asarray(b, dtype=bool)
-    gained, lost = int(np.sum(~a & b)), int(np.sum(a & ~b))
-    n = gained + lost
-    p = 1.0 if n == 0 else float(binomtest(gained, n, 0.5, alternative="two-sided").pvalue)
-    return McNemar(gained, lost, int(np.sum(a & b)), int(np.sum(~a & ~b)), min(p, 1.0))
 
 
 @dataclass(frozen=True)
@@ -65,7 +41,10 @@ class Delta:
     a: float
     b: float
     delta: float
-    ci: tuple[float, float]
+    ci: tuple[float, float] | None
+    method: str = "bootstrap"
+    """How ``ci`` was made: ``bootstrap``, ``newcombe`` (the bootstrap collapsed on a 0/1
+    metric) or ``none`` (it collapsed on Field F1: every example the same difference)."""
 
 
 @dataclass(frozen=True)
@@ -142,8 +121,15 @@ def compare_runs(runs: Sequence[Run], alignment: Alignment, pairs: Sequence[tupl
                 for m in METRICS:
                     point, reps = boot[(kind, m)]
                     lo, hi = percentile_ci(reps[key][:, j] - reps[key][:, i], level)
+                    ci, method = (float(lo), float(hi)), "bootstrap"
+                    if collapsed(lo, hi):
+                        if m in PROPORTION_METRICS:
+                            ci, method = paired_proportion_difference(values[m][i][mask], values[m][j][mask],
+                                                                      level), "newcombe"
+                        else:
+                            ci, method = None, "none"
                     deltas[m] = Delta(float(point[key][i]), float(point[key][j]),
-                                      float(point[key][j] - point[key][i]), (float(lo), float(hi)))
+                                      float(point[key][j] - point[key][i]), ci, method)
                 row_kind = "overall" if key == OVERALL else kind
                 tier = tiers[int(np.flatnonzero(mask)[0])] if kind == "schema" else None
                 rows.append(GroupComparison(key, row_kind, tier, int(mask.sum()), deltas,

@@ -385,7 +385,9 @@ def _pct(x: float | None) -> str:
 
 
 def _ci(m: Mapping[str, Any], key: str) -> str:
-    lo, hi = (m.get("ci") or {}).get(key) or (None, None)
+    from scaling.metrics import metric_interval
+
+    lo, hi = metric_interval(m, key) or (None, None)
     return _pct(m.get(key)) + ("" if lo is None else f" [{_pct(lo)}, {_pct(hi)}]")
 
 

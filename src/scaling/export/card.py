@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from scaling.data.io import TIERS as TIER_ORDER
+from scaling.metrics import metric_interval
 from scaling.results import describe_categories
 HEADLINE = (("json_exact", "JSONExact"), ("field_f1", "Field F1"), ("schema_compliance", "Schema compliance"))
 
@@ -36,7 +37,7 @@ def limits(metrics: Mapping[str, Any], threshold: float = 0.5, schema_ids: Seque
         for key, m in (metrics.get(level) or {}).items():
             n = int(m.get("n") or 0)
             exact = float(m["json_exact"])
-            upper = float(((m.get("ci") or {}).get("json_exact") or [exact, exact])[1])
+            upper = float((metric_interval(m, "json_exact") or (exact, exact))[1])
             entry = {"name": key, "n": n, "json_exact": round(exact, 4), "upper": round(upper, 4)}
             if m.get("tier"):
                 entry["tier"] = m["tier"]
@@ -59,14 +60,15 @@ def _pct(x: float | None) -> str:
 
 
 def _ci(m: Mapping[str, Any], key: str) -> str:
-    lo, hi = (m.get("ci") or {}).get(key) or (None, None)
+    """``45.6 [38.0, 53.2]``: Wilson for a proportion, the recorded bootstrap for F1 (:func:`metric_interval`)."""
+    lo, hi = metric_interval(m, key) or (None, None)
     if lo is None:
         return f"{_pct(m.get(key))}"
     return f"{_pct(m.get(key))} [{_pct(lo)}, {_pct(hi)}]"
 
 
 def _f1(m: Mapping[str, Any]) -> str:
-    lo, hi = (m.get("ci") or {}).get("field_f1") or (None, None)
+    lo, hi = metric_interval(m, "field_f1") or (None, None)
     v = m.get("field_f1")
     return f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None else "")
 
@@ -248,7 +250,8 @@ def render_card(manifest: Mapping[str, Any]) -> str:
          f"{base} as released (not fine-tuned), asked to extract one JSON object under a given JSON Schema from text ")
         + f"({data['name']} {data['version']}). {params['total']:,} parameters ({params['category']}). "
         f"On the {overall['n']} {data.get('eval_split', 'test')} examples: **JSONExact {_ci(overall, 'json_exact')}%**, "
-        f"Field F1 {_f1(overall)}, schema compliance {_ci(overall, 'schema_compliance')}% (95% bootstrap intervals).",
+        f"Field F1 {_f1(overall)}, schema compliance {_ci(overall, 'schema_compliance')}% (95% intervals: "
+        "Wilson for JSONExact and compliance, bootstrap over examples for Field F1).",
         "",
         "## Results", "", f"PyTorch ({(m.get('torch_eval') or {}).get('dtype') or 'float32'}), "
         f"{m['recipe']['decode']['mode']} decoding, as the source job measured "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.data.io import TIERS
+from scaling.metrics import metric_interval
 from scaling.results import atomic_write_json, atomic_write_text, read_json
 
 MANIFEST = "export.json"
@@ -73,7 +74,7 @@ def entries(models_root: str | Path) -> list[dict]:
             "data": f"{m['data']['name']} {m['data']['version']}",
             "n_eval": overall["n"],
             "json_exact": overall["json_exact"],
-            "json_exact_ci": overall["ci"]["json_exact"],
+            "json_exact_ci": list(metric_interval(overall, "json_exact") or overall["ci"]["json_exact"]),
             "field_f1": overall["field_f1"],
             "schema_compliance": overall["schema_compliance"],
             "by_tier_json_exact": {t: v["json_exact"] for t, v in m["metrics"]["by_tier"].items()},

@@ -3,12 +3,13 @@
 A job folder holds ``results.json`` (the resolved config, the data's sha256, metrics) and
 ``predictions.jsonl``; the fine-tuned weights live in the train cache
 (``<train_cache>/<train_hash>/model.safetensors``, see :mod:`scaling.jobs.cache`), shared by
-the jobs that differ only in decoding. They are found, in order, from ``--weights``,
-``train.reused_from`` in ``results.json``, or ``train_cache`` / ``train_hash`` as recorded (for
+the jobs that differ only in decoding. They are found from ``--weights``, else as
+:func:`scaling.jobs.source.find_weights` finds them for ``scaling.evaluate from_job=...``:
+``train.reused_from`` in ``results.json``, or ``train_cache`` / train hash as recorded (for
 jobs older than the recorded ``train_hash``: recomputed from the config and ``data_hash``),
 each relative path tried from the working directory and from the folders above the job (a
 sweep runs from the repository root, with ``output_root`` relative to it). The cache entry's
-own ``train.json`` must name the same train hash.
+own ``train.json`` must name one of the job's train hashes.
 """
 
 from __future__ import annotations
@@ -25,15 +26,10 @@ class ExportError(RuntimeError):
     """An export cannot proceed; the message names the file, field or flag and what to do."""
 
 
-def _candidates(path: str, job_dir: Path) -> list[Path]:
-    p = Path(path)
-    if p.is_absolute():
-        return [p]
-    return [Path.cwd() / p, *(anc / p for anc in job_dir.resolve().parents)]
-
-
 def _first_existing(path: str, job_dir: Path, marker: str) -> Path | None:
-    for cand in _candidates(path, job_dir):
+    from scaling.jobs.source import candidates
+
+    for cand in candidates(path, job_dir):
         if (cand / marker).exists():
             return cand
     return None
@@ -194,55 +190,22 @@ class JobSource:
             if not path.is_file():
                 raise ExportError(f"--weights {override}: no such file")
             return path
-        method = self.results["finetune"].get("method")
-        if method == "none":
-            return None
-        train = self.results.get("train") or {}
-        tried = []
-        if train.get("reused_from"):
-            found = _first_existing(str(train["reused_from"]), self.job_dir, "model.safetensors")
-            if found is not None:
-                return self._checked(found)
-            tried.append(f"train.reused_from={train['reused_from']}")
-        cache = self.results["config"].get("train_cache")
-        key = self.train_hash
-        if cache and key:
-            found = _first_existing(os.path.join(str(cache), key), self.job_dir, "model.safetensors")
-            if found is not None:
-                return self._checked(found)
-            tried.append(f"train_cache/train_hash = {cache}/{key}")
-        raise ExportError(f"{self.results_path}: the fine-tuned weights were not found (tried {'; '.join(tried) or 'nothing: train_cache is null'}"
-                          f", from {Path.cwd()} and the folders above the job). Pass --weights "
-                          "PATH/model.safetensors, or run the export from where the sweep ran.")
+        from scaling.jobs.source import SourceJobError, WeightsNotFound, find_weights
+
+        try:
+            return find_weights(self.results, self.job_dir)
+        except WeightsNotFound as exc:
+            raise ExportError(f"{exc}. Pass --weights PATH/model.safetensors, or run the export from where the "
+                              "sweep ran.") from None
+        except SourceJobError as exc:
+            raise ExportError(str(exc)) from None
 
     @property
     def train_hash(self) -> str | None:
         """The job's train hash: recorded, or (older jobs) recomputed from config and data."""
-        if self.results.get("train_hash"):
-            return str(self.results["train_hash"])
-        try:
-            from scaling.jobs.identity import data_hash, train_hash
+        from scaling.jobs.source import known_train_hashes
 
-            return train_hash(self.config, data_hash(self.results["data"].get("files") or {}))
-        except Exception:  # noqa: BLE001 - a config the current code cannot hash: --weights then
-            return None
-
-    def _checked(self, cache_dir: Path) -> Path:
-        """The cache's own record must describe the same training as the job's."""
-        info_path = cache_dir / "train.json"
-        if info_path.is_file():
-            whole = read_json(info_path)
-            if whole.get("train_hash") and self.train_hash and whole["train_hash"] != self.train_hash:
-                raise ExportError(f"{info_path}: train_hash {whole['train_hash']}, but {self.results_path} records "
-                                  f"{self.train_hash}: these weights come from another training")
-            info = whole.get("train") or {}
-            mine = self.results.get("train") or {}
-            for key in ("steps", "tokens"):
-                if key in info and key in mine and info[key] != mine[key]:
-                    raise ExportError(f"{cache_dir}: its train.json records {key}={info[key]}, but "
-                                      f"{self.results_path} records train.{key}={mine[key]}: these weights come "
-                                      "from another training run")
-        return cache_dir / "model.safetensors"
+        return (known_train_hashes(self.results) or [None])[0]
 
     def build_model(self, tokenizer, weights: Path | None):
         """The job's architecture with the fine-tuned weights loaded (fp32, eval mode)."""
@@ -289,15 +252,12 @@ def _without_gguf_marker(model):
     are that kind of model."""
     if getattr(model, "hf_quantizer", None) is None:
         return model
-    import copy
-
     import torch
     from transformers import AutoModelForCausalLM
 
-    config = copy.deepcopy(model.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    from scaling.jobs.cache import plain_config
+
+    plain = AutoModelForCausalLM.from_config(plain_config(model.config), dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise ExportError(f"rebuilding the model without its GGUF marker lost weights: missing {missing[:5]}, "

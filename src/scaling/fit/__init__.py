@@ -11,7 +11,7 @@ config; ``python -m scaling.fit`` is its Hydra CLI).
 """
 
 from scaling.fit.analysis import Analysis, Curve, analyse, build_curve, fit_summary
-from scaling.fit.bootstrap import paired_bootstrap, percentile_ci
+from scaling.stats import paired_bootstrap, percentile_ci
 from scaling.fit.collect import (METRICS, OVERALL, Collection, Job, ReferenceSeries, Series, collect, load_reference,
                                  newest_sweep, read_job, read_predictions)
 from scaling.fit.config import REFERENCE_LADDER, Settings, anchor_paths, conf_dir, project_root

@@ -32,11 +32,10 @@ from scaling.metrics import METRIC_KEYS
 from scaling.results import (PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION, decode_label, recipe, recipe_label,
                              rung_kind, train_fraction, varying_recipe)
 from scaling.results import model_key as results_model_key
+from scaling.stats import OVERALL  # the pseudo-tier meaning "all test examples"
 
 #: Per-example metrics a ``predictions.jsonl`` line carries (all in [0, 1]).
 METRICS = METRIC_KEYS
-#: The pseudo-tier meaning "all test examples".
-OVERALL = "overall"
 #: Columns of a reference file that describe a point rather than carry a metric.
 REFERENCE_INFO_COLUMNS = ("label", "series", "model", "params", "params_non_embedding", "note", "source")
 

@@ -4,8 +4,9 @@ Jobs that differ in ``data.train_fraction`` are different recipes (:func:`scalin
 so :func:`scaling.fit.collect.group_jobs` puts each fraction in its own series: they are
 never seeds of one model nor sizes of one ladder. Here the series that differ *only* in the
 fraction are joined again, per model: scores against the number of training records, with
-intervals from the same paired bootstrap as the size axis (over test examples and seeds),
-and the change between adjacent fractions with its paired interval.
+the same intervals as the size axis (Wilson for proportions, the percentile bootstrap for
+Field F1: :mod:`scaling.fit.scores`), and the change between adjacent fractions with its
+paired-bootstrap interval (over test examples and seeds).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from scaling.fit.bootstrap import paired_bootstrap, percentile_ci
 from scaling.fit.collect import OVERALL, Collection, Job, Series
 from scaling.fit.fits import Interval, no_signal
+from scaling.fit.scores import bounded_mean_intervals, proportion_intervals
+from scaling.metrics import PROPORTION_METRICS
+from scaling.stats import paired_bootstrap, percentile_ci
 from scaling.results import RECORDS, fraction_label
 
 
@@ -140,9 +143,10 @@ def _curve(label: str, key: str, entries, metrics, tiers, n_boot, seed, level) -
                 values.append(np.stack(rows))
             pt, reps = paired_bootstrap(values, ex_tiers, present, n_boot, seed)
             for t in pt:
-                a, b = percentile_ci(reps[t], level)
-                point[(m, t)], lo[(m, t)], hi[(m, t)] = pt[t], a, b
                 cols = np.ones(len(common), bool) if t == OVERALL else tier_arr == t
+                a, b = (proportion_intervals(pt[t], int(cols.sum()), level) if m in PROPORTION_METRICS
+                        else bounded_mean_intervals(pt[t], int(cols.sum()), *percentile_ci(reps[t], level), level))
+                point[(m, t)], lo[(m, t)], hi[(m, t)] = pt[t], a, b
                 seed_scores[(m, t)] = tuple(v[:, cols].mean(axis=1) for v in values)
                 steps[(m, t)] = _steps(fractions, pt[t], reps[t], level)
     else:

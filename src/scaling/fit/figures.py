@@ -4,6 +4,8 @@ Figures are built on :class:`matplotlib.figure.Figure` objects without pyplot, i
 ``matplotlib.rc_context``: no global backend or style state changes, so importing this in
 a notebook or a headless job is the same. Colours are the Okabe-Ito palette (colour-blind
 safe); reference (published) series are black with open markers; intervals are error bars.
+Every score is shown in percent (axes, annotations, the heatmap's colour scale) and every
+gain in points, as in the tables.
 
 Each ``figure_*`` function returns a Figure or raises :class:`SkipFigure` with the reason
 its data is absent; :func:`make_figures` writes the ones it can and reports the others.
@@ -58,6 +60,12 @@ class FigureFile:
 
 def metric_label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric)
+
+
+def _percent_axis(ax, label: str) -> None:
+    """The y axis of a score (held as a fraction) labelled and ticked in percent."""
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v * 100:.0f}"))
+    ax.set_ylabel(f"{label} (%)")
 
 
 class _Styles:
@@ -254,7 +262,7 @@ def figure_score_vs_params(analysis: Analysis, metric: str = "json_exact") -> Fi
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(tier)
         ax.set_xlabel(f"parameters ({analysis.settings.params.replace('_', '-')})")
-        ax.set_ylabel(metric_label(metric))
+        _percent_axis(ax, metric_label(metric))
     _legend(fig, [ax for _, ax in panels], _fit_legend_entries(all_curves) + _seed_legend_entries(all_curves)
             + _rung_legend_entries(all_curves) + _ceiling_legend_entries(band))
     fig.suptitle(f"{metric_label(metric)} vs parameters")
@@ -291,7 +299,7 @@ def figure_tier_bars(analysis: Analysis, metric: str = "json_exact") -> Figure:
                yerr=_yerr(y, vals[:, 1], vals[:, 2]), error_kw={"elinewidth": 0.8, "capsize": 2})
     ax.set_xticks(x, tiers)
     ax.set_ylim(0, 1.0)
-    ax.set_ylabel(metric_label(metric))
+    _percent_axis(ax, metric_label(metric))
     ax.grid(axis="x", visible=False)
     # Below the axes: inside, five or more bars' labels cover the simple-tier bars.
     longest = max(len(label) for label, _ in bars)
@@ -322,7 +330,7 @@ def figure_f1_compliance(analysis: Analysis, metrics: Sequence[str] = ("field_f1
         _size_axis(ax, [n for c in curves for n in c.N])
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(f"parameters ({analysis.settings.params.replace('_', '-')})")
-        ax.set_ylabel(metric_label(m))
+        _percent_axis(ax, metric_label(m))
         ax.set_title(f"{metric_label(m)} ({tier})")
     _legend(fig, axes, _fit_legend_entries(all_curves) + _seed_legend_entries(all_curves)
             + _rung_legend_entries(all_curves))
@@ -359,7 +367,7 @@ def figure_schema_heatmap(analysis: Analysis, metric: str = "json_exact") -> Fig
         raise SkipFigure(f"no per-schema {metric} scores")
     fig = Figure(figsize=(1.6 + 0.75 * len(columns), 0.8 + 0.22 * len(schemas)), layout="constrained")
     ax = fig.subplots()
-    im = ax.imshow(np.ma.masked_invalid(mat), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    im = ax.imshow(np.ma.masked_invalid(mat * 100), cmap="viridis", vmin=0, vmax=100, aspect="auto")
     for r in range(mat.shape[0]):
         for c in range(mat.shape[1]):
             v = mat[r, c]
@@ -375,7 +383,7 @@ def figure_schema_heatmap(analysis: Analysis, metric: str = "json_exact") -> Fig
     ax.tick_params(length=0)
     for side in ("top", "right", "left", "bottom"):
         ax.spines[side].set_visible(False)
-    fig.colorbar(im, ax=ax, shrink=0.6, label=f"{metric_label(metric)} (fraction)")
+    fig.colorbar(im, ax=ax, shrink=0.6, label=f"{metric_label(metric)} (%)")
     ax.set_title(f"{metric_label(metric)} per schema (%)")
     return fig
 
@@ -418,7 +426,7 @@ def figure_base_vs_finetuned(analysis: Analysis, metric: str = "json_exact", tie
     _size_axis(ax, [n for c in curves for n in c.N])
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel(f"parameters ({analysis.settings.params.replace('_', '-')})")
-    ax.set_ylabel(f"{metric_label(metric)} ({tier})")
+    _percent_axis(ax, f"{metric_label(metric)}, {tier}")
     ax.legend(loc="upper left")
     ax.set_title("base vs fine-tuned")
     return fig
@@ -510,7 +518,7 @@ def figure_data_axis(analysis: Analysis, metric: str | None = None) -> Figure:
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(tier)
         ax.set_xlabel("training records" if by_count else "share of the training records")
-        ax.set_ylabel(metric_label(metric))
+        _percent_axis(ax, metric_label(metric))
     _legend(fig, axes, _seed_legend_entries_data(curves) + _ceiling_legend_entries(band))
     fig.suptitle(f"{metric_label(metric)} vs training records (the data axis)")
     return fig

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
-from scaling.fit.bootstrap import percentile_ci
+from scaling.stats import percentile_ci
 
 HUNDRED_M = 1e8
 LN10 = math.log(10.0)

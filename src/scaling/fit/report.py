@@ -33,7 +33,7 @@ from scaling.fit.figures import FigureFile, make_figures, metric_label
 from scaling.fit.fits import NO_SIGNAL, _fmt_n
 from scaling.fit.scores import THIN, THIN_NOTE, SeriesScores
 from scaling.fit.tables import (Table, all_tables, ceiling_table, data_axis_table, describe_diminishing, gain_text,
-                                headline_table, ladder_table, pct, write_tables)
+                                headline_table, interval_note, ladder_table, pct, write_tables)
 from scaling.results import atomic_write_json, atomic_write_text
 
 FIT_VERSION = 1
@@ -445,8 +445,9 @@ def render_report(analysis: Analysis, name: str, figures: Sequence[FigureFile] =
     single = [s for s in analysis.scores if n_sizes(s) < 2]
     L = [f"# Scaling fit: {name}", ""]
     L.append(f"Sweeps: {', '.join(f'`{d}`' for d in col.sweep_dirs)}. {len(col.jobs)} jobs used, "
-             f"{len(col.skipped)} skipped. Parameters: {st.params.replace('_', '-')}. Intervals: "
-             f"{st.level * 100:g}% paired bootstrap over test examples (and seeds), {st.n_boot} replicates. "
+             f"{len(col.skipped)} skipped. Parameters: {st.params.replace('_', '-')}. Scores in percent, "
+             f"{interval_note(st.level)}; gains and fits: {st.level * 100:g}% paired bootstrap over test examples "
+             f"(and seeds), {st.n_boot} replicates. "
              f"Headline metric: {mname} (`headline_metric`).")
     L.append("")
     if col.skipped:

@@ -1,10 +1,17 @@
-"""Per-model scores of each series, per metric and tier, with paired bootstrap replicates.
+"""Per-model scores of each series, per metric and tier, with intervals and paired bootstrap replicates.
 
 A measured series whose jobs all have ``predictions.jsonl`` is scored from per-example
 values on the ids common to all its jobs (seeds averaged per example), with replicates from
-:func:`scaling.fit.bootstrap.paired_bootstrap`. Otherwise its scores are the seed means of
-the jobs' aggregate metrics; intervals are then only the job's own ``ci`` (single seed) and
-there are no replicates, so gains and fits come without intervals.
+:func:`scaling.stats.paired_bootstrap` (for gains and fits: differences between rungs).
+Otherwise its scores are the seed means of the jobs' aggregate metrics, without replicates,
+so gains and fits come without intervals.
+
+A rung's interval: for a proportion (JSONExact, compliance) the Wilson interval of its share
+on the tier's examples (:func:`scaling.stats.proportion_interval`; with several seeds the
+share is their mean and each example counts once), honest at 0% and 100% where a
+percentile bootstrap collapses to a point; for Field F1 the percentile interval of the
+replicates (of the job's own ``ci`` without predictions), or Wilson's bound where every
+example scores the same (:func:`scaling.stats.bounded_mean_interval`).
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from scaling.fit.bootstrap import paired_bootstrap, percentile_ci
+from scaling.metrics import PROPORTION_METRICS, metric_interval
+from scaling.stats import bounded_mean_interval, paired_bootstrap, percentile_ci, proportion_interval
 from scaling.fit.collect import OVERALL, Log, ReferenceSeries, Series, _stderr
 from scaling.results import category_for
 
@@ -143,7 +151,11 @@ def score_measured(series: Series, metrics: Sequence[str], tiers: Sequence[str],
         for m in metrics:
             point, reps = paired_bootstrap(values[m], ex_tiers, present, n_boot, seed)
             for t in point:
-                lo, hi = percentile_ci(reps[t], level)
+                n_t = len(common) if t == OVERALL else int(np.sum(tier_arr == t))
+                if m in PROPORTION_METRICS:
+                    lo, hi = proportion_intervals(point[t], n_t, level)
+                else:
+                    lo, hi = bounded_mean_intervals(point[t], n_t, *percentile_ci(reps[t], level), level)
                 rows[(m, t)] = ScoreRow(m, t, point[t], lo, hi, reps[t])
                 cols = np.ones(len(common), bool) if t == OVERALL else tier_arr == t
                 seed_scores[(m, t)] = tuple(v[:, cols].mean(axis=1) for v in values[m])
@@ -164,8 +176,11 @@ def score_measured(series: Series, metrics: Sequence[str], tiers: Sequence[str],
                     vals = [v for v in vals if v is not None]
                     if vals:
                         point[mi] = float(np.mean(vals))
-                    if len(model.jobs) == 1:
-                        ci = _job_ci(model.jobs[0], m, t)
+                    block = _job_block(model.jobs[0], t)
+                    if m in PROPORTION_METRICS and vals and isinstance(block.get("n"), int) and block["n"] > 0:
+                        lo[mi], hi[mi] = proportion_interval(point[mi], block["n"], level)
+                    elif len(model.jobs) == 1:
+                        ci = metric_interval(block, m, level)
                         if ci is not None:
                             lo[mi], hi[mi] = ci
                 if np.isfinite(point).any():
@@ -197,10 +212,30 @@ def score_measured(series: Series, metrics: Sequence[str], tiers: Sequence[str],
                         thin=tuple(thin))
 
 
-#: Fewer successes (or failures) than this in a tier make its bootstrap interval unreliable.
+def proportion_intervals(shares: np.ndarray, n: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson intervals of each model's share on ``n`` examples (NaN where a share is unknown)."""
+    lo, hi = _nan(len(shares)), _nan(len(shares))
+    for i, share in enumerate(shares):
+        if np.isfinite(share) and n > 0:
+            lo[i], hi[i] = proportion_interval(float(share), n, level)
+    return lo, hi
+
+
+def bounded_mean_intervals(means: np.ndarray, n: int, lo: np.ndarray, hi: np.ndarray,
+                           level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each model's bootstrap interval of a mean (Field F1), or Wilson's bound where it collapsed."""
+    lo, hi = np.array(lo, dtype=float), np.array(hi, dtype=float)
+    for i, mean in enumerate(means):
+        if np.isfinite(mean):
+            lo[i], hi[i] = bounded_mean_interval(float(mean), n, float(lo[i]), float(hi[i]), level)
+    return lo, hi
+
+
+#: Fewer successes (or failures) than this in a tier make bootstrap intervals there unreliable.
 THIN = 5
-THIN_NOTE = ("percentile intervals there are too narrow (in simulation about 85% coverage for a nominal 95% "
-             "with 25 examples at 5% vs 10% success)")
+THIN_NOTE = ("the paired-bootstrap intervals of gains and fits there are too narrow (in simulation about 85% "
+             "coverage for a nominal 95% with 25 examples at 5% vs 10% success); each rung's own score has a "
+             "Wilson interval, which is not")
 
 
 def _thin_tiers(series: Series, rows: Mapping[tuple[str, str], ScoreRow], ex_tiers: Sequence[str]) -> list[str]:
@@ -219,12 +254,9 @@ def _thin_tiers(series: Series, rows: Mapping[tuple[str, str], ScoreRow], ex_tie
     return out
 
 
-def _job_ci(job, metric: str, tier: str) -> tuple[float, float] | None:
+def _job_block(job, tier: str) -> Mapping:
     block = job.metrics.get("overall") if tier == OVERALL else (job.metrics.get("by_tier") or {}).get(tier)
-    ci = (block or {}).get("ci", {}).get(metric) if isinstance(block, Mapping) else None
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
-        return float(ci[0]), float(ci[1])
-    return None
+    return block if isinstance(block, Mapping) else {}
 
 
 def score_reference(ref: ReferenceSeries, metrics: Sequence[str], tiers: Sequence[str]) -> SeriesScores:

@@ -54,6 +54,12 @@ def latex_escape(s: str) -> str:
     return "".join(_LATEX.get(ch, ch) for ch in s)
 
 
+def interval_note(level: float = 0.95) -> str:
+    """How a table's score intervals were made (one phrase, for captions and the report)."""
+    return (f"{level * 100:g}% intervals: Wilson for JSONExact and compliance (a proportion of the test examples), "
+            "percentile paired bootstrap over test examples and seeds for Field F1")
+
+
 def pct(v: float | None, ci: Sequence[float] | None = None, digits: int = 1) -> str:
     """``45.6 [38.0, 53.2]`` (percent), ``-`` when unknown."""
     if v is None or not math.isfinite(v):
@@ -78,8 +84,8 @@ def ladder_table(analysis: Analysis) -> Table:
                      f"{r.params_non_embedding:,}" if r.params_non_embedding else "-", r.category,
                      str(r.seeds) if r.kind == "measured" else "ref")
                     + tuple(pct(v, ci) for _, v, ci in r.scores))
-    return Table("ladder", f"Model ladder: {st.target_metric} (%) per tier with 95% paired-bootstrap "
-                           f"intervals; category by total parameters ({describe_categories()}).", header, tuple(rows))
+    return Table("ladder", f"Model ladder: {st.target_metric} (%) per tier ({interval_note(st.level)}); "
+                           f"category by total parameters ({describe_categories()}).", header, tuple(rows))
 
 
 def recommendation_table(analysis: Analysis) -> Table:
@@ -115,8 +121,8 @@ def tier_scores_table(analysis: Analysis) -> Table:
                     cells.append(pct(r.point[i], _ci(r.lo[i], r.hi[i])) if r is not None else "-")
                 if any(c != "-" for c in cells):
                     rows.append((s.label, rung_name(s, i), metric) + tuple(cells))
-    return Table("tier_scores", "Scores per tier (%) with 95% intervals (paired bootstrap over test "
-                                "examples and seeds).", ("series", "model", "metric") + tuple(st.tiers), tuple(rows))
+    return Table("tier_scores", f"Scores per tier (%; {interval_note(st.level)}).",
+                 ("series", "model", "metric") + tuple(st.tiers), tuple(rows))
 
 
 def gain_text(g, digits: int = 1) -> str:
@@ -157,9 +163,9 @@ def headline_table(analysis: Analysis, series: SeriesScores) -> Table:
             rows.append((t if first else "", rung_name(series, i), _fmt_n(model.params_total), str(len(model.seeds)) or "-",
                          *cells, gain_text(g) if g is not None else "-"))
             first = False
-    return Table("headline", f"{series.label}: scores per rung and tier (%, 95% paired-bootstrap intervals over test "
-                             f"examples and seeds) and the {_metric_name(m)} gain per 100M parameters from the rung "
-                             f"below.", header, tuple(rows))
+    return Table("headline", f"{series.label}: scores per rung and tier (%; {interval_note(st.level)}) and the "
+                             f"{_metric_name(m)} gain per 100M parameters from the rung below (points, paired "
+                             f"bootstrap).", header, tuple(rows))
 
 
 def _metric_name(metric: str) -> str:
@@ -190,8 +196,9 @@ def data_axis_table(analysis: Analysis) -> Table:
                                                            if step.ci else "")
                 rows.append((d.label, t, describe_fraction(f, d.n_train[i]), str(len(d.seeds[i])),
                              pct(d.point[(m, t)][i], _ci(d.lo[(m, t)][i], d.hi[(m, t)][i])), change))
-    return Table("data_axis", f"The data axis: {_metric_name(m)} (%) per share of the training records, 95% paired-"
-                              f"bootstrap intervals; change from the previous share in points.",
+    return Table("data_axis", f"The data axis: {_metric_name(m)} (%) per share of the training records "
+                              f"({interval_note(analysis.settings.level)}); change from the previous share in points "
+                              f"(paired bootstrap).",
                  ("model", "tier", "training records", "seeds", f"{_metric_name(m)} (%)", "change (points)"),
                  tuple(rows))
 

@@ -5,6 +5,7 @@
 - :mod:`.lock`: one process per job (``job.lock``);
 - :mod:`.resume`: which checkpoint a re-run resumes from;
 - :mod:`.cache`: fine-tuned weights shared by jobs with the same training;
+- :mod:`.source`: a finished job scored again without training (``scaling.evaluate from_job=...``);
 - :mod:`.tracking`: the CSV log (history kept across resumes) and W&B;
 - :mod:`.record`: where and with what a job ran;
 - :mod:`.run`: the job itself (``run_job``);

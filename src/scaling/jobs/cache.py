@@ -3,7 +3,14 @@
 ``<train_cache>/<train_hash>/`` holds ``model.safetensors`` (the merged, evaluation-ready
 weights) and ``train.json`` (the training stats, the trainable-parameter count and the job
 that trained them). ``train.json`` is written last: an entry without it is incomplete and
-is trained again. Jobs that differ only in decoding or evaluation share an entry.
+is trained again. Jobs that differ only in decoding, evaluation or the test set share an
+entry.
+
+An entry is also a transformers folder: ``config.json`` (the architecture as trained: a depth
+rung's kept blocks, without the GGUF loader's quantisation marker) and the tokenizer's files,
+so ``model.source=local model.path=<entry>`` loads it (with ``model.depth=null``: the blocks
+are already dropped). Entries written before these files load only into a model built from
+the job's config (:func:`load_weights`, as the train cache, ``from_job`` and the export do).
 """
 
 from __future__ import annotations
@@ -41,10 +48,15 @@ class CacheEntry:
         """The cached weights loaded into ``model`` (tied weights re-tied)."""
         return load_weights(model, self.path / WEIGHTS_FILE)
 
-    def save(self, model, info: dict[str, Any]) -> None:
-        """Store ``model``'s weights, then ``info`` (the completeness mark). Raises OSError
-        when the cache cannot be written; the caller decides what that costs."""
+    def save(self, model, info: dict[str, Any], tokenizer=None) -> None:
+        """Store ``model``'s weights, its config and ``tokenizer``, then ``info`` (the
+        completeness mark). Raises OSError when the cache cannot be written; the caller
+        decides what that costs."""
         self.path.mkdir(parents=True, exist_ok=True)
+        if getattr(model, "config", None) is not None:
+            plain_config(model.config).save_pretrained(str(self.path))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(self.path))
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         # Tied weights share storage; safetensors refuses shared tensors, so store clones.
         seen: set[int] = set()
@@ -60,6 +72,18 @@ class CacheEntry:
         finally:
             tmp.unlink(missing_ok=True)
         atomic_write_json(self.path / INFO_FILE, info)
+
+
+def plain_config(config):
+    """A copy of a transformers config without the GGUF loader's ``quantization_config``: the
+    weights are stored dequantised, and a config that names a quantiser makes
+    ``from_pretrained`` look for one."""
+    import copy
+
+    config = copy.deepcopy(config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    return config
 
 
 def cache_entry(train_cache: str | os.PathLike | None, train_hash: str) -> CacheEntry | None:

@@ -1,23 +1,45 @@
-"""The job's own config types and the resolvers its YAML files use.
+"""The job's own config types, the schema of the config tree, and the resolvers its YAML files use.
 
 Importing this module registers the resolvers (``${wandb_offline:}``, ``${job_type:...}``,
 ``${job_dirname:...}``, ``${bookkeeping_keys:}``, ``${run_dir:...}``,
-``${slurm_tasks_per_node:...}``), so it is imported by every entry point
-before Hydra composes a config. It imports neither torch nor Lightning: ``--help``,
-``--cfg`` and the parent process of a parallel sweep stay light.
+``${slurm_tasks_per_node:...}``) and the config tree's schema
+(:func:`register_schemas`), so it is imported by every entry point before Hydra composes a
+config. It imports neither torch nor Lightning: ``--help``, ``--cfg`` and the parent process
+of a parallel sweep stay light.
+
+**The schema.** ``conf/train.yaml`` and ``conf/evaluate.yaml`` start from
+:class:`TrainConfig` / :class:`EvaluateConfig` (stored in Hydra's ConfigStore as
+``train_schema`` / ``evaluate_schema``), whose groups are the dataclasses the job builds:
+``model`` :class:`~scaling.models.spec.ModelSpec`, ``data``
+:class:`~scaling.data.source.DataSpec` (``data.prompt``
+:class:`~scaling.data.prompts.PromptFormat`), ``finetune`` :class:`FinetuneConfig`
+(``finetune.optim`` :class:`~scaling.optim.OptimConfig`), ``decode``
+:class:`~scaling.decode.config.DecodeConfig`, ``eval`` :class:`EvalConfig`, ``lock``
+:class:`LockConfig`. A value of the wrong type or a key the class does not have fails when
+Hydra composes (``--cfg job`` included), naming the full key (``finetune.epochs``), before any
+data or model is loaded. A group option's YAML holds what the choice changes; every other key
+takes the dataclass's default, documented once on its field. ``trainer``, ``logger`` and
+``callbacks`` are other libraries' classes (``_target_``), checked when instantiated.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
+from scaling.configs import structured_schema
 from scaling.data.io import TIERS
+from scaling.data.prompts import PromptFormat
+from scaling.data.source import DataSpec
+from scaling.decode.config import DecodeConfig
 from scaling.jobs.identity import BOOKKEEPING_KEYS, job_dirname
+from scaling.models.spec import ModelSpec
+from scaling.optim import OptimConfig
 
 
 LOGITS_AT = ("targets", "all")
@@ -61,7 +83,7 @@ class FinetuneConfig:
     checkpoint_every_n_steps: int = 50
     """How often ``last.ckpt`` is refreshed (the resume point of a killed job)."""
     optim: dict | None = None
-    """See :class:`scaling.module.OptimConfig`."""
+    """See :class:`scaling.optim.OptimConfig`."""
     lora: dict | None = None
     """peft LoRA settings: ``r``, ``alpha``, ``dropout``, ``target_modules``."""
 
@@ -107,9 +129,7 @@ EVAL_SPLITS = ("test", "val", "none")
 
 
 def eval_split(cfg: Any, finetune: FinetuneConfig) -> str:
-    """``eval.split``, checked: ``test`` (the reported score), ``val`` (the records that
-    ``finetune.val_fraction`` holds out of train: for choosing settings without touching
-    test) or ``none`` (train only; validation loss is still logged)."""
+    """``eval.split`` (:attr:`EvalConfig.split`), checked; ``val`` needs ``finetune.val_fraction``."""
     split = str((cfg.get("eval") or {}).get("split", "test"))
     if split not in EVAL_SPLITS:
         raise ValueError(f"eval.split={split!r}: expected one of {', '.join(EVAL_SPLITS)}")
@@ -117,6 +137,114 @@ def eval_split(cfg: Any, finetune: FinetuneConfig) -> str:
         raise ValueError("eval.split=val scores the records held out of train, but finetune.val_fraction is "
                          f"{finetune.val_fraction}: set finetune.val_fraction (e.g. 0.1)")
     return split
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What a job scores (``eval`` in ``conf/train.yaml``)."""
+
+    split: str = "test"
+    """``test``: the reported score. ``val``: the records ``finetune.val_fraction`` holds out of
+    train, for choosing settings (lr, epochs, prompt) without looking at test. ``none``: train
+    only (validation loss still logged)."""
+    limit: int | None = None
+    """First N evaluation records only (debugging); null: all."""
+    train_limit: int | None = None
+    """First N training records only (debugging); null: all. It changes the training data, so
+    it is part of the train hash."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One job, ``python -m scaling.train`` (``conf/train.yaml``): its groups, then the job's own keys."""
+
+    model: dict = field(default_factory=dict)
+    """``conf/model/<key>.yaml``: a :class:`~scaling.models.spec.ModelSpec`."""
+    data: dict = field(default_factory=dict)
+    """``conf/data/*.yaml``: a :class:`~scaling.data.source.DataSpec`."""
+    trainer: dict = field(default_factory=dict)
+    """``conf/trainer/*.yaml``: Lightning's ``Trainer`` (partial: callbacks and loggers are added by the job)."""
+    finetune: dict = field(default_factory=dict)
+    """``conf/finetune/*.yaml``: a :class:`FinetuneConfig`."""
+    logger: dict = field(default_factory=dict)
+    """``conf/logger/*.yaml``: Lightning loggers by name (``{}``: none)."""
+    decode: dict = field(default_factory=dict)
+    """``conf/decode/*.yaml``: a :class:`~scaling.decode.config.DecodeConfig`."""
+    callbacks: dict = field(default_factory=dict)
+    """``conf/callbacks/*.yaml``: Lightning callbacks by name (bookkeeping: not in the hashes)."""
+    seed: int = 0
+    """Seeds model initialisation, data order and the held-out split."""
+    threads: int | None = None
+    """torch CPU threads for this job (null: torch's default, one per core). Set it when jobs run
+    side by side (``hydra/launcher=parallel``): two jobs of 2 threads on 2 cores run far slower
+    than two of 1, because their OpenMP threads spin against each other."""
+    sweep_name: str = "${oc.env:WANDB_SWEEP_ID,${now:%Y-%m-%d}_${now:%H-%M-%S}}"
+    """The sweep's name: its folder under ``outputs/multirun/`` and its W&B group. Re-run a sweep
+    with the same ``sweep_name`` to skip finished jobs and resume interrupted ones. Default: the
+    date and time, or under a W&B sweep agent the W&B sweep's id (all its runs in one folder)."""
+    run_name: str = "${model.key}-${finetune.method}-${decode.mode}-s${seed}"
+    """The job's name (W&B run name; the folder of a single run under ``outputs/runs/<sweep_name>/``)."""
+    output_root: str = "${oc.env:SCALING_OUTPUT_ROOT,outputs}"
+    """Where runs, sweeps, the train cache and generated data go."""
+    skip_completed: bool = True
+    """Skip a job whose ``results.json`` is completed with the same ``config_hash`` and data (``data_hash``)."""
+    train_cache: str | None = "${output_root}/trained"
+    """Fine-tuned weights keyed by the training part of the config (:mod:`scaling.jobs.cache`):
+    jobs that differ only in decoding or in the test set train once. null disables."""
+    resume: bool = True
+    """Resume from ``<job_dir>/checkpoints/last.ckpt`` when it is this training's (its ``train_hash``)."""
+    lock: LockConfig = field(default_factory=LockConfig)
+    """One process per job (:class:`LockConfig`)."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """What the job scores (:class:`EvalConfig`)."""
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(TrainConfig):
+    """``python -m scaling.evaluate`` (``conf/evaluate.yaml``): a job with ``finetune=none``, or a
+    finished job scored again without training (``from_job``)."""
+
+    from_job: str | None = None
+    """A finished job's folder (``results.json``): score its model, with its own config
+    (prompt, decoding, model, training data) and its fine-tuned weights from the train cache,
+    on the test set this command names (``data.test_file=...``); other keys given on the
+    command line override the job's. Nothing is trained (:mod:`scaling.jobs.source`)."""
+
+
+#: The ``_target_`` each typed group instantiates. They are in the recorded configs, so in the
+#: hashes: finished jobs are recognised only while these strings stay as they were.
+TARGETS = {"model": "scaling.models.ModelSpec", "data": "scaling.data.source.DataSpec",
+           "finetune": "scaling.train.FinetuneConfig", "decode": "scaling.decode.DecodeConfig"}
+
+
+@functools.lru_cache(maxsize=None)
+def schemas() -> dict[str, type]:
+    """The config tree's schemas by ConfigStore name (see the module docstring): made once,
+    so a composed config and a check against the schema share one class."""
+    here = {"module": __name__}  # importable by name: configs typed with them pickle
+    groups = {
+        "model": structured_schema(ModelSpec, TARGETS["model"], **here),
+        "data": structured_schema(DataSpec, TARGETS["data"], nested={"prompt": structured_schema(PromptFormat, **here)},
+                                  **here),
+        "finetune": structured_schema(FinetuneConfig, TARGETS["finetune"],
+                                      nested={"optim": structured_schema(OptimConfig, **here)}, **here),
+        "decode": structured_schema(DecodeConfig, TARGETS["decode"], **here),
+        "lock": structured_schema(LockConfig, **here),
+        "eval": structured_schema(EvalConfig, **here),
+    }
+    return {"train": structured_schema(TrainConfig, nested=groups, **here),
+            "evaluate": structured_schema(EvaluateConfig, nested=groups, **here)}
+
+
+def register_schemas() -> None:
+    """Store :func:`schemas` in Hydra's ConfigStore as the options of the group ``schema``, at
+    the config's root: ``conf/train.yaml`` starts with ``schema: train``, ``conf/evaluate.yaml``
+    overrides it with ``schema: evaluate``."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name, node in schemas().items():
+        store.store(group="schema", name=name, node=node, package="_global_")
 
 
 # --------------------------------------------------------------------------------------
@@ -174,6 +302,21 @@ def auto_precision(accelerator: str) -> str:
     return resolve_precision("auto", accelerator)
 
 
+def from_job_run_name(from_job: str | None, default: str) -> str:
+    """``${from_job_run_name:${from_job},<default>}``: the run name a finished job recorded (its
+    folder's name when it has none: a missing or unreadable job is reported when the run
+    starts), or ``default`` without ``from_job``."""
+    if not from_job:
+        return default
+    import json
+
+    try:
+        name = json.loads((Path(from_job) / "results.json").read_text(encoding="utf-8")).get("run_name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return str(name or Path(from_job).name)
+
+
 RESOLVERS = {
     "wandb_offline": wandb_offline,
     "job_type": lambda method: "eval" if method == "none" else "train",
@@ -182,8 +325,11 @@ RESOLVERS = {
     "auto_precision": auto_precision,
     "run_dir": run_dir,
     "slurm_tasks_per_node": slurm_tasks_per_node,
+    "from_job_run_name": from_job_run_name,
 }
 
 for _name, _fn in RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
+
+register_schemas()

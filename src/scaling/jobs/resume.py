@@ -14,7 +14,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 import torch
@@ -63,20 +63,23 @@ def read_checkpoint_head(path: Path) -> dict[str, Any]:
     return {"global_step": int(ckpt["global_step"]), TRAIN_HASH_KEY: ckpt.get(TRAIN_HASH_KEY)}
 
 
-def resume_point(job_dir: Path, train_hash: str, previous: dict | None, config_hash: str) -> ResumePoint | None:
+def resume_point(job_dir: Path, train_hash: str | Sequence[str], previous: dict | None,
+                 config_hash: str) -> ResumePoint | None:
     """The checkpoint this job resumes from, or None (train from step 0).
 
-    A checkpoint written before checkpoints carried their training's hash is this training's
-    when the job's last ``results.json`` has the same ``config_hash`` (the attempt that
-    wrote it).
+    ``train_hash`` may list several hashes of this training (its own, then the one of train
+    identity 1, :func:`scaling.jobs.identity.train_hashes`). A checkpoint written before
+    checkpoints carried their training's hash is this training's when the job's last
+    ``results.json`` has the same ``config_hash`` (the attempt that wrote it).
     """
+    hashes = [train_hash] if isinstance(train_hash, str) else list(train_hash)
     ckpt_dir = job_dir / CHECKPOINT_DIR
     last = ckpt_dir / LAST_CHECKPOINT
     if not last.exists():
         return None
     head = read_checkpoint_head(last)
     stored = head[TRAIN_HASH_KEY]
-    ours = stored == train_hash if stored is not None else (previous or {}).get("config_hash") == config_hash
+    ours = stored in hashes if stored is not None else (previous or {}).get("config_hash") == config_hash
     if ours:
         return ResumePoint(last, head["global_step"])
     aside = job_dir / SUPERSEDED_DIR
@@ -84,5 +87,5 @@ def resume_point(job_dir: Path, train_hash: str, previous: dict | None, config_h
         shutil.rmtree(aside)
     ckpt_dir.rename(aside)
     log.warning("%s is from another training (train_hash %s, this job's is %s): moved to %s, training from step 0",
-                last, stored or "unknown", train_hash, aside)
+                last, stored or "unknown", hashes[0], aside)
     return None

@@ -8,7 +8,10 @@ What a re-run of the same job folder does (README, "Reliability"):
   skipped;
 - otherwise it runs: from ``checkpoints/last.ckpt`` when that checkpoint is this training's
   (:mod:`scaling.jobs.resume`), from the train cache when another job trained the same
-  weights, else from step 0.
+  weights, else from step 0;
+- a ``from_job`` run (``scaling.evaluate from_job=...``, :mod:`scaling.jobs.source`) never
+  trains: it loads the finished job's weights, and fails before building a model when they
+  are gone.
 
 Every job that runs writes ``results.json`` (:mod:`scaling.results`) atomically: ``running``
 as it starts, ``completed`` or ``failed`` (type, message, traceback) when it ends. A failure
@@ -22,27 +25,28 @@ import os
 import signal
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from scaling.configs import dataclass_from_config
+from scaling.configs import dataclass_from_config, instantiate_node
 from scaling.data.prompts import format_prompt, format_target
 from scaling.data.sft import SFTDataset, stratified_fraction, stratified_split, tier_passes
 from scaling.decode import DecodeConfig, answer_prompt_ratio, derive_max_new_tokens
 from scaling.decode.evaluation import evaluate_records
-from scaling.jobs.cache import CacheEntry, cache_entry
+from scaling.jobs.cache import CacheEntry, cache_entry, load_weights
 from scaling.jobs.config import FinetuneConfig, LockConfig, eval_split
-from scaling.jobs.identity import config_hash, data_hash, train_hash
+from scaling.jobs.identity import config_hash, data_hash, train_data_hash, train_hashes
 from scaling.jobs.lock import LOCK_FILE, JobLock, JobLocked, is_secondary_rank
 from scaling.jobs.record import new_record, now
 from scaling.jobs.resume import ResumePoint, TrainIdentity, resume_point
+from scaling.jobs.source import SourceJobError, find_weights, read_record, source_record
 from scaling.jobs.hydra_runtime import hydra_job_dir
 from scaling.jobs.tracking import build_loggers, finish_wandb, tidy_lightning_logging, wandb_results, wandb_tags
 from scaling.models import build_model, build_tokenizer, category_for, count_parameters, resolved_revision
@@ -96,6 +100,9 @@ class Job:
         self.primary = not is_secondary_rank()
         """False in a DDP worker other than rank 0: it trains alongside rank 0 and writes
         nothing (no results.json, no train cache, no evaluation): rank 0 owns the job's files."""
+        self.source: dict | None = None
+        """A ``from_job`` run's source record (its ``results.json``); None for a job that trains."""
+        self.legacy_train_hash: str | None = None
 
     # ------------------------------------------------------------------ the life of a job
 
@@ -107,8 +114,9 @@ class Job:
             if self.completed_before(previous):
                 skipped = True
                 return {**previous, "skipped": True}
-            if self.cfg.get("resume", True):
-                self.resume = resume_point(self.job_dir, record["train_hash"], previous, record["config_hash"])
+            if self.cfg.get("resume", True) and self.source is None:
+                self.resume = resume_point(self.job_dir, (record["train_hash"], self.legacy_train_hash), previous,
+                                           record["config_hash"])
             if self.primary:
                 atomic_write_json(self.results_path, record)
                 started = True
@@ -176,10 +184,10 @@ class Job:
         """Typed configs and the data; fills ``data``, ``data_hash`` and ``train_hash``."""
         cfg, record = self.cfg, self.record
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        self.spec = _instantiate(cfg.model)
-        data_spec = _instantiate(cfg.data)
-        self.finetune: FinetuneConfig = _instantiate(cfg.finetune)
-        self.decode: DecodeConfig = _instantiate(cfg.decode)
+        self.spec = instantiate_node(cfg.model)
+        data_spec = instantiate_node(cfg.data)
+        self.finetune: FinetuneConfig = instantiate_node(cfg.finetune)
+        self.decode: DecodeConfig = instantiate_node(cfg.decode)
         self.fmt = data_spec.prompt_format
         self.split = eval_split(cfg, self.finetune)
         grow = parse_grow(self.spec.grow)
@@ -208,7 +216,32 @@ class Job:
                           "n_val": len(self.val_records), "n_test": len(data.test),
                           "eval_split": self.split, "n_eval": len(eval_records), "files": data.files}
         record["data_hash"] = data_hash(data.files)
-        record["train_hash"] = train_hash(cfg, record["data_hash"])
+        record["train_hash"], self.legacy_train_hash = train_hashes(cfg, data.files)
+        if cfg.get("from_job"):
+            self.prepare_source(data_spec)
+
+    def prepare_source(self, data_spec) -> None:
+        """A ``from_job`` run: the finished job's record, checked against the data read now, and
+        its fine-tuned weights, found before any model is built (or refused, saying where they
+        were looked for); fills ``source_job``."""
+        folder = Path(str(self.cfg.from_job))
+        source = read_record(folder)
+        files = source["data"].get("files") or {}
+        if files and train_data_hash(files) != train_data_hash(self.data.files):
+            raise SourceJobError(f"{folder / RESULTS_FILE}: the training data read now ({data_spec.root}) is not what "
+                                 "the job trained on (field data.files: another sha256 of its training file or "
+                                 "schemas), and its prompts' caps and tokenizer come from it; pass "
+                                 "data.root=<the folder the job read>")
+        self.weights = find_weights(source, folder, [self.cfg.get("train_cache")])
+        kept = ((source.get("model") or {}).get("depth") or {}).get("kept")
+        if self.spec.depth is not None and kept is not None:
+            # The blocks the job kept, as recorded: Block Influence is not measured again.
+            self.spec = replace(self.spec, depth={"rule": "indices", "keep": len(kept),
+                                                  "indices": [int(i) for i in kept]})
+        self.source = source
+        self.record["source_job"] = source_record(source, folder, self.weights)
+        log.info("from_job %s: its config, %s", folder,
+                 f"its weights {self.weights}" if self.weights else "no fine-tuned weights (finetune=none)")
 
     # ------------------------------------------------------------------ the model
 
@@ -221,6 +254,10 @@ class Job:
             bpe_texts = [format_prompt(r.prompt, self.data.schemas[r.schema_id].schema, self.fmt)
                          + format_target(r.expected_output, self.fmt) for r in self.train_records]
         self.tokenizer = build_tokenizer(spec, train_texts=bpe_texts)
+        vocab = ((self.source or {}).get("model") or {}).get("vocab_size")
+        if vocab is not None and len(self.tokenizer) != int(vocab):
+            raise SourceJobError(f"{self.cfg.from_job}: the rebuilt tokenizer has {len(self.tokenizer)} tokens, the "
+                                 f"job's had {vocab} (results.json field model.vocab_size)")
         self.model = build_model(spec, tokenizer=self.tokenizer, seed=int(cfg.seed),
                                  calibration=calibration_for(spec, self.fit_records, self.data.schemas, self.tokenizer,
                                                              self.fmt))
@@ -244,15 +281,24 @@ class Job:
         trainable = self.base_counts.trainable
         record["train"] = None
         entry = cache_entry(self.cfg.get("train_cache"), record["train_hash"])
+        # Weights cached by an earlier version, under the train hash of identity 1.
+        legacy = cache_entry(self.cfg.get("train_cache"), self.legacy_train_hash or record["train_hash"])
+        found = next((e for e in (entry, legacy) if e is not None and e.complete), None)
         if finetune.method == "none":
             trainable = 0
-        elif entry is not None and entry.complete:
+        elif self.source is not None:
+            # from_job: the finished job's weights, never a training step.
+            self.model = load_weights(self.model, self.weights)
+            record["train"] = {**(self.source.get("train") or {}), "reused_from": str(self.weights.parent)}
+            trainable = (self.source.get("params") or {}).get("trainable", trainable)
+            log.info("from_job: evaluating the fine-tuned weights %s (no training)", self.weights)
+        elif found is not None:
             # The same training (config and data) already done in this output root: reuse it.
-            cached = entry.info()
-            self.model = entry.load_into(self.model)
-            record["train"] = {**cached["train"], "reused_from": str(entry.path)}
+            cached = found.info()
+            self.model = found.load_into(self.model)
+            record["train"] = {**cached["train"], "reused_from": str(found.path)}
             trainable = cached["trainable"]
-            log.info("training: reusing fine-tuned weights from %s", entry.path)
+            log.info("training: reusing fine-tuned weights from %s", found.path)
         else:
             if finetune.method == "lora":
                 self.model = _lora_wrap(self.model, finetune.lora)
@@ -270,7 +316,8 @@ class Job:
         only the reuse, never the finished training (the job evaluates anyway)."""
         try:
             entry.save(self.model, {"train": self.record["train"], "trainable": trainable,
-                                    "job_dir": str(self.job_dir), "train_hash": self.record["train_hash"]})
+                                    "job_dir": str(self.job_dir), "train_hash": self.record["train_hash"]},
+                       tokenizer=self.tokenizer)
         except OSError as exc:
             why = f"{exc.filename or entry.path}: {exc.strerror or exc}"
             log.warning("train cache not written (%s); evaluating anyway: the weights stay in %s", why,
@@ -389,17 +436,6 @@ def _read_previous(path: Path) -> dict | None:
     except (OSError, ValueError):  # ValueError: truncated JSON or bytes that are not UTF-8
         return None
     return previous if isinstance(previous, dict) else None
-
-
-def _instantiate(conf):
-    """``instantiate(conf)``; a config class's own error (it names the flag) is raised as
-    itself, not inside Hydra's InstantiationException."""
-    try:
-        return instantiate(conf, _convert_="all")
-    except InstantiationException as exc:
-        if isinstance(exc.__cause__, (ValueError, TypeError)):
-            raise exc.__cause__ from None
-        raise
 
 
 def _lora_wrap(model, lora: dict):

@@ -74,6 +74,36 @@ def _failure_message(record: dict, one_line: bool = True) -> str:
     return f"{err.get('type')}: {first}{where}"
 
 
+def check_keys(cfg: DictConfig) -> None:
+    """Every key of ``cfg`` is one its schema knows. Hydra checks types and keys when it
+    composes, but lets ``+key=value`` add a key to a typed node (``+finetune.epoch=3``, a
+    misspelt ``epochs``): such a key would be ignored, so the job refuses to start, naming it."""
+    from omegaconf import OmegaConf
+
+    from scaling.jobs.config import schemas
+
+    # A plain copy: a DictConfig keeps the node flags that let the key in.
+    job = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
+    schema = schemas()["evaluate" if "from_job" in job else "train"]
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), job)
+    except Exception as exc:  # noqa: BLE001 - OmegaConf's key errors carry the full key
+        key = getattr(exc, "full_key", None)
+        reason = str(exc).strip().splitlines()[0]
+        print(f"error: {key}: {reason} (a misspelt key? `python -m scaling.train --cfg job` shows every key)"
+              if key else f"error: {reason}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _task_overrides() -> list[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:  # not under Hydra
+        return []
+
+
 def run_task(cfg: DictConfig) -> float | None:
     """Hydra's task function: run the job, report it; returns the overall JSONExact (what a
     Hydra sweeper would optimise), None without one."""
@@ -82,11 +112,16 @@ def run_task(cfg: DictConfig) -> float | None:
         job_dir = hydra_job_dir()
     except ValueError:
         pass  # not under Hydra (a test or a direct call): the outcome is reported without a folder
+    check_keys(cfg)
     _report("started", cfg, job_dir)
     # Imported here: the job pulls in torch and Lightning, which --help and --cfg never need.
     from scaling.jobs.run import run_job
+    from scaling.jobs.source import evaluation_config
 
     try:
+        if cfg.get("from_job"):
+            groups = [p.name for p in CONF_DIR.iterdir() if p.is_dir()] + ["schema"]
+            cfg = evaluation_config(cfg, _task_overrides(), groups)
         record = run_job(cfg)
     except Exception as exc:  # noqa: BLE001 - a job that cannot even start (bad lock config, unwritable folder)
         record = {"status": "failed", "run_name": str(cfg.get("run_name")), "job_dir": str(job_dir),
