@@ -43,6 +43,7 @@ import numpy as np
 from scaling.data import DataError, Record, SchemaInfo, load_schemas, read_records
 from scaling.data.io import TIERS
 from scaling.data.readings import PROMPT_KINDS, RecordReading, read_record
+from scaling.stats import wilson_interval
 from scaling.metrics import JSON_NOT_FOUND, SYNTAX_ERROR, flatten, json_exact
 
 __all__ = ["ANSWER_KINDS", "UNPARSED_CAUSES", "read_test", "answer_kind", "list_lengths", "score_rows", "summarise",
@@ -153,6 +154,15 @@ def _quantiles(values: np.ndarray, alpha: float) -> list[float] | None:
     return [float(lo), float(hi)]
 
 
+def _share_interval(exact: float, n: int, expected: float, level: float) -> list[float]:
+    """JSONExact's Wilson interval over the ``n`` template records, divided by their expected
+    ceiling: the ceiling of these prompts is computed from them, not sampled, so the share's
+    width is JSONExact's, and like JSONExact's interval it stays open at 0 of n right (a
+    percentile bootstrap of a ratio collapses to [0, 0] there)."""
+    lo, hi = wilson_interval(exact * n, n, level)
+    return [lo / expected, hi / expected]
+
+
 def _group(rows: Sequence[Mapping[str, Any]], n_boot: int, seed: int, alpha: float) -> dict:
     """The ceiling and answer-kind block of one group of scored rows."""
     n = len(rows)
@@ -168,7 +178,6 @@ def _group(rows: Sequence[Mapping[str, Any]], n_boot: int, seed: int, alpha: flo
     with np.errstate(invalid="ignore", divide="ignore"):
         boot_ceiling = (ceiling[idx] * w).sum(axis=1) / m
         boot_reader = (reader[idx] * w).sum(axis=1) / m
-        boot_share = ((exact[idx] * w).sum(axis=1) / m) / boot_ceiling
     k = int(template.sum())
     expected = float(ceiling[template].mean()) if k else None
     exact_t = float(exact[template].mean()) if k else None
@@ -185,7 +194,7 @@ def _group(rows: Sequence[Mapping[str, Any]], n_boot: int, seed: int, alpha: flo
             "determined": sum(1 for r in rows if r.get("readings") == 1 and r.get("prompt_check") != "contradicts"),
             "prompts": {p: prompts[p] for p in PROMPT_KINDS},
             "json_exact_of_ceiling": exact_t / expected if k and expected else None,
-            "share_ci": _quantiles(boot_share, alpha) if k and expected else None,
+            "share_ci": _share_interval(exact_t, k, expected, 1 - alpha) if k and expected else None,
         },
         "answers": {
             "kinds": {a: kinds[a] for a in ANSWER_KINDS},
@@ -205,7 +214,8 @@ def summarise(rows: Sequence[Mapping[str, Any]], n_boot: int = 1000, seed: int =
     ``ci``, ``reader_exact`` (the most probable reading is the gold) and ``reader_ci``,
     ``determined`` (one reading, the gold), ``prompts`` (records per prompt kind),
     ``json_exact_of_ceiling`` (JSONExact over those records / ``expected``) and ``share_ci``;
-    intervals are percentile bootstraps with :func:`scaling.metrics.aggregate`'s resamples.
+    ``ci`` and ``reader_ci`` are percentile bootstraps with :func:`scaling.metrics.aggregate`'s
+    resamples; ``share_ci`` is JSONExact's Wilson interval over the ceiling (:func:`_share_interval`).
     ``answers``: ``kinds`` (answers per :data:`ANSWER_KINDS`), ``unparsed`` (per cause), and
     ``lists`` over the inconsistent answers (the gold's lists compared, those of the wrong
     length, answers with at least one)."""
