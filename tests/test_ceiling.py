@@ -249,5 +249,68 @@ def test_the_committed_depth_fit_states_each_tier_against_its_ceiling():
     assert {t: c["jobs"] for t, c in doc["ceiling"].items()} == {t: 10 for t in ("overall", "simple", "medium",
                                                                                  "complex")}
     report = (fit / "report.md").read_text()
-    assert "- complex: 14.7% [2.7, 29.3] of a ~70.2% [62.8, 77.9] ceiling (21% of it)" in report
+    assert "- complex: 14.7% [5.6, 33.1] of a ~70.2% [62.8, 77.9] ceiling (21% of it)" in report
     assert (fit / "tables" / "ceiling.md").is_file()
+
+
+# --- data.exclude_contradicting: training without labels that contradict their prompt ------------
+
+TAUGHT = {"edgejson_medical_record_qwen_006", "edgejson_medical_record_qwen_025",   # add "Status: abnormal"
+          "edgejson_transaction_record_qwen_005", "edgejson_transaction_record_qwen_013"}   # flip the sign
+
+
+def test_the_contradicting_training_records_are_the_ones_no_reading_gives(edgejson_dir):
+    from scaling.data.readings import contradicting
+
+    schemas = load_schemas(edgejson_dir / "schemas")
+    train = read_records(edgejson_dir / "v3" / "train.jsonl", schemas)
+    found = contradicting(train, schemas)
+    assert len(found) == 19 and TAUGHT <= set(found)
+    assert sum(i.startswith("edgejson_notification_qwen_") for i in found) == 6   # "Priority: normal" added
+    assert "Status: abnormal" in found["edgejson_medical_record_qwen_006"].message
+    test = read_records(edgejson_dir / "v3" / "test.jsonl", schemas)
+    assert len(contradicting(test, schemas)) == 5   # the ceiling table's "gold contradicts the prompt"
+
+
+def test_a_job_trains_without_the_contradicting_records_names_them_and_scores_every_test_record(
+        tmp_path, edgejson_dir, run_scaling):
+    from scaling.data.readings import contradicting
+    from scaling.results import read_json
+
+    # A small EdgeJSON root: 24 training records, 6 of them contradicting; 8 test records, 2 of them.
+    schemas = load_schemas(edgejson_dir / "schemas")
+    root = tmp_path / "edgejson"
+    (root / "v3").mkdir(parents=True)
+    (root / "schemas").symlink_to(edgejson_dir / "schemas")
+    for split, n_bad, n in (("train", 6, 24), ("test", 2, 8)):
+        lines = (edgejson_dir / "v3" / f"{split}.jsonl").read_text().splitlines()
+        records = read_records(edgejson_dir / "v3" / f"{split}.jsonl", schemas)
+        bad = contradicting(records, schemas)
+        pick = [i for i, r in enumerate(records) if r.id in bad][:n_bad]
+        pick += [i for i, r in enumerate(records) if r.id not in bad][: n - n_bad]
+        (root / "v3" / f"{split}.jsonl").write_text("".join(lines[i] + "\n" for i in sorted(pick)))
+    planted = set(contradicting(read_records(root / "v3" / "train.jsonl", schemas), schemas))
+    test_bad = set(contradicting(read_records(root / "v3" / "test.jsonl", schemas), schemas))
+    assert len(planted) == 6 and len(test_bad) == 2
+
+    run_scaling("scaling.train", ["debug=fast", "data=edgejson_v3", f"data.root={root}", "model=tiny_xs",
+                                  "decode.max_new_tokens=24", "sweep_name=grounded", "logger=none"], tmp_path)
+    (job,) = [p for p in (tmp_path / "runs" / "grounded").iterdir() if p.is_dir()]
+    r = read_json(job / "results.json")
+    assert r["status"] == "completed", r.get("error")
+    excluded = r["data"]["excluded"]
+    assert set(excluded["ids"]) == planted and excluded["n"] == 6
+    assert all(excluded["ids"][i] for i in planted)     # each with the line that differs
+    assert r["data"]["n_train"] == r["train"]["n_examples"] == 24 - 6
+    # the test file is scored as it is, its contradicting records included
+    preds = [json.loads(x) for x in (job / "predictions.jsonl").read_text().splitlines()]
+    assert r["data"]["n_eval"] == len(preds) == 8 and test_bad <= {p["id"] for p in preds}
+    # off: the identity of the runs made before the option (their configs have no such key)
+    from scaling.train import config_hash
+
+    assert config_hash(r["config"]) == r["config_hash"]
+    off = json.loads(json.dumps(r["config"]))
+    off["data"]["exclude_contradicting"] = False
+    before = json.loads(json.dumps(off))
+    del before["data"]["exclude_contradicting"]
+    assert config_hash(off) == config_hash(before) != r["config_hash"]

@@ -32,7 +32,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from .template import INDENT, header_line, instruction_line, label, render_body, render_prompt, schema_ordered
 
@@ -575,3 +575,16 @@ def read_record(record: Any, schema: Mapping[str, Any]) -> RecordReading:
     check = check_gold(record.prompt, record.schema_id, schema, record.expected_output, readings, posterior)
     return RecordReading(record.id, record.schema_id, record.tier, check, readings, posterior,
                          gold=record.expected_output)
+
+
+def contradicting(records: Iterable[Any], schemas: Mapping[str, Any]) -> dict[str, PromptCheck]:
+    """The records whose gold contradicts their prompt (no reading of the prompt is the gold),
+    by id, with the check that says where: ``schemas`` maps schema id to a
+    :class:`~scaling.data.SchemaInfo`. Prompts that are not the template are never counted
+    (nothing is known of them)."""
+    out = {}
+    for r in records:
+        check = read_record(r, schemas[r.schema_id].schema).check
+        if check.kind == "contradicts":
+            out[r.id] = check
+    return out

@@ -47,6 +47,13 @@ class DataSpec:
     drawn per schema by the job's seed, nested across fractions
     (:func:`scaling.data.sft.stratified_fraction`); records ``finetune.val_fraction`` holds
     out are taken first, so validation is the same at every fraction."""
+    exclude_contradicting: bool = False
+    """Drop the training records whose gold contradicts their prompt (a value the prompt does
+    not hold, a line it lacks: :func:`scaling.data.readings.contradicting`; 19 of v3's 629)
+    from what a job fine-tunes on; their ids go in results.json (``data.excluded``). Validation
+    records are drawn first and kept as they are, and a test file is never filtered (its
+    contradicting records are scored, and reported as such). Off reproduces the runs made
+    before it; ``conf/data/edgejson_v3.yaml`` turns it on for new ones."""
 
     def __post_init__(self) -> None:
         f = self.train_fraction

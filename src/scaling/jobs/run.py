@@ -37,6 +37,7 @@ from omegaconf import DictConfig
 
 from scaling.configs import dataclass_from_config, instantiate_node
 from scaling.data.prompts import format_prompt, format_target
+from scaling.data.readings import contradicting
 from scaling.data.sft import SFTDataset, stratified_fraction, stratified_split, tier_passes
 from scaling.decode import DecodeConfig, answer_prompt_ratio, derive_max_new_tokens
 from scaling.decode.evaluation import evaluate_records
@@ -206,6 +207,12 @@ class Job:
         self.fit_records, self.val_records = stratified_split(self.train_records, self.finetune.val_fraction,
                                                               seed=int(cfg.seed))
         # The data axis: a stratified share of the records left for fitting (validation untouched).
+        excluded = {}
+        if data_spec.exclude_contradicting:
+            # Labels no reading of their prompt gives teach the model to invent values.
+            excluded = contradicting(self.fit_records, data.schemas)
+            self.fit_records = [r for r in self.fit_records if r.id not in excluded]
+            log.info("data: %d training records whose gold contradicts the prompt left out", len(excluded))
         self.fit_records = stratified_fraction(self.fit_records, data_spec.train_fraction, seed=int(cfg.seed))
         eval_records = {"test": list(data.test), "val": self.val_records, "none": []}[self.split]
         if cfg.eval.get("limit"):
@@ -215,6 +222,9 @@ class Job:
                           "n_train": len(self.fit_records), "train_fraction": data_spec.train_fraction,
                           "n_val": len(self.val_records), "n_test": len(data.test),
                           "eval_split": self.split, "n_eval": len(eval_records), "files": data.files}
+        if data_spec.exclude_contradicting:
+            record["data"]["excluded"] = {"rule": "gold contradicts the prompt", "n": len(excluded),
+                                          "ids": {i: c.message for i, c in excluded.items()}}
         record["data_hash"] = data_hash(data.files)
         record["train_hash"], self.legacy_train_hash = train_hashes(cfg, data.files)
         if cfg.get("from_job"):
