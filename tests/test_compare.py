@@ -4,11 +4,9 @@ answers), on the committed reference runs, and end to end on tiny synthetic jobs
 from __future__ import annotations
 
 import json
-import shutil
 from math import comb
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from scaling.compare import CompareError, build, load_run, markdown, mcnemar_exact, write

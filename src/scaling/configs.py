@@ -28,6 +28,17 @@ def dataclass_from_config(cls: type[T], cfg: Any, flag: str, error: type[Excepti
     return cls(**data)
 
 
+def optional_mapping(value: Any, cls: type[T], flag: str, example: str,
+                     error: type[Exception] = ValueError) -> T | None:
+    """A config option that is null (None: off) or a mapping read by ``cls.from_config``
+    (an instance passes through); anything else raises ``error`` naming ``flag``."""
+    if value is None or isinstance(value, cls):
+        return value
+    if not isinstance(value, dict) and not hasattr(value, "keys"):
+        raise error(f"{flag}={value!r}: expected a mapping such as {example} or null")
+    return cls.from_config(value)  # type: ignore[attr-defined]
+
+
 def structured_schema(cls: type, target: str | None = None, nested: dict[str, type] | None = None,
                       name: str | None = None, module: str | None = None) -> type:
     """The Hydra/OmegaConf schema of a config dataclass: the same fields, types and defaults

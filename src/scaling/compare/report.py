@@ -440,7 +440,7 @@ def markdown(cmp: Comparison, figure: str | None = FIGURE) -> str:
                   f"compliance {delta_cell(ov.metrics['schema_compliance'])} points.", "",
                   summary_table(cmp, pair, f"pair{k + 1}").to_markdown(), "### Per schema", "",
                   schema_table(cmp, pair, f"pair{k + 1}").to_markdown(),
-                  f"### Examples answered exactly by one run only", "",
+                  "### Examples answered exactly by one run only", "",
                   f"Right only in **{pair.b}** ({len(pair.gained)}):", "", *_flip_lines(pair.gained), "",
                   f"Right only in **{pair.a}** ({len(pair.lost)}):", "", *_flip_lines(pair.lost), ""]
     if cmp.checks:

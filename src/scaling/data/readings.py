@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from .template import INDENT, header_line, instruction_line, label, render_body, render_prompt, schema_ordered
+from .template import INDENT, header_line, instruction_line, label, render_prompt, schema_ordered
 
 __all__ = ["ITEM_KEEP", "TOP_KEEP", "MAX_LIST", "PROMPT_KINDS", "Readings", "ListReading", "PromptCheck",
            "RecordReading", "read_prompt", "read_record", "same_value"]

@@ -172,7 +172,7 @@ def main() -> int:
             elif cmd == "tokenize":
                 send({"ids": llm.tokenize(msg["text"].encode("utf-8"), add_bos=bool(msg.get("add_bos")), special=True)})
             elif cmd == "generate":
-                key, text = msg.get("grammar_key"), msg.get("grammar")
+                text = msg.get("grammar")
                 llm.reset()  # no prefix reuse between examples: each one is timed from scratch
                 ids = list(msg["ids"])
                 n, ttft = 0, None

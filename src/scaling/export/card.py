@@ -289,7 +289,7 @@ def render_card(manifest: Mapping[str, Any]) -> str:
         f"`{source.get('train_hash')}`",
         f"- weights sha256 `{source.get('weights_sha256')}`; results.json sha256 `{source['results_sha256']}`",
         f"- packages: {', '.join(f'{k} {v}' for k, v in (m.get('versions') or {}).items())}",
-        f"- every file's sha256: `SHA256SUMS` (`sha256sum -c SHA256SUMS`)",
+        "- every file's sha256: `SHA256SUMS` (`sha256sum -c SHA256SUMS`)",
         "",
     ]
     return "\n".join(lines)

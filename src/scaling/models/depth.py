@@ -64,7 +64,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from scaling.configs import dataclass_from_config, to_plain
+from scaling.configs import dataclass_from_config, optional_mapping, to_plain
 from scaling.data.sft import build_example
 from scaling.models.errors import ModelLoadError
 
@@ -115,13 +115,7 @@ class DepthSpec:
 
 def parse(depth: Any) -> DepthSpec | None:
     """``model.depth`` from a config value (None: keep every block)."""
-    if depth is None:
-        return None
-    if isinstance(depth, DepthSpec):
-        return depth
-    if not isinstance(depth, dict) and not hasattr(depth, "keys"):
-        raise ModelLoadError(f"model.depth={depth!r}: expected a mapping such as {{keep: 8}} or null")
-    return DepthSpec.from_config(depth)
+    return optional_mapping(depth, DepthSpec, "model.depth", "{keep: 8}", error=ModelLoadError)
 
 
 # --------------------------------------------------------------------------------------

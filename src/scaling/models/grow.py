@@ -50,7 +50,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from scaling.configs import dataclass_from_config, to_plain
+from scaling.configs import dataclass_from_config, optional_mapping, to_plain
 from scaling.models.counting import count_parameters
 from scaling.models.depth import find_blocks
 from scaling.models.errors import ModelLoadError
@@ -141,13 +141,7 @@ class GrowSpec:
 
 def parse(grow: Any) -> GrowSpec | None:
     """``model.grow`` from a config value (None: no blocks inserted)."""
-    if grow is None:
-        return None
-    if isinstance(grow, GrowSpec):
-        return grow
-    if not isinstance(grow, dict) and not hasattr(grow, "keys"):
-        raise ModelLoadError(f"model.grow={grow!r}: expected a mapping such as {{add: 8}} or null")
-    return GrowSpec.from_config(grow)
+    return optional_mapping(grow, GrowSpec, "model.grow", "{add: 8}", error=ModelLoadError)
 
 
 def projection_names(block: nn.Module) -> tuple[str, ...]:

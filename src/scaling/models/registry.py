@@ -28,7 +28,6 @@ import os
 import socket
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 from urllib.parse import urlsplit
