@@ -293,7 +293,8 @@ def test_a_job_trains_without_the_contradicting_records_names_them_and_scores_ev
     test_bad = set(contradicting(read_records(root / "v3" / "test.jsonl", schemas), schemas))
     assert len(planted) == 6 and len(test_bad) == 2
 
-    run_scaling("scaling.train", ["debug=fast", "data=edgejson_v3", f"data.root={root}", "model=tiny_xs",
+    run_scaling("scaling.train", ["debug=fast", "data=edgejson_v3", f"data.root={root}", "data.exclude_contradicting=true",
+                                  "model=tiny_xs",
                                   "decode.max_new_tokens=24", "sweep_name=grounded", "logger=none"], tmp_path)
     (job,) = [p for p in (tmp_path / "runs" / "grounded").iterdir() if p.is_dir()]
     r = read_json(job / "results.json")

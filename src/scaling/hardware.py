@@ -66,3 +66,29 @@ def machine_bf16_record() -> dict:
     """What the precision rule saw (recorded in results.json ``machine``)."""
     return {"cpu": cpu_record(), "cpu_bf16_flags": list(cpu_bf16_flags()),
             "cuda_bf16": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())}
+
+
+def release_host_memory() -> float | None:
+    """Hand memory freed by Python back to the operating system; returns the resident set
+    size in MiB after it (None where /proc is not readable).
+
+    Training frees its activations, gradients and optimizer state when it ends, but glibc keeps
+    the freed pages in its arenas: a 135M job stayed at ~20 GB resident through evaluation,
+    the size of its training peak, on a 24 GiB machine. ``malloc_trim(0)`` returns them (a no-op
+    where the C library is not glibc); CUDA's cache is emptied too."""
+    import ctypes
+    import gc
+    import os
+
+    gc.collect()  # Lightning's trainer and module hold each other: freed only by the collector
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    except (OSError, ValueError, IndexError):
+        return None

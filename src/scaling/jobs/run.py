@@ -41,6 +41,7 @@ from scaling.data.readings import contradicting
 from scaling.data.sft import SFTDataset, stratified_fraction, stratified_split, tier_passes
 from scaling.decode import DecodeConfig, answer_prompt_ratio, derive_max_new_tokens
 from scaling.decode.evaluation import evaluate_records
+from scaling.hardware import release_host_memory
 from scaling.jobs.cache import CacheEntry, cache_entry, load_weights
 from scaling.jobs.config import FinetuneConfig, LockConfig, eval_split
 from scaling.jobs.identity import config_hash, data_hash, train_data_hash, train_hashes
@@ -316,6 +317,11 @@ class Job:
             record["train"] = self.fit()
             if finetune.method == "lora":
                 self.model = self.model.merge_and_unload()  # plain weights: faster generation, same function
+            for p in self.model.parameters():
+                p.grad = None  # the last step's gradients: the model's size again, unused from here
+            rss = release_host_memory()
+            if rss is not None:
+                log.info("training done: %.0f MiB resident before evaluation", rss)
             if entry is not None and self.primary:
                 self.store(entry, trainable)
         counts = self.base_counts
