@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import ctypes.util
 import gc
 
 import pytest
 import torch
 
-from scaling.hardware import release_host_memory
+from scaling.hardware import _glibc_malloc_trim, release_host_memory
 
 
-@pytest.mark.skipif(ctypes.util.find_library("c") is None or not hasattr(ctypes.CDLL(ctypes.util.find_library("c")),
-                                                                          "malloc_trim"), reason="needs glibc")
+@pytest.mark.skipif(_glibc_malloc_trim() is None, reason="needs glibc's malloc_trim")
 def test_freed_tensors_leave_the_resident_set():
     # Tensors under glibc's mmap threshold come from its arenas and stay resident when freed,
     # as a training job's activations and optimizer state did through evaluation.

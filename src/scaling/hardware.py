@@ -11,6 +11,10 @@ so one rule decides, and ``results.json`` records what it chose.
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import os
+
 import torch
 
 from scaling.cpu import cpu_flags, cpu_record
@@ -68,23 +72,26 @@ def machine_bf16_record() -> dict:
             "cuda_bf16": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())}
 
 
+def _glibc_malloc_trim():
+    """glibc's ``malloc_trim``, or None where the C library is another (musl, macOS)."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def release_host_memory() -> float | None:
     """Hand memory freed by Python back to the operating system; returns the resident set
     size in MiB after it (None where /proc is not readable).
 
     Training frees its activations, gradients and optimizer state when it ends, but glibc keeps
     the freed pages in its arenas: a 135M job stayed at ~20 GB resident through evaluation,
-    the size of its training peak, on a 24 GiB machine. ``malloc_trim(0)`` returns them (a no-op
-    where the C library is not glibc); CUDA's cache is emptied too."""
-    import ctypes
-    import gc
-    import os
-
+    the size of its training peak, on a 24 GiB machine. ``malloc_trim(0)`` returns them (other
+    C libraries: nothing to trim); CUDA's cache is emptied too."""
     gc.collect()  # Lightning's trainer and module hold each other: freed only by the collector
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    trim = _glibc_malloc_trim()
+    if trim is not None:
+        trim(0)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     try:
