@@ -31,6 +31,7 @@ from scaling.data.sft import bos_prefix, prompt_ids
 from scaling.decode.attention import SLOT_ATTENTION, set_row_ranges
 from scaling.decode.config import DecodeConfig
 from scaling.decode.grammar import GrammarLogitsProcessor, mask_to_grammars
+from scaling.decode.grounded import mask_to_prompts
 from scaling.decode.kv_cache import SlotKVCache
 from scaling.decode.stopping import RowStop, TokenText
 from scaling.hardware import resolve_dtype
@@ -73,6 +74,10 @@ class GenerationStats:
     """Seconds in prefill forward passes (``continuous`` engine)."""
     grammar_s: float = 0.0
     """Seconds filling and applying grammar masks (``continuous`` engine)."""
+    grounding_s: float = 0.0
+    """Seconds computing and applying the grounded masks (``decode.grounded``)."""
+    grounding_fallbacks: int = 0
+    """Row-steps where the grounded and grammar masks left no token, decoded under the grammar alone."""
     max_new_tokens: int = 0
     dtype: str = ""
     engine: str = ""
@@ -104,6 +109,8 @@ class GenerationStats:
             "prefill_tokens": self.prefill_tokens,
             "prefill_s": round(self.prefill_s, 3),
             "grammar_s": round(self.grammar_s, 3),
+            "grounding_s": round(self.grounding_s, 3),
+            "grounding_fallbacks": self.grounding_fallbacks,
             "slots": self.slots,
             "cache_mb": round(self.cache_mb, 1),
             "looped": self.looped,
@@ -158,7 +165,8 @@ def supports_slot_cache(model) -> bool:
 @torch.inference_mode()
 def generate_batched(model, tokenizer, prompts: Sequence[str | list[int]], max_new_tokens: int, cfg: DecodeConfig,
                      grammars: Sequence[Any] | None = None, desc: str = "generate",
-                     caps: Sequence[int] | None = None) -> tuple[list[Generation], GenerationStats]:
+                     caps: Sequence[int] | None = None,
+                     groundings: Sequence[Any] | None = None) -> tuple[list[Generation], GenerationStats]:
     """Greedy-decode every prompt; returns generations in input order and measured stats.
 
     A prompt is text, encoded as training encodes it (:func:`scaling.data.sft.prompt_ids`: the
@@ -167,6 +175,10 @@ def generate_batched(model, tokenizer, prompts: Sequence[str | list[int]], max_n
     ``caps`` bounds each row (default: ``max_new_tokens`` for all). ``cfg.dtype`` decides the
     decoding precision: a model in another dtype is decoded through a converted copy, so the
     caller's weights stay as they are.
+
+    ``groundings``: one :class:`scaling.decode.grounded.GroundedCursor` per prompt
+    (``decode.grounded``), masking each row's string and number values to its prompt on top
+    of its grammar; ``continuous`` engine only.
     """
     device = next(model.parameters()).device
     dtype = resolve_dtype(cfg.dtype, device)
@@ -176,6 +188,9 @@ def generate_batched(model, tokenizer, prompts: Sequence[str | list[int]], max_n
     encoded = encode_prompts(tokenizer, prompts)
     caps = [min(int(c), max_new_tokens) for c in caps] if caps is not None else [max_new_tokens] * len(prompts)
     engine = cfg.engine if cfg.engine == "hf" or supports_slot_cache(run_model) else "hf"
+    if groundings is not None and engine != "continuous":
+        raise ValueError(f"decode.grounded=true needs decode.engine=continuous (this run decodes with {engine}"
+                         f"{'' if engine == cfg.engine else ': the model has no slot cache'})")
     if engine != cfg.engine:
         log.warning("decode.engine=%s does not support %s (sliding or non-attention layers): using hf",
                     cfg.engine, type(run_model).__name__)
@@ -207,7 +222,7 @@ def generate_batched(model, tokenizer, prompts: Sequence[str | list[int]], max_n
     try:
         if engine == "continuous":
             _ContinuousEngine(run_model, tokenizer, encoded, caps, cfg, grammars, stats, finish, show_rate,
-                              new_row).run()
+                              new_row, groundings).run()
         else:
             _generate_fixed_batches(run_model, tokenizer, encoded, max(caps, default=1), cfg, grammars, stats,
                                     finish, new_row)
@@ -234,16 +249,18 @@ class _Row:
     next column (the device-side ``state`` holds start column, next column and position for
     the model's inputs; these copies size the attention read without a device sync), its clock."""
 
-    __slots__ = ("index", "stop", "matcher", "start", "col", "t0")
+    __slots__ = ("index", "stop", "matcher", "start", "col", "t0", "grounding")
 
-    def __init__(self, index: int, stop: RowStop, matcher, start: int, col: int, t0: float) -> None:
+    def __init__(self, index: int, stop: RowStop, matcher, start: int, col: int, t0: float, grounding=None) -> None:
         self.index, self.stop, self.matcher, self.start, self.col, self.t0 = index, stop, matcher, start, col, t0
+        self.grounding = grounding
 
 
 class _ContinuousEngine:
     def __init__(self, model, tokenizer, encoded, caps, cfg: DecodeConfig, grammars, stats: GenerationStats,
-                 finish, show_rate, new_row) -> None:
+                 finish, show_rate, new_row, groundings=None) -> None:
         self.model, self.encoded, self.caps, self.cfg = model, encoded, caps, cfg
+        self.groundings = groundings
         self.grammars, self.stats, self.finish, self.show_rate, self.new_row = grammars, stats, finish, show_rate, new_row
         self.device = next(model.parameters()).device
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -302,7 +319,8 @@ class _ContinuousEngine:
         for i, n in zip(indices, lengths):
             grammar = self.grammars[i] if self.grammars is not None else None
             matcher = self.xgr.GrammarMatcher(grammar) if grammar is not None else None
-            self.rows.append(_Row(i, self.new_row(i), matcher, start=width - n, col=width, t0=t0))
+            grounding = self.groundings[i] if self.groundings is not None else None
+            self.rows.append(_Row(i, self.new_row(i), matcher, start=width - n, col=width, t0=t0, grounding=grounding))
         self.stats.batches += 1
         self.stats.prefill_tokens += sum(lengths)
         self.stats.prefill_s += time.perf_counter() - t0
@@ -320,6 +338,10 @@ class _ContinuousEngine:
                 self.bitmask = self.xgr.allocate_token_bitmask(self.slots, scores.shape[-1])
             mask_to_grammars(scores, [r.matcher for r in self.rows], self.bitmask)
             self.stats.grammar_s += time.perf_counter() - t0
+        if self.groundings is not None:
+            t0 = time.perf_counter()
+            self.stats.grounding_fallbacks += mask_to_prompts(scores, [r.grounding for r in self.rows])
+            self.stats.grounding_s += time.perf_counter() - t0
         self.next_ids = scores.argmax(-1)
         return self.next_ids.tolist()
 
@@ -364,6 +386,8 @@ class _ContinuousEngine:
             for k, (row, tok) in enumerate(zip(self.rows, tokens)):
                 if row.matcher is not None and not row.matcher.is_terminated():
                     row.matcher.accept_token(tok)
+                if row.grounding is not None:
+                    row.grounding.accept(tok)
                 if row.stop.push(tok):
                     self.finish(row.index, row.stop, now - row.t0)
                     done.append(k)

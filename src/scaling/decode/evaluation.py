@@ -20,6 +20,7 @@ from scaling.data.prompts import PromptFormat, format_prompt, format_target
 from scaling.decode.config import DecodeConfig, derive_max_new_tokens, row_caps
 from scaling.decode.engine import encode_prompts, generate_batched
 from scaling.decode.grammar import SchemaGrammars
+from scaling.decode.grounded import VocabTrie, grounded_cursors
 from scaling.score import score_predictions
 
 __all__ = ["EvalResult", "evaluate_records"]
@@ -55,8 +56,17 @@ def evaluate_records(model, tokenizer, records, schemas, fmt: PromptFormat, cfg:
                             formats=cfg.grammar_formats, strict=cfg.grammar_strict)
         grammars = [sg.get(r.schema_id, schemas[r.schema_id].schema) for r in records]
         compile_s, failures = sg.compile_s, dict(sg.failed)
+    groundings = None
+    if cfg.grounded:
+        import xgrammar as xgr
+
+        vocab = model.get_output_embeddings().weight.shape[0]
+        info = sg.info if grammars is not None else xgr.TokenizerInfo.from_huggingface(
+            tokenizer, vocab_size=vocab, stop_token_ids=[tokenizer.eos_token_id])
+        # The extraction text itself, not the formatted model input: values are copied from it.
+        groundings = grounded_cursors([r.prompt for r in records], VocabTrie.from_tokenizer_info(info, vocab))
     generations, stats = generate_batched(model, tokenizer, prompts, max_new_tokens, cfg, grammars, desc=desc,
-                                          caps=caps)
+                                          caps=caps, groundings=groundings)
     stats.grammar_compile_s, stats.grammar_failures = compile_s, failures
     # The stop flags go with the text: they name why an unparsed answer stopped (scaling.ceiling).
     predictions = [{"id": r.id, "output": g.text, "looped": g.looped, "capped": g.capped, "hit_eos": g.hit_eos}
