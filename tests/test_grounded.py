@@ -163,3 +163,12 @@ def test_grounded_needs_the_continuous_engine(tok):
     cursors = grounded_cursors(["a b"], VocabTrie([b"a", b"b"]))
     with pytest.raises(ValueError, match="decode.engine=continuous"):
         generate_batched(model, tok, ["a b"], 4, DecodeConfig(engine="hf", progress=False), groundings=cursors)
+
+
+def test_tables_name_the_grounded_decoder():
+    from scaling.results import decode_label
+
+    assert decode_label("constrained", {"decode": {"grammar_strict": True}}) == "constrained (strict)"
+    assert decode_label("constrained", {"decode": {"grammar_strict": True, "grounded": True}}) == \
+        "constrained (strict, grounded)"
+    assert decode_label("greedy", {"decode": {"grammar_strict": True, "grounded": False}}) == "greedy"

@@ -165,9 +165,12 @@ scores, never the prompt or expected text (the data stays in its own repository)
 
 def decode_label(mode: str, config: Any) -> str:
     """The decoder a job used, as tables and fit series name it: ``mode``, with
-    ``" (strict)"`` for a constrained job with ``decode.grammar_strict``."""
-    strict = ((config or {}).get("decode") or {}).get("grammar_strict")
-    return f"{mode} (strict)" if strict and mode == "constrained" else mode
+    ``" (strict)"`` for a constrained job with ``decode.grammar_strict`` and ``", grounded"``
+    inside the brackets for one with ``decode.grounded`` (values kept to the prompt)."""
+    decode = (config or {}).get("decode") or {}
+    notes = [n for n, on in (("strict", decode.get("grammar_strict") and mode == "constrained"),
+                             ("grounded", decode.get("grounded"))) if on]
+    return f"{mode} ({', '.join(notes)})" if notes else mode
 
 
 def recipe(config: Any) -> tuple[tuple[str, str], ...]:

@@ -197,7 +197,8 @@ def _recipe_lines(manifest: Mapping[str, Any]) -> list[str]:
         if isinstance(train.get("tokens"), int) else "- Training statistics: not recorded.",
         f"- Prompt: template `{prompt['template']}`, schema shown as `{prompt['schema']}`, compact JSON targets "
         f"`{prompt['compact_json']}`.",
-        f"- Decoding: {decode['mode']}{' (strict grammar)' if decode.get('grammar_strict') and decode['mode'] == 'constrained' else ''}, "
+        f"- Decoding: {decode['mode']}{' (strict grammar)' if decode.get('grammar_strict') and decode['mode'] == 'constrained' else ''}"
+        f"{', grounded (string values and numbers kept to substrings of the prompt)' if decode.get('grounded') else ''}, "
         f"greedy, at most {decode.get('max_new_tokens')} new tokens, stop at EOS or when the first JSON value closes; "
         f"`format` keywords {'enforced' if decode.get('grammar_formats') else 'not enforced'} by the grammar.",
     ]

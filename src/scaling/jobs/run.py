@@ -427,6 +427,7 @@ class Job:
             [format_target(r.expected_output, fmt) for r in self.fit_records]) if decode.prompt_cap else None
         record["decode"] = {"mode": decode.mode, "max_new_tokens": max_new, "stop_at_json_end": decode.stop_at_json_end,
                             "batch_size": decode.batch_size, "grammar_strict": decode.grammar_strict,
+                            "grounded": decode.grounded,
                             "engine": decode.engine, "dtype": decode.dtype, "prompt_cap_ratio": cap_ratio}
         use_cuda = torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto")
         self.model.to(torch.device("cuda") if use_cuda else torch.device("cpu"))
