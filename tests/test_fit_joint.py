@@ -47,3 +47,28 @@ def test_what_cannot_be_fitted_says_so():
         JointStatus.FAILED
     assert fit_joint([25, 25, 25, 25], [25] * 4, [100, 200, 400, 800], [10, 20, 30, 40]).predict(records=1,
                                                                                                 steps=1) is None
+
+
+def test_the_committed_data_and_steps_runs_fit_and_write_their_report(tmp_path):
+    from pathlib import Path
+
+    from scaling.fit.joint import main
+
+    ref = Path(__file__).resolve().parents[1] / "outputs/reference"
+    runs = [ref / "edgejson_v3_depth" / n for n in ("smol135_gguf-records25-s0", "smol135_gguf-records50-s0",
+                                                    "smol135_gguf-s0", "smol135_gguf-s1", "smol135_gguf-s2")]
+    runs.append(ref / "edgejson_v3_records_vs_steps/smol135_gguf-records25-epochs2-s0")
+    assert main([str(r) for r in runs] + ["--tiers", "overall,complex+", "--out", str(tmp_path)]) == 0
+    import json
+
+    out = json.loads((tmp_path / "joint.json").read_text())
+    assert [j["records"] for j in out["jobs"]] == [159, 315, 629, 629, 629, 159]
+    assert [j["steps"] for j in out["jobs"]] == [23, 47, 94, 94, 93, 46]
+    overall = out["fits"]["overall"]
+    assert overall["status"] == "ok" and overall["axes"] == ["records", "steps"]
+    # Twice the steps on the same 159 records bought 22 answers; twice the records at the same
+    # steps 1: the steps coefficient is the one whose interval excludes zero.
+    assert overall["coef_ci"][1][0] > 0 > overall["coef_ci"][0][0]
+    assert out["fits"]["complex+"]["status"] == "insufficient_points"
+    assert "| depth/smol135_gguf" not in (tmp_path / "joint.md").read_text()
+    assert "edgejson_v3_depth/smol135_gguf-s0 | 629 | 94 | 100/158" in (tmp_path / "joint.md").read_text()

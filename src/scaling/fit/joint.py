@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import minimize
 
-__all__ = ["JointStatus", "JointFit", "fit_joint", "AXES"]
+__all__ = ["JointStatus", "JointFit", "fit_joint", "AXES", "JobPoint", "job_point", "fit_tiers", "report"]
 
 #: The axes a job can vary on, in the order their coefficients are reported.
 AXES = ("records", "steps", "params")
@@ -102,8 +102,10 @@ def fit_joint(right: Sequence[int], n: Sequence[int], records: Sequence[float], 
     if params is not None:
         columns["params"] = params
     logs = {k: np.log10(np.asarray(v, dtype=float)) for k, v in columns.items()}
-    axes = tuple(a for a in AXES if a in logs and np.ptp(logs[a]) > 1e-9)
     k = len(right_a)
+    if k == 0:
+        return JointFit(JointStatus.INSUFFICIENT_POINTS, note="no job carries this tier")
+    axes = tuple(a for a in AXES if a in logs and np.ptp(logs[a]) > 1e-9)
     if not axes:
         return JointFit(JointStatus.NO_VARIATION, n_jobs=k, n_examples=int(n_a.sum()),
                         note="records, steps and params are the same for every job")
@@ -133,3 +135,104 @@ def fit_joint(right: Sequence[int], n: Sequence[int], records: Sequence[float], 
     return JointFit(JointStatus.OK, axes=axes, intercept=float(beta[0]), coef=tuple(float(b) for b in beta[1:]),
                     coef_ci=tuple((float(b - _Z95 * s), float(b + _Z95 * s)) for b, s in zip(beta[1:], se[1:])),
                     n_jobs=k, n_examples=int(n_a.sum()), heldout_mae=mae, heldout=tuple(heldout))
+
+
+# ------------------------------------------------------------------------------------ runs
+
+
+@dataclass(frozen=True)
+class JobPoint:
+    """What the joint fit reads of one finished job."""
+
+    name: str
+    records: int
+    steps: int
+    params: int
+    counts: dict  # tier -> (right, n)
+
+
+def job_point(results: dict, name: str) -> JobPoint | None:
+    """A fine-tuned job's records, steps, parameters and exact answers per tier (``complex+``
+    from ``metrics.complex_plus`` where the job carries it); None for an untrained job."""
+    steps = (results.get("train") or {}).get("steps")
+    records = (results.get("data") or {}).get("n_train")
+    if not steps or not records:
+        return None
+    metrics = results.get("metrics") or {}
+    counts = {t: (round(m["json_exact"] * m["n"]), int(m["n"])) for t, m in (metrics.get("by_tier") or {}).items()}
+    overall = metrics.get("overall") or {}
+    if overall.get("n"):
+        counts["overall"] = (round(overall["json_exact"] * overall["n"]), int(overall["n"]))
+    plus = metrics.get("complex_plus")
+    if isinstance(plus, dict) and plus.get("n"):
+        counts["complex+"] = (round(plus["json_exact"] * plus["n"]), int(plus["n"]))
+    return JobPoint(name, int(records), int(steps), int((results.get("params") or {}).get("total", 0)), counts)
+
+
+def fit_tiers(points: Sequence[JobPoint], tiers: Sequence[str]) -> dict[str, JointFit]:
+    """:func:`fit_joint` per tier over the jobs that carry it."""
+    out = {}
+    for tier in tiers:
+        have = [p for p in points if tier in p.counts]
+        params = [p.params for p in have] if all(p.params for p in have) else None
+        out[tier] = fit_joint([p.counts[tier][0] for p in have], [p.counts[tier][1] for p in have],
+                              [p.records for p in have], [p.steps for p in have], params)
+    return out
+
+
+def report(points: Sequence[JobPoint], fits: dict[str, JointFit]) -> str:
+    """Markdown: the jobs, then per tier the coefficients (log-odds per tenfold) and the
+    held-out error."""
+    lines = ["| job | records | steps | " + " | ".join(fits) + " |", "|---|---:|---:|" + "---:|" * len(fits)]
+    for p in points:
+        cells = [f"{p.counts[t][0]}/{p.counts[t][1]}" if t in p.counts else "–" for t in fits]
+        lines.append(f"| {p.name} | {p.records} | {p.steps} | " + " | ".join(cells) + " |")
+    lines += ["", "| tier | status | jobs | " + " | ".join(f"{a} (log-odds per 10x, 95%)" for a in AXES[:2])
+              + " | held-out error (points) |", "|---|---|---:|---:|---:|---:|"]
+    for tier, fit in fits.items():
+        coef = {a: f"{c:+.2f} [{lo:+.2f}, {hi:+.2f}]" for a, c, (lo, hi) in zip(fit.axes, fit.coef, fit.coef_ci)}
+        mae = f"{fit.heldout_mae:.1f}" if fit.heldout_mae is not None else "–"
+        lines.append(f"| {tier} | {fit.status.value}{': ' + fit.note if fit.note else ''} | {fit.n_jobs} | "
+                     + " | ".join(coef.get(a, "–") for a in AXES[:2]) + f" | {mae} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import sys
+    from pathlib import Path
+
+    from scaling.results import RESULTS_FILE, atomic_write_json, atomic_write_text, read_json
+
+    ap = argparse.ArgumentParser(prog="python -m scaling.fit.joint",
+                                 description="Accuracy per tier jointly in log records and log steps over finished jobs.")
+    ap.add_argument("runs", nargs="+", help="job folders holding results.json")
+    ap.add_argument("--tiers", default="overall,simple,medium,complex,complex+")
+    ap.add_argument("--out", help="folder for joint.md and joint.json (default: print)")
+    args = ap.parse_args(argv)
+    points = []
+    for run in args.runs:
+        path = Path(run) / RESULTS_FILE
+        if not path.is_file():
+            print(f"error: {path}: no results.json (argument runs)", file=sys.stderr)
+            return 2
+        point = job_point(read_json(path), "/".join(Path(run).resolve().parts[-2:]))
+        if point is None:
+            print(f"{run}: not fine-tuned (no train.steps / data.n_train): left out", file=sys.stderr)
+            continue
+        points.append(point)
+    fits = fit_tiers(points, [t for t in args.tiers.split(",") if t])
+    text = report(points, fits)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "joint.md", text)
+        atomic_write_json(out / "joint.json", {"command": "python -m scaling.fit.joint " + " ".join(
+            argv if argv is not None else sys.argv[1:]), "jobs": [p.__dict__ for p in points],
+            "fits": {t: f.to_dict() for t, f in fits.items()}})
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
