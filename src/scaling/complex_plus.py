@@ -313,6 +313,28 @@ def rescore(run: str | os.PathLike, results: Mapping[str, Any], answers_now: Map
     return [{k: v for k, v in a.items() if k != "line"} for a in saved], pooled
 
 
+def read_pooled(run: str | os.PathLike, results: Mapping[str, Any], data_dir: str | os.PathLike | None = None
+                ) -> tuple[list[dict], dict[str, Record]]:
+    """A run's complex+ answers (``complex_plus.jsonl``, each with ``line``) and the record of each
+    (id -> :class:`~scaling.data.io.Record`, from the files its ``parts`` recorded, checked by sha256)."""
+    run = Path(run)
+    where = run / RESULTS_FILE
+    block = tier_block(results.get("metrics"), COMPLEX_PLUS_TIER)
+    if block is None or not isinstance(block.get("parts"), Mapping):
+        raise ComplexPlusError("missing: the parts complex+ was pooled from", where, field=f"metrics.{COMPLEX_PLUS}.parts")
+    answers = _answers(run / COMPLEX_PLUS_FILE)
+    records = _records(block["parts"], (results.get("data") or {}).get("root"), _schemas(results, where, data_dir),
+                       str(where), data_dir)
+    chosen = {}
+    for a in answers:
+        rec = records.get(a.get("part"), {}).get(a["id"])
+        if rec is None:
+            raise ComplexPlusError(f"{a['id']!r} is not in the {a.get('part')} part's file", run / COMPLEX_PLUS_FILE,
+                                   a["line"], field="id")
+        chosen[a["id"]] = rec
+    return answers, chosen
+
+
 def write(run: str | os.PathLike, pooled: ComplexPlus) -> None:
     """Write complex+ into the run folder: its answers, then ``metrics.json``, then ``results.json``."""
     run = Path(run)
