@@ -161,3 +161,136 @@ def test_export_reference_keeps_complex_plus(tmp_path):
     out = export_reference(RUN, tmp_path / "exported")
     assert (out / COMPLEX_PLUS_FILE).read_text() == (RUN / COMPLEX_PLUS_FILE).read_text()
     assert json.loads((out / "results.json").read_text())["metrics"][COMPLEX_PLUS] == committed_block()
+
+
+# --- compare, fit and failures show complex+ where the runs carry it ------------------------------
+
+SPEED = REPO / "outputs" / "reference" / "edgejson_v3_speed" / "smol135_gguf-s0"
+
+
+def _without_complex_plus(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest)
+    (dest / COMPLEX_PLUS_FILE).unlink()
+    results = json.loads((dest / "results.json").read_text())
+    del results["metrics"][COMPLEX_PLUS]
+    (dest / "results.json").write_text(json.dumps(results, indent=2))
+    return dest
+
+
+@pytest.fixture
+def improved(tmp_path) -> tuple[Path, str]:
+    """The committed run copied with one more extra complex answer exact (only its scores: compare
+    reads nothing else), and that answer's id."""
+    run = tmp_path / "improved"
+    shutil.copytree(RUN, run)
+    saved = rows(run / COMPLEX_PLUS_FILE)
+    k = next(i for i, r in enumerate(saved) if r["part"] == "extra" and not r["json_exact"])
+    saved[k]["json_exact"] = True
+    (run / COMPLEX_PLUS_FILE).write_text("".join(json.dumps(r) + "\n" for r in saved))
+    results = json.loads((run / "results.json").read_text())
+    results["metrics"][COMPLEX_PLUS]["json_exact"] = 8 / 145
+    (run / "results.json").write_text(json.dumps(results, indent=2))
+    return run, saved[k]["id"]
+
+
+def test_compare_adds_a_complex_plus_row_after_the_tiers_when_both_runs_carry_it(tmp_path, improved):
+    from scaling.compare import build, markdown
+    from scaling.compare.report import to_json
+
+    run, flipped = improved
+    cmp = build([RUN, run], ["base", "improved"], n_boot=500)
+    pair = cmp.pairs[0]
+    assert [r.group for r in pair.by_kind("overall", "tier")] == ["overall", "simple", "medium", "complex",
+                                                                 COMPLEX_PLUS_TIER]
+    row = pair.row(COMPLEX_PLUS_TIER)
+    exact = row.metrics["json_exact"]
+    assert row.n == 145 and (exact.a, exact.b) == pytest.approx((7 / 145, 8 / 145))
+    assert exact.delta == pytest.approx(1 / 145)
+    assert (row.mcnemar.gained, row.mcnemar.lost) == (1, 0)
+    assert pair.row("complex").metrics["json_exact"].delta == 0  # the 158 are the same answers
+    text = markdown(cmp)
+    assert "| complex+ | 145 | 4.8 [2.4, 9.6] → 5.5 [2.8, 10.5] |" in text and "**complex+** (n = 145)" in text
+    assert any(r["group"] == COMPLEX_PLUS_TIER and r["n"] == 145 for r in to_json(cmp)["pairs"][0]["rows"])
+    # Its bootstrap is its own: every other row is what the same runs give without complex+.
+    bare = build([_without_complex_plus(RUN, tmp_path / "a"), _without_complex_plus(run, tmp_path / "b")],
+                 ["base", "improved"], n_boot=500)
+    assert [r for r in pair.rows if r.group != COMPLEX_PLUS_TIER] == list(bare.pairs[0].rows)
+    assert "complex+" not in markdown(bare)
+
+
+def test_compare_has_no_complex_plus_row_when_a_run_lacks_it_and_says_which(tmp_path):
+    from scaling.compare import build, markdown
+
+    cmp = build([SPEED, RUN], ["all629", "exclude19"], n_boot=200)
+    assert all(r.group != COMPLEX_PLUS_TIER for r in cmp.pairs[0].rows)
+    assert "No complex+ row: all629 carries none (python -m scaling.complex_plus)." in markdown(cmp)
+
+
+def _fit(folder: Path):
+    from scaling.fit.analysis import analyse
+    from scaling.fit.collect import collect
+    from scaling.fit.config import Settings
+
+    quiet = lambda msg: None  # noqa: E731
+    return analyse(collect([folder], log=quiet), Settings.from_config({"n_boot": 300, "n_boot_fit": 0}), log=quiet)
+
+
+def test_fit_scores_complex_plus_as_a_tier_and_skips_the_run_of_its_extra_part():
+    from scaling.fit.report import render_report
+    from scaling.fit.tables import headline_table, tier_scores_table
+
+    analysis = _fit(GROUNDED)
+    col = analysis.collection
+    assert [j.path.parent for j in col.jobs] == [RUN]
+    assert [s.path.parent for s in col.skipped] == [EXTRA] and "extra part" in col.skipped[0].reason
+    assert analysis.settings.tiers == ("overall", "simple", "medium", "complex", COMPLEX_PLUS_TIER)
+    (series,) = analysis.scores
+    exact = series.row("json_exact", COMPLEX_PLUS_TIER)
+    assert exact.point[0] == pytest.approx(7 / 145)
+    assert (exact.lo[0], exact.hi[0]) == pytest.approx(wilson_interval(7, 145))
+    f1 = series.row("field_f1", COMPLEX_PLUS_TIER)
+    assert f1.point[0] == pytest.approx(committed_block()["field_f1"]) and f1.lo[0] < f1.point[0] < f1.hi[0]
+    assert series.row("json_exact", "complex").point[0] == pytest.approx(4 / 25)  # the 25 stay the 25
+    assert analysis.ceilings[COMPLEX_PLUS_TIER].n == 145
+    head = headline_table(analysis, series).to_markdown()
+    assert "| complex+ | smol135_gguf | 135M | 1 | 4.8 [2.4, 9.6] |" in head
+    assert any(r[-1] != "-" for r in tier_scores_table(analysis).rows)
+    assert "complex+ (n = 145)" in render_report(analysis, "grounded")
+
+
+def test_fit_without_complex_plus_keeps_its_tiers(tmp_path):
+    from scaling.fit.report import render_report
+
+    _without_complex_plus(RUN, tmp_path / "sweep" / "run")
+    analysis = _fit(tmp_path / "sweep")
+    assert analysis.settings.tiers == ("overall", "simple", "medium", "complex")
+    assert "complex+" not in render_report(analysis, "bare")
+
+
+def test_failures_reports_complex_plus_beside_the_tiers(tmp_path, edgejson_dir, capsys, monkeypatch):
+    from scaling.failures import analyse_run, format_markdown, format_table
+    from scaling.failures import main as failures_main
+
+    r = analyse_run(RUN, edgejson_dir)
+    assert r.statuses[COMPLEX_PLUS_TIER] == {"ok": 62, "syntax_error": 83}
+    assert r.exact[COMPLEX_PLUS_TIER][0] == pytest.approx(7 / 145)
+    assert r.exact[COMPLEX_PLUS_TIER][1] == pytest.approx(wilson_interval(7, 145))
+    assert r.leaves.n_answers[COMPLEX_PLUS_TIER] == 145
+    # Its leaves are the 25's and the extra run's, counted again from the records.
+    monkeypatch.setenv("EDGEJSON_DIR", str(edgejson_dir))  # --data means <version>/test.jsonl to failures
+    extra = analyse_run(EXTRA)
+    for group in ("copyable", "not copyable"):
+        for outcome in ("correct", "wrong", "missing"):
+            assert r.leaves.counts.get((COMPLEX_PLUS_TIER, group, outcome), 0) == \
+                r.leaves.counts.get(("complex", group, outcome), 0) + extra.leaves.counts.get(("complex", group, outcome), 0)
+    assert r.prompt["by_tier"][COMPLEX_PLUS_TIER]["ceiling"]["n"] == 145
+    # Drawn apart: the other tiers are what the run gives without complex+.
+    bare = analyse_run(_without_complex_plus(RUN, tmp_path / "bare"), edgejson_dir)
+    assert COMPLEX_PLUS_TIER not in bare.statuses
+    assert {k: v for k, v in r.leaves.intervals.items() if k[0] != COMPLEX_PLUS_TIER} == bare.leaves.intervals
+    assert "complex+" not in format_markdown([bare])
+    assert "- complex+: ok 62, syntax_error 83" in format_markdown([r])
+    table = format_table([r], COMPLEX_PLUS_TIER)
+    assert f"| {RUN.name} | smol135_gguf | all | 0 | v3, 100% | 145 (" in table and "| 4.8 [2.4, 9.6] |" in table
+    assert failures_main([str(RUN), "--table", COMPLEX_PLUS_TIER, "--data", str(edgejson_dir)]) == 0
+    assert "complex+ tier:" in capsys.readouterr().out
