@@ -294,3 +294,18 @@ def test_failures_reports_complex_plus_beside_the_tiers(tmp_path, edgejson_dir, 
     assert f"| {RUN.name} | smol135_gguf | all | 0 | v3, 100% | 145 (" in table and "| 4.8 [2.4, 9.6] |" in table
     assert failures_main([str(RUN), "--table", COMPLEX_PLUS_TIER, "--data", str(edgejson_dir)]) == 0
     assert "complex+ tier:" in capsys.readouterr().out
+
+
+def test_fit_data_axis_carries_complex_plus(tmp_path):
+    # The committed run twice, one labelled as trained on half the records: a data-axis curve.
+    shutil.copytree(RUN, tmp_path / "sweep" / "all")
+    half = tmp_path / "sweep" / "half"
+    shutil.copytree(RUN, half)
+    results = json.loads((half / "results.json").read_text())
+    results["config"]["data"]["train_fraction"] = 0.5
+    (half / "results.json").write_text(json.dumps(results))
+    (curve,) = _fit(tmp_path / "sweep").data
+    assert curve.fractions == (0.5, 1.0)
+    assert curve.point[("json_exact", COMPLEX_PLUS_TIER)] == pytest.approx([7 / 145, 7 / 145])
+    assert curve.lo[("json_exact", COMPLEX_PLUS_TIER)] == pytest.approx([wilson_interval(7, 145)[0]] * 2)
+    assert curve.steps[("json_exact", COMPLEX_PLUS_TIER)][0].delta == 0
