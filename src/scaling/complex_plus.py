@@ -131,12 +131,6 @@ def _read_results(run: Path) -> dict:
     return results
 
 
-def _answers(path: Path) -> list[dict]:
-    """A predictions file's rows (strictly read: :func:`scaling.score.read_predictions`), each
-    with ``line``."""
-    return read_predictions(path)
-
-
 def scored_file(results: Mapping[str, Any], where: Path) -> tuple[str, str]:
     """``(name, sha256)`` of the test file a run was scored on, as ``data.files`` recorded it: the
     config's ``data.test_file``, else ``<root>/<version>/test.jsonl``, else the second JSONL file
@@ -257,10 +251,10 @@ def combine(run: str | os.PathLike, extra_run: str | os.PathLike,
     results, extra = _read_results(run), _read_results(extra_run)
     _check_same_model(results, extra, run, extra_run)
     files = {"test": run / PREDICTIONS_FILE, "extra": extra_run / PREDICTIONS_FILE}
-    mine = [a for a in _answers(files["test"]) if a.get("tier") == POOLED_TIER]
+    mine = [a for a in read_predictions(files["test"]) if a.get("tier") == POOLED_TIER]
     if not mine:
         raise ComplexPlusError(f"no {POOLED_TIER} answer to pool", files["test"], field="tier")
-    theirs = _answers(files["extra"])
+    theirs = read_predictions(files["extra"])
     for a in theirs:
         if a.get("tier") != POOLED_TIER:
             raise ComplexPlusError(f"{a.get('tier')!r}: the extra run must hold {POOLED_TIER} answers only",
@@ -298,7 +292,7 @@ def rescore(run: str | os.PathLike, results: Mapping[str, Any], answers_now: Map
     if not path.is_file():
         raise ComplexPlusError(f"not found: metrics.{COMPLEX_PLUS} is scored from it (rebuild it with python -m "
                                f"scaling.complex_plus {run} <the extra run>)", path)
-    saved = _answers(path)
+    saved = read_predictions(path)
     for a in saved:
         if a.get("part") not in PARTS:
             raise ComplexPlusError(f"expected one of {', '.join(PARTS)}, got {a.get('part')!r}", path, a["line"],
@@ -322,7 +316,7 @@ def read_pooled(run: str | os.PathLike, results: Mapping[str, Any], data_dir: st
     block = tier_block(results.get("metrics"), COMPLEX_PLUS_TIER)
     if block is None or not isinstance(block.get("parts"), Mapping):
         raise ComplexPlusError("missing: the parts complex+ was pooled from", where, field=f"metrics.{COMPLEX_PLUS}.parts")
-    answers = _answers(run / COMPLEX_PLUS_FILE)
+    answers = read_predictions(run / COMPLEX_PLUS_FILE)
     records = _records(block["parts"], (results.get("data") or {}).get("root"), _schemas(results, where, data_dir),
                        str(where), data_dir)
     chosen = {}

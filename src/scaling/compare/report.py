@@ -208,10 +208,10 @@ def complex_plus_note(cmp: Comparison) -> list[str]:
         return []
     ids = complex_plus_ids(cmp.runs, cmp.intersect)
     if ids is not None:
-        return [f"**{COMPLEX_PLUS_TIER}** (n = {len(ids)}): the complex examples of the test split together with the "
-                "extra complex test records (`v3_extra/test_complex.jsonl`), paired by id from each run's "
-                "`complex_plus.jsonl` (scaling.complex_plus), with a bootstrap of their own; the other rows stay on "
-                f"the {len(cmp.alignment.ids)} shared examples.", ""]
+        return [(f"**{COMPLEX_PLUS_TIER}** (n = {len(ids)}): the complex examples of the test split together with the "
+                 "extra complex test records (`v3_extra/test_complex.jsonl`), paired by id from each run's "
+                 "`complex_plus.jsonl` (scaling.complex_plus), with a bootstrap of their own; the other rows stay on "
+                 f"the {len(cmp.alignment.ids)} shared examples."), ""]
     bare = [r.label for r in cmp.runs if r.complex_plus is None]
     why = (f"{', '.join(bare)} carr{'ies' if len(bare) == 1 else 'y'} none (python -m scaling.complex_plus)" if bare
            else "the runs' complex+ examples differ (compare them on the shared ones with --intersect)")
