@@ -170,8 +170,10 @@ def _check_same_model(results: Mapping[str, Any], extra: Mapping[str, Any], run:
             cur = cur.get(part) if isinstance(cur, Mapping) else None
         return cur
 
+    # decode.grounded is absent from runs made before that option: absent on both sides is equal.
     for field, what in (("train_hash", "another trained model"), ("config.data.prompt", "another prompt format"),
-                        ("decode.mode", "another decoder"), ("decode.grammar_strict", "another grammar")):
+                        ("decode.mode", "another decoder"), ("decode.grammar_strict", "another grammar"),
+                        ("decode.grounded", "another decoder (decode.grounded)")):
         mine, theirs = get(results, field), get(extra, field)
         if field == "train_hash" and not isinstance(mine, str):
             raise ComplexPlusError("missing: complex+ pools one trained model's answers", run / RESULTS_FILE,
