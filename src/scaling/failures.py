@@ -26,6 +26,10 @@ redraws the tier's examples with replacement and takes the share over all leaves
 drawn answers. Leaves of one answer are not independent (one dropped array item shifts
 every later one), so resampling leaves would give intervals far too narrow. JSONExact per
 tier, a proportion of answers, has a Wilson interval (:mod:`scaling.stats`).
+
+A run carrying complex+ (:mod:`scaling.complex_plus`) gets the tier ``complex+`` after the others:
+its statuses, JSONExact, leaves (from ``complex_plus.jsonl`` and the records its parts recorded,
+drawn on their own) and what its prompts determine; ``--table complex+`` compares runs on it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from scaling.ceiling import ANSWER_KINDS, answer_kind, read_test, summarise
+from scaling.complex_plus import COMPLEX_PLUS_TIER, has_complex_plus, read_pooled, tier_block
 from scaling.data import DataError, load_schemas, read_records
 from scaling.data.io import TIERS
 from scaling.data.locate import find_recorded_file
@@ -420,10 +425,43 @@ def analyse_run(run: str | Path, data_dir: str | Path | None = None, n_examples:
     failures = sorted((r for r in preds if not r.get("json_exact")), key=lambda r: (-order.get(r["tier"], -1), r["id"]))
     examples = [(r["id"], r["status"], (r["output"] or "")[-160:]) for r in failures[:n_examples]]
     prompt, note, kinds = _prompt_analysis(results, test_path, preds, n_boot, seed)
+    leaves, exact = summarise_leaves(leaf_rows, n_boot, seed), _tier_exact(results, preds)
+    if has_complex_plus(run, results):
+        leaves = _add_complex_plus(run, results, data_dir, n_boot, seed, statuses, leaves, exact, prompt)
     return RunFailures(name=run.name, n=len(preds), statuses={t: dict(c) for t, c in statuses.items()},
-                       by_schema=by_schema, leaves=summarise_leaves(leaf_rows, n_boot, seed), examples=examples,
-                       info=_run_info(results), exact=_tier_exact(results, preds), prompt=prompt,
-                       prompt_note=note, kinds=kinds)
+                       by_schema=by_schema, leaves=leaves, examples=examples, info=_run_info(results), exact=exact,
+                       prompt=prompt, prompt_note=note, kinds=kinds)
+
+
+def _add_complex_plus(run: Path, results: Mapping[str, Any], data_dir, n_boot: int, seed: int,
+                      statuses: dict[str, Counter], leaves: LeafSummary, exact: dict, prompt: dict | None) -> LeafSummary:
+    """Add the tier complex+ to a run's statuses, JSONExact, prompt analysis (from its
+    ``metrics.complex_plus``) and leaves (its 145 answers, drawn apart so the other tiers' draws
+    stay as they were); the leaves with it are returned."""
+    try:
+        answers, records = read_pooled(run, results, data_dir)
+    except DataError as e:
+        raise FailuresError(str(e)) from None
+    rows = []
+    for a in answers:
+        statuses[COMPLEX_PLUS_TIER][a["status"]] += 1
+        extraction = extract_json(a["output"] or "")
+        rec = records[a["id"]]
+        rows.append((COMPLEX_PLUS_TIER, leaf_outcomes(rec.expected_output, extraction.value if extraction.ok else None,
+                                                      rec.prompt)))
+    pooled = summarise_leaves(rows, n_boot, seed)
+    block = tier_block(results["metrics"], COMPLEX_PLUS_TIER)
+    exact[COMPLEX_PLUS_TIER] = (float(block["json_exact"]), metric_interval(block, "json_exact"), "results.json")
+    if prompt is not None and isinstance(block.get("ceiling"), Mapping):
+        prompt["by_tier"][COMPLEX_PLUS_TIER] = {"ceiling": block["ceiling"], "answers": block["answers"]}
+    return LeafSummary({**leaves.counts, **pooled.counts}, {**leaves.by_half, **pooled.by_half},
+                       {**leaves.intervals, **pooled.intervals}, {**leaves.n_answers, **pooled.n_answers},
+                       leaves.n_boot, leaves.seed)
+
+
+def _tiers(r: RunFailures) -> tuple[str, ...]:
+    """The tiers a run reports, complex+ last where it carries it."""
+    return TIERS + ((COMPLEX_PLUS_TIER,) if COMPLEX_PLUS_TIER in r.statuses else ())
 
 
 # ------------------------------------------------------------------------------ output
@@ -447,7 +485,7 @@ def format_markdown(runs: Sequence[RunFailures]) -> str:
     lines = []
     for r in runs:
         lines += [f"### {r.name} ({r.n} examples)", "", "Statuses by tier:", ""]
-        for tier in TIERS:
+        for tier in _tiers(r):
             if tier in r.statuses:
                 lines.append(f"- {tier}: " + ", ".join(f"{s} {k}" for s, k in sorted(r.statuses[tier].items())))
         lines += ["", "| schema | tier | n | JSONExact % | Field F1 | compliance % |", "|---|---|---|---|---|---|"]
@@ -459,7 +497,7 @@ def format_markdown(runs: Sequence[RunFailures]) -> str:
                   "| tier | answers | all leaves | copyable from the prompt | not copyable | first half of the answer "
                   "| second half |",
                   "|---|---|---|---|---|---|---|"]
-        for tier in TIERS:
+        for tier in _tiers(r):
             cells = [_share_cell(r.leaves, tier, table, group) for table, group in GROUPS]
             if any(c != "—" for c in cells):
                 lines.append(f"| {tier} | {r.leaves.n_answers.get(tier, 0)} | " + " | ".join(cells) + " |")
@@ -520,7 +558,7 @@ def _share_doc(leaves: LeafSummary, tier: str, table: str, group: str) -> dict |
 def run_document(r: RunFailures) -> dict:
     """One run as ``--json`` writes it (shares as fractions in [0, 1])."""
     leaves = {}
-    for tier in TIERS:
+    for tier in _tiers(r):
         if tier not in r.leaves.n_answers:
             continue
         groups = {group: _share_doc(r.leaves, tier, table, group) for table, group in GROUPS}
@@ -603,7 +641,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=None,
                     help="dataset root (holds <version>/test.jsonl); default: the file results.json names")
     ap.add_argument("--examples", type=int, default=3, help="failed answers to show per run")
-    ap.add_argument("--table", nargs="?", const="complex", default=None, choices=TIERS, metavar="TIER",
+    ap.add_argument("--table", nargs="?", const="complex", default=None, choices=(*TIERS, COMPLEX_PLUS_TIER),
+                    metavar="TIER",
                     help="one Markdown row per run for TIER (default complex): JSONExact and leaves right "
                          "(all, first half, second half) with intervals")
     ap.add_argument("--json", action="store_true", help="write JSON instead of Markdown")

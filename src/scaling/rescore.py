@@ -11,8 +11,10 @@ found here under ``$EDGEJSON_DIR`` or ``--data`` and checked by sha256; for the 
 runs, the export's recorded data), scores the answers with
 :func:`scaling.score.score_predictions` exactly as the job did (same bootstrap seed), and
 rewrites ``results.json``'s ``metrics``, ``metrics.json`` where present and each prediction's
-scores, keeping everything else of the row (tokens, flags, timings). A run whose scores are
-already today's is left byte for byte as it is.
+scores, keeping everything else of the row (tokens, flags, timings). A run carrying complex+
+(:mod:`scaling.complex_plus`) has ``complex_plus.jsonl`` and ``metrics.complex_plus`` rescored the
+same way, from the files its ``parts`` recorded. A run whose scores are already today's is left
+byte for byte as it is.
 
 Errors (a missing or altered data file, an answer for an unknown id) name the file and field
 and exit 2; runs before the failing one are kept as rewritten.
@@ -28,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from scaling import complex_plus
 from scaling.data.io import DataError, Record, SchemaInfo, load_schemas, parse_json_line, read_records
 from scaling.data.locate import find_recorded_file
 from scaling.metrics import METRIC_KEYS
-from scaling.results import METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, atomic_write_json, read_json, write_jsonl
+from scaling.results import (COMPLEX_PLUS_FILE, METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, atomic_write_json,
+                             read_json, write_jsonl)
 from scaling.score import score_predictions
 
 ROW_SCORE_KEYS = ("status", "error", *METRIC_KEYS, "precision", "recall")
@@ -51,6 +55,8 @@ class Rescored:
     results: dict | None = None
     rows: list[dict] | None = None
     metrics_json: bool = False
+    complex_plus_rows: list[dict] | None = None
+    """The rescored rows of ``complex_plus.jsonl`` (None: the run has no complex+)."""
 
 
 def find_runs(roots: Sequence[str | Path]) -> list[Path]:
@@ -167,15 +173,26 @@ def rescore_run(run: str | Path, data_dir: str | Path | None = None) -> Rescored
         new_rows.append(row)
     # Compare as saved: a JSON round trip turns tuples into lists.
     metrics = json.loads(json.dumps(metrics))
+    pooled_rows = None
+    if complex_plus.COMPLEX_PLUS in results["metrics"]:
+        # The 158's answers and complex+'s share the scorer: rescore both, or neither is today's.
+        saved_pooled, pooled = complex_plus.rescore(run, results, {r["id"]: r["output"] for r in rows}, data_dir)
+        metrics[complex_plus.COMPLEX_PLUS] = pooled.block
+        pooled_rows = pooled.rows
     changes: list[str] = []
     _diff(results["metrics"], metrics, "", changes)
     row_changes = sum(1 for a, b in zip(rows, new_rows) if not _same(a, b))
     if row_changes:
         changes.append(f"{row_changes} of {len(rows)} prediction rows rescored")
+    if pooled_rows is not None:
+        pooled_changes = sum(1 for a, b in zip(saved_pooled, pooled_rows) if not _same(a, b))
+        if pooled_changes:
+            changes.append(f"{pooled_changes} of {len(pooled_rows)} {COMPLEX_PLUS_FILE} rows rescored")
     out = Rescored(run=run, changes=changes, metrics_json=(run / METRICS_FILE).is_file())
     if changes:
         out.results = {**results, "metrics": metrics}
         out.rows = new_rows
+        out.complex_plus_rows = pooled_rows
     return out
 
 
@@ -184,6 +201,8 @@ def write_rescored(r: Rescored) -> None:
     if not r.changes:
         return
     write_jsonl(r.run / PREDICTIONS_FILE, r.rows)
+    if r.complex_plus_rows is not None:
+        write_jsonl(r.run / COMPLEX_PLUS_FILE, r.complex_plus_rows)
     if r.metrics_json:
         atomic_write_json(r.run / METRICS_FILE, r.results["metrics"])
     atomic_write_json(r.run / RESULTS_FILE, r.results)

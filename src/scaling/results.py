@@ -44,7 +44,8 @@ Format, version ``RESULTS_VERSION``::
                        ...},
       "eval": {"wall_s": float, "generated_tokens": int, "tokens_per_s": float,
                "latency_s_per_example": float, "n": int},
-      "metrics": {"overall": M, "by_tier": {tier: M}, "by_schema": {schema_id: M}},  # null with eval.split=none
+      "metrics": {"overall": M, "by_tier": {tier: M}, "by_schema": {schema_id: M},  # null with eval.split=none
+                  "complex_plus": M + {"by_schema": {schema_id: M}, "parts": {...}}},   # when added (below)
       "config": {...resolved Hydra config...},
       "config_hash": str,                    # the config without bookkeeping keys
       "data_hash": str,                      # the content of data.files (not their paths)
@@ -63,6 +64,10 @@ prompts determine (:func:`scaling.ceiling.summarise`): ``"ceiling"`` (the best J
 reader of the prompts can expect, with its interval, and JSONExact as a share of it) and
 ``"answers"`` (answers per kind: exact, gold contradicts the prompt, unparsed, another reading
 of the prompt, inconsistent with it).
+
+``metrics.complex_plus`` is present only once :mod:`scaling.complex_plus` has pooled the run's complex
+answers with the same model's answers on ``v3_extra/test_complex.jsonl`` (n = 145, "complex+"), and
+``complex_plus.jsonl`` beside it then holds those 145 answers; the other blocks stay the 158's.
 
 ``predictions.jsonl`` beside it holds one line per evaluated example (``eval.split``) with ``id``,
 ``schema_id``, ``tier``, ``output`` (raw model text), ``status``, ``parsed``, the
@@ -86,6 +91,8 @@ RESULTS_VERSION = 1
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
+COMPLEX_PLUS_FILE = "complex_plus.jsonl"
+"""A run's complex+ answers (:mod:`scaling.complex_plus`), beside its predictions when it has them."""
 
 
 CATEGORY_BOUNDS = (("NLM", 10e6), ("MLM", 250e6), ("SLM", 1e9), ("LLM", float("inf")))
@@ -292,7 +299,8 @@ def recipe_label(parts: tuple[tuple[str, str], ...], names: frozenset[str]) -> s
 
 
 def export_reference(job_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Copy a job's ``results.json`` and a prompt-free ``predictions.jsonl`` to ``dest``."""
+    """Copy a job's ``results.json`` and a prompt-free ``predictions.jsonl`` to ``dest``, and its
+    ``complex_plus.jsonl`` when it has one (already prompt-free)."""
     job_dir, dest = Path(job_dir), Path(dest)
     results = read_json(job_dir / RESULTS_FILE)
     rows = []
@@ -301,6 +309,8 @@ def export_reference(job_dir: str | os.PathLike, dest: str | os.PathLike) -> Pat
             row = json.loads(line)
             rows.append({k: row[k] for k in REFERENCE_PREDICTION_KEYS if k in row})
     dest.mkdir(parents=True, exist_ok=True)
+    if (job_dir / COMPLEX_PLUS_FILE).is_file():
+        atomic_write_text(dest / COMPLEX_PLUS_FILE, (job_dir / COMPLEX_PLUS_FILE).read_text(encoding="utf-8"))
     atomic_write_json(dest / RESULTS_FILE, results)
     write_jsonl(dest / PREDICTIONS_FILE, rows)
     return dest

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from scaling.compare.datacheck import parse_data_check
     from scaling.compare.report import build, delta_cell, parse_group, write
     from scaling.compare.stats import OVERALL
+    from scaling.complex_plus import COMPLEX_PLUS_TIER
 
     try:
         labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
@@ -70,11 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 2
     for pair in cmp.pairs:
-        row = pair.row(OVERALL)
-        print(f"{pair.b} - {pair.a} ({row.n} examples): "
-              + ", ".join(f"{m} {delta_cell(d)}" for m, d in row.metrics.items())
-              + f"; right only in {pair.b} {row.mcnemar.gained}, only in {pair.a} {row.mcnemar.lost}, "
-                f"McNemar p={row.mcnemar.p:.3g}")
+        for row in pair.rows:
+            if row.group not in (OVERALL, COMPLEX_PLUS_TIER) or row.kind not in ("overall", "tier"):
+                continue
+            where = f"{row.n} examples" if row.group == OVERALL else f"{row.group}, {row.n} examples"
+            print(f"{pair.b} - {pair.a} ({where}): "
+                  + ", ".join(f"{m} {delta_cell(d)}" for m, d in row.metrics.items())
+                  + f"; right only in {pair.b} {row.mcnemar.gained}, only in {pair.a} {row.mcnemar.lost}, "
+                    f"McNemar p={row.mcnemar.p:.3g}")
     print(f"report: {paths['report']}")
     return 0
 

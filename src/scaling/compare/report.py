@@ -15,8 +15,9 @@ from typing import Any, Mapping, Sequence
 from scaling.compare.datacheck import (VersionCheck, VersionDiff, check_version, common_stats, diff_to_json,
                                        diff_versions, field_changes, pooled)
 from scaling.compare.datacheck import to_json as check_to_json
-from scaling.compare.runs import METRIC_NAMES, METRICS, Alignment, CompareError, Run, align, load_run
+from scaling.compare.runs import METRIC_NAMES, METRICS, Alignment, CompareError, Run, align, complex_plus_ids, load_run
 from scaling.compare.stats import OTHERS, OVERALL, Delta, GroupComparison, PairComparison, compare_runs
+from scaling.complex_plus import COMPLEX_PLUS_TIER, tier_block
 from scaling.data import CHECKS
 from scaling.fit.tables import Table
 from scaling.stats import proportion_interval
@@ -63,7 +64,7 @@ def check_groups(groups: Mapping[str, Sequence[str]], schemas: Sequence[str], ti
     present = set(schemas)
     owner: dict[str, str] = {}
     for name, members in groups.items():
-        if name in set(tiers):
+        if name in {*tiers, COMPLEX_PLUS_TIER}:
             raise CompareError(f"--group {name}: a tier has that name; choose another")
         for s in members:
             if s not in present:
@@ -101,7 +102,7 @@ def build(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None, *
         pairs = [(i, j) for i in range(len(runs)) for j in range(i + 1, len(runs))]
     else:
         pairs = [(0, j) for j in range(1, len(runs))]
-    compared = compare_runs(runs, alignment, pairs, groups, n_boot=n_boot, seed=seed, level=level)
+    compared = compare_runs(runs, alignment, pairs, groups, n_boot=n_boot, seed=seed, level=level, intersect=intersect)
     checks, labels_seen = [], set()
     for label, path in data_checks:
         if label in labels_seen:
@@ -195,7 +196,26 @@ def _prompt_blocks(run: Run) -> list[tuple[str, Mapping[str, Any]]]:
     """(group, metrics block) of a run's overall and tiers, where results.json carries the ceiling."""
     m = run.results.get("metrics") or {}
     blocks = [("overall", m.get("overall") or {})] + list((m.get("by_tier") or {}).items())
+    if run.complex_plus is not None:
+        blocks.append((COMPLEX_PLUS_TIER, tier_block(m, COMPLEX_PLUS_TIER)))
     return [(g, b) for g, b in blocks if isinstance((b or {}).get("ceiling"), Mapping)]
+
+
+def complex_plus_note(cmp: Comparison) -> list[str]:
+    """What the complex+ rows are, or why there are none, where any run carries complex+ (else nothing)."""
+    have = [r for r in cmp.runs if r.complex_plus is not None]
+    if not have:
+        return []
+    ids = complex_plus_ids(cmp.runs, cmp.intersect)
+    if ids is not None:
+        return [(f"**{COMPLEX_PLUS_TIER}** (n = {len(ids)}): the complex examples of the test split together with the "
+                 "extra complex test records (`v3_extra/test_complex.jsonl`), paired by id from each run's "
+                 "`complex_plus.jsonl` (scaling.complex_plus), with a bootstrap of their own; the other rows stay on "
+                 f"the {len(cmp.alignment.ids)} shared examples."), ""]
+    bare = [r.label for r in cmp.runs if r.complex_plus is None]
+    why = (f"{', '.join(bare)} carr{'ies' if len(bare) == 1 else 'y'} none (python -m scaling.complex_plus)" if bare
+           else "the runs' complex+ examples differ (compare them on the shared ones with --intersect)")
+    return [f"No {COMPLEX_PLUS_TIER} row: {why}.", ""]
 
 
 def ceiling_table(cmp: Comparison) -> Table | None:
@@ -416,6 +436,7 @@ def markdown(cmp: Comparison, figure: str | None = FIGURE) -> str:
         if bare:
             lines += [f"No ceiling in the results of {', '.join(bare)} (scored before scaling.ceiling: re-score "
                       "their predictions to add it).", ""]
+    lines += complex_plus_note(cmp)
     if not al.same_data:
         lines += [f"**The runs were scored on different data files** (--intersect): the comparison uses the "
                   f"{len(al.ids)} ids every run scored, and an id may carry a different reference answer in each "
@@ -563,6 +584,7 @@ def to_json(cmp: Comparison) -> dict[str, Any]:
                   "scored_file": {"path": r.scored.path, "sha256": r.scored.sha256},
                   "train_file": None if r.train is None else {"path": r.train.path, "sha256": r.train.sha256},
                   "n_examples": len(r.examples), "config_hash": r.results.get("config_hash"),
+                  **({"n_complex_plus": len(r.complex_plus)} if r.complex_plus is not None else {}),
                   "prompt": {g: {"ceiling": b["ceiling"], "answers": b.get("answers")} for g, b in _prompt_blocks(r)}}
                  for r in cmp.runs],
         "examples": {"n": len(cmp.alignment.ids), "same_data": cmp.alignment.same_data,

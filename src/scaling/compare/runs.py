@@ -1,7 +1,8 @@
 """Run folders read for a comparison, and the examples they share.
 
 A run folder holds ``results.json`` and ``predictions.jsonl`` (a job folder, or one exported
-with :func:`scaling.results.export_reference`, whose predictions carry no prompt text). Only
+with :func:`scaling.results.export_reference`, whose predictions carry no prompt text), and
+``complex_plus.jsonl`` when it carries complex+ (:mod:`scaling.complex_plus`). Only
 the per-example scores are read (``json_exact``, ``field_f1``, ``schema_compliance``), so no
 data file needs to be present: which test file a run was scored on is known from the sha256
 ``results.json`` recorded under ``data.files``.
@@ -16,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from scaling.complex_plus import COMPLEX_PLUS, COMPLEX_PLUS_TIER, has_complex_plus, tier_block
 from scaling.data.io import DataError, json_type_name, parse_json_line
 from scaling.metrics import TIER_ORDER
-from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, decode_label, recipe
+from scaling.results import COMPLEX_PLUS_FILE, PREDICTIONS_FILE, RESULTS_FILE, decode_label, recipe
 
 #: The per-example scores a comparison reads, in report order.
 METRICS = ("json_exact", "field_f1", "schema_compliance")
@@ -87,6 +89,8 @@ class Run:
     """The file the scored examples come from (the test file; the train file for ``val``)."""
     train: DataFile | None
     """The file the model was trained on (None for a base model: nothing trained)."""
+    complex_plus: Mapping[str, Example] | None = None
+    """Its complex+ answers by id (``complex_plus.jsonl``); None when it carries no complex+."""
 
     @property
     def scored_key(self) -> tuple:
@@ -235,20 +239,31 @@ def load_run(path: str | os.PathLike, label: str | None = None) -> Run:
     if split not in ("test", "val"):
         raise CompareError(f"eval split {split!r} scored nothing", rfile, field="data.eval_split")
     examples = read_predictions(path / PREDICTIONS_FILE)
-    # A predictions file of another run, or a truncated one, would pair the wrong answers.
-    overall = results["metrics"].get("overall") or {}
-    n = overall.get("n")
-    if isinstance(n, int) and n != len(examples):
-        raise CompareError(f"{PREDICTIONS_FILE} holds {len(examples)} examples but results.json scored {n} "
-                           "(a truncated or foreign predictions file)", rfile, field="metrics.overall.n")
-    exact = overall.get("json_exact")
-    mean = sum(e.json_exact for e in examples.values()) / len(examples)
-    if isinstance(exact, (int, float)) and not math.isclose(exact, mean, abs_tol=1e-9):
-        raise CompareError(f"{PREDICTIONS_FILE} averages {mean:.4f} but results.json says {exact:.4f}: the two "
-                           "files are not from the same evaluation", rfile, field="metrics.overall.json_exact")
+    _check_scored_together(examples, results["metrics"].get("overall") or {}, PREDICTIONS_FILE, rfile, "overall")
+    pooled = None
+    if has_complex_plus(path, results):
+        pooled = read_predictions(path / COMPLEX_PLUS_FILE)
+        _check_scored_together(pooled, tier_block(results["metrics"], COMPLEX_PLUS_TIER), COMPLEX_PLUS_FILE, rfile,
+                               COMPLEX_PLUS)
     method = (results.get("finetune") or {}).get("method") or ((results.get("config") or {}).get("finetune") or {}).get("method")
     return Run(label=label or path.resolve().name, path=path, results=results, examples=examples, split=split,
-               scored=train if split == "val" else test, train=None if method == "none" else train)
+               scored=train if split == "val" else test, train=None if method == "none" else train,
+               complex_plus=pooled)
+
+
+def _check_scored_together(examples: Mapping[str, Example], block: Mapping[str, Any], name: str, rfile: Path,
+                           key: str) -> None:
+    """A predictions file of another run, or a truncated one, would pair the wrong answers: its
+    count and JSONExact must be the ones ``metrics.<key>`` of results.json recorded."""
+    n = block.get("n")
+    if isinstance(n, int) and n != len(examples):
+        raise CompareError(f"{name} holds {len(examples)} examples but results.json scored {n} "
+                           "(a truncated or foreign predictions file)", rfile, field=f"metrics.{key}.n")
+    exact = block.get("json_exact")
+    mean = sum(e.json_exact for e in examples.values()) / len(examples)
+    if isinstance(exact, (int, float)) and not math.isclose(exact, mean, abs_tol=1e-9):
+        raise CompareError(f"{name} averages {mean:.4f} but results.json says {exact:.4f}: the two "
+                           "files are not from the same evaluation", rfile, field=f"metrics.{key}.json_exact")
 
 
 # ----------------------------------------------------------------------------- pairing
@@ -307,3 +322,17 @@ def align(runs: Sequence[Run], intersect: bool = False) -> Alignment:
                      schemas=tuple(base.examples[i].schema_id for i in ordered),
                      dropped={r.label: len(r.examples) - len(common) for r in runs},
                      same_data=not differ)
+
+
+def complex_plus_ids(runs: Sequence[Run], intersect: bool = False) -> tuple[str, ...] | None:
+    """The complex+ examples every run answered, in report order (schema, id): None unless every
+    run carries complex+ and, without ``intersect``, all of them the same examples."""
+    if not runs or any(r.complex_plus is None for r in runs):
+        return None
+    common = set(runs[0].complex_plus)
+    for r in runs[1:]:
+        common &= set(r.complex_plus)
+    if not common or (not intersect and any(set(r.complex_plus) != common for r in runs)):
+        return None
+    first = runs[0].complex_plus
+    return tuple(sorted(common, key=lambda i: (first[i].schema_id, i)))

@@ -1,7 +1,8 @@
 """Paired differences between runs scored on the same examples.
 
 For a pair (reference run A, compared run B) and a group of examples (overall, a tier, a
-schema, a named group of schemas):
+schema, a named group of schemas, and complex+ where every run carries it: the tier's 145
+examples of :mod:`scaling.complex_plus`, paired by id and drawn on their own):
 
 * the **delta** of each metric is B's mean minus A's mean over the group's examples;
 * its **interval** is a paired percentile bootstrap: one replicate draws one multiset of
@@ -25,7 +26,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from scaling.compare.runs import METRICS, Alignment, Run, tier_rank
+from scaling.compare.runs import METRICS, Alignment, Run, complex_plus_ids, tier_rank
+from scaling.complex_plus import COMPLEX_PLUS_TIER
 from scaling.metrics import PROPORTION_METRICS
 from scaling.stats import (OVERALL, McNemar, collapsed, mcnemar_exact, paired_bootstrap,  # noqa: F401 - McNemar re-exported
                            paired_proportion_difference, percentile_ci)
@@ -88,13 +90,51 @@ def group_labels(schemas: Sequence[str], groups: Mapping[str, Sequence[str]]) ->
     return tuple(owner.get(s, OTHERS) for s in schemas)
 
 
+def _deltas(boot: Mapping[str, tuple[dict, dict]], values: Mapping[str, np.ndarray], key: str, mask: np.ndarray,
+            i: int, j: int, level: float) -> dict[str, Delta]:
+    """Each metric's delta of run j against run i on group ``key`` (``mask``: its examples), with
+    its paired-bootstrap interval, or Newcombe's where the bootstrap collapsed on a 0/1 metric."""
+    deltas = {}
+    for m in METRICS:
+        point, reps = boot[m]
+        lo, hi = percentile_ci(reps[key][:, j] - reps[key][:, i], level)
+        ci, method = (float(lo), float(hi)), "bootstrap"
+        if collapsed(lo, hi):
+            if m in PROPORTION_METRICS:
+                ci, method = paired_proportion_difference(values[m][i][mask], values[m][j][mask], level), "newcombe"
+            else:
+                ci, method = None, "none"
+        deltas[m] = Delta(float(point[key][i]), float(point[key][j]), float(point[key][j] - point[key][i]), ci, method)
+    return deltas
+
+
+def complex_plus_rows(runs: Sequence[Run], pairs: Sequence[tuple[int, int]], n_boot: int, seed: int, level: float,
+                      intersect: bool = False) -> dict[tuple[int, int], GroupComparison]:
+    """The complex+ row of each pair (:data:`scaling.complex_plus.COMPLEX_PLUS_TIER`), when every run
+    carries complex+ on the same examples (:func:`scaling.compare.runs.complex_plus_ids`): its own
+    paired bootstrap over those examples, so the other rows' draws stay as they were."""
+    ids = complex_plus_ids(runs, intersect)
+    if ids is None:
+        return {}
+    groups = [COMPLEX_PLUS_TIER] * len(ids)
+    values = {m: np.array([[r.complex_plus[i].value(m) for i in ids] for r in runs]) for m in METRICS}
+    boot = {m: paired_bootstrap([v[None, :] for v in values[m]], groups, [COMPLEX_PLUS_TIER], n_boot, seed)
+            for m in METRICS}
+    mask = np.ones(len(ids), bool)
+    return {(i, j): GroupComparison(COMPLEX_PLUS_TIER, "tier", None, len(ids),
+                                    _deltas(boot, values, COMPLEX_PLUS_TIER, mask, i, j, level),
+                                    mcnemar_exact(values["json_exact"][i], values["json_exact"][j]))
+            for i, j in pairs}
+
+
 def compare_runs(runs: Sequence[Run], alignment: Alignment, pairs: Sequence[tuple[int, int]],
                  groups: Mapping[str, Sequence[str]] | None = None, n_boot: int = 10000, seed: int = 0,
-                 level: float = 0.95) -> list[PairComparison]:
+                 level: float = 0.95, intersect: bool = False) -> list[PairComparison]:
     """Deltas, intervals and McNemar tests of each ``(i, j)`` in ``pairs`` (run j against run i).
 
     One bootstrap per grouping draws the replicates for every run at once, so every pair and
-    every metric is resampled on the same draws."""
+    every metric is resampled on the same draws. The complex+ row, where there is one, follows
+    the tiers (:func:`complex_plus_rows`)."""
     ids, tiers, schemas = alignment.ids, alignment.tiers, alignment.schemas
     values = {m: np.array([[r.examples[i].value(m) for i in ids] for r in runs]) for m in METRICS}
     tier_keys = [OVERALL] + sorted(set(tiers), key=tier_rank)
@@ -110,6 +150,7 @@ def compare_runs(runs: Sequence[Run], alignment: Alignment, pairs: Sequence[tupl
             boot[(kind, m)] = paired_bootstrap([v[None, :] for v in values[m]], group_of, keys, n_boot, seed)
 
     exact = values["json_exact"]
+    pooled = complex_plus_rows(runs, pairs, n_boot, seed, level, intersect)
     out = []
     for i, j in pairs:
         rows = []
@@ -117,23 +158,13 @@ def compare_runs(runs: Sequence[Run], alignment: Alignment, pairs: Sequence[tupl
             members = np.asarray(group_of)
             for key in keys:
                 mask = np.ones(len(ids), bool) if key == OVERALL else members == key
-                deltas = {}
-                for m in METRICS:
-                    point, reps = boot[(kind, m)]
-                    lo, hi = percentile_ci(reps[key][:, j] - reps[key][:, i], level)
-                    ci, method = (float(lo), float(hi)), "bootstrap"
-                    if collapsed(lo, hi):
-                        if m in PROPORTION_METRICS:
-                            ci, method = paired_proportion_difference(values[m][i][mask], values[m][j][mask],
-                                                                      level), "newcombe"
-                        else:
-                            ci, method = None, "none"
-                    deltas[m] = Delta(float(point[key][i]), float(point[key][j]),
-                                      float(point[key][j] - point[key][i]), ci, method)
+                deltas = _deltas({m: boot[(kind, m)] for m in METRICS}, values, key, mask, i, j, level)
                 row_kind = "overall" if key == OVERALL else kind
                 tier = tiers[int(np.flatnonzero(mask)[0])] if kind == "schema" else None
                 rows.append(GroupComparison(key, row_kind, tier, int(mask.sum()), deltas,
                                             mcnemar_exact(exact[i][mask], exact[j][mask])))
+            if kind == "tier" and (i, j) in pooled:
+                rows.append(pooled[(i, j)])
         flips = [(ids[k], schemas[k], tiers[k]) for k in range(len(ids))]
         gained = [f for k, f in enumerate(flips) if exact[j][k] and not exact[i][k]]
         lost = [f for k, f in enumerate(flips) if exact[i][k] and not exact[j][k]]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaling.data.heldout import check_held_out
 from scaling.data.io import DataError, Dataset, load_dataset
 from scaling.data.prompts import PromptFormat
 
@@ -65,12 +66,13 @@ class DataSpec:
         return PromptFormat.from_config(self.prompt)
 
     def load(self) -> Dataset:
-        """Load (and, for synthetic data, first generate) the dataset."""
+        """Load (and, for synthetic data, first generate) the dataset; refused when the training
+        file is a test file or shares records with one (:func:`scaling.data.heldout.check_held_out`)."""
         if self.synth is not None and self.root is not None:
             ensure_synthetic(Path(self.root), version=self.version, **self.synth)
         else:
             self._check_present()
-        return load_dataset(
+        dataset = load_dataset(
             self.root,
             version=self.version,
             train_file=self._train_file(),
@@ -78,6 +80,14 @@ class DataSpec:
             schemas_dir=self.schemas_dir,
             name=self.name,
         )
+        check_held_out(dataset, self._train_setting())
+        return dataset
+
+    def _train_setting(self) -> str:
+        """The config key that chose the training file, as an error about it names it."""
+        if self.train_file is not None:
+            return "data.train_file"
+        return "data.train_version" if self.train_version not in (None, self.version) else "data.version"
 
     def _check_present(self) -> None:
         """A dataset root without the data (no EdgeJSON downloaded, EDGEJSON_DIR unset or wrong)

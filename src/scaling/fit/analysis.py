@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
 
+from scaling.complex_plus import COMPLEX_PLUS_TIER, POOLED_TIER, tier_block
 from scaling.fit.ceiling import TierCeiling, collect_ceilings
 from scaling.fit.collect import Collection, Log, _stderr
 from scaling.fit.data_axis import DataCurve, data_curves
@@ -152,8 +153,37 @@ def build_curve(scores: SeriesScores, metric: str, tier: str, settings: Settings
     )
 
 
+def with_complex_plus(settings: Settings, collection: Collection) -> Settings:
+    """``settings`` with the tier complex+ after ``complex`` when a collected job carries it
+    (:mod:`scaling.complex_plus`) and the tiers list ``complex``; unchanged otherwise, so a fit
+    without complex+ reads as before."""
+    tiers = list(settings.tiers)
+    if COMPLEX_PLUS_TIER in tiers or POOLED_TIER not in tiers:
+        return settings
+    if not any(tier_block(j.metrics, COMPLEX_PLUS_TIER) is not None for j in collection.jobs):
+        return settings
+    tiers.insert(tiers.index(POOLED_TIER) + 1, COMPLEX_PLUS_TIER)
+    return replace(settings, tiers=tuple(tiers))
+
+
+def complex_plus_note(analysis: Analysis) -> str | None:
+    """What the tier complex+ is and on how many examples, for the report; None without it."""
+    if COMPLEX_PLUS_TIER not in analysis.settings.tiers:
+        return None
+    sizes = sorted({len(j.complex_plus.ids) if j.complex_plus is not None
+                    else (tier_block(j.metrics, COMPLEX_PLUS_TIER) or {}).get("n") for j in analysis.collection.jobs
+                    if tier_block(j.metrics, COMPLEX_PLUS_TIER) is not None}, key=str)
+    without = [j.run_name for j in analysis.collection.jobs if tier_block(j.metrics, COMPLEX_PLUS_TIER) is None]
+    return (f"{COMPLEX_PLUS_TIER} (n = {', '.join(map(str, sizes))}): the complex tier on its test examples together "
+            "with the extra complex test records (`v3_extra/test_complex.jsonl`, pooled by scaling.complex_plus); "
+            "the other tiers and overall stay the test split's. Its scores have intervals of their own, drawn on its "
+            "examples" + (f"; jobs without it: {', '.join(without)}" if without else "") + ".")
+
+
 def analyse(collection: Collection, settings: Settings, log: Log = _stderr) -> Analysis:
-    """Score every series, fit every curve, evaluate thresholds, verdicts and the ladder."""
+    """Score every series, fit every curve, evaluate thresholds, verdicts and the ladder
+    (with the tier complex+ where the jobs carry it: :func:`with_complex_plus`)."""
+    settings = with_complex_plus(settings, collection)
     scores: list[SeriesScores] = []
     for s in collection.series:
         scores.append(score_measured(s, settings.metrics, settings.tiers, settings.n_boot,

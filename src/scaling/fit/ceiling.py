@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from scaling.complex_plus import tier_block
 from scaling.fit.collect import OVERALL, Job
 
 
@@ -40,8 +41,7 @@ class TierCeiling:
 
 
 def _block(job: Job, tier: str) -> Mapping[str, Any] | None:
-    m = job.metrics.get("overall") if tier == OVERALL else (job.metrics.get("by_tier") or {}).get(tier)
-    return m if isinstance(m, Mapping) else None
+    return tier_block(job.metrics, tier)
 
 
 def collect_ceilings(jobs: Sequence[Job], tiers: Iterable[str]) -> tuple[dict[str, TierCeiling], list[str]]:

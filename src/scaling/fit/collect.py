@@ -9,6 +9,10 @@ study's numbers) come from a small CSV/JSON file and form their own series.
 Nothing here fails on one bad job: a failed, unreadable or incomplete job is *skipped* with
 a reason, and a bad ``predictions.jsonl`` only costs that job its per-example data (its
 aggregate metrics from ``results.json`` are used instead, without intervals).
+
+A job carrying complex+ (:mod:`scaling.complex_plus`) is read with its ``complex_plus.jsonl`` as
+the tier ``complex+``; the run that scored its extra complex records, when collected too, is
+skipped (its answers are counted in that job's complex+, and it is no seed of its own).
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from scaling.complex_plus import COMPLEX_PLUS, COMPLEX_PLUS_TIER, tier_block
 from scaling.data.io import TIERS
 from scaling.fit.errors import FitError
 from scaling.metrics import METRIC_KEYS
-from scaling.results import (PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION, decode_label, recipe, recipe_label,
-                             rung_kind, train_fraction, varying_recipe)
+from scaling.results import (COMPLEX_PLUS_FILE, PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION, decode_label, recipe,
+                             recipe_label, rung_kind, train_fraction, varying_recipe)
 from scaling.results import model_key as results_model_key
 from scaling.stats import OVERALL  # the pseudo-tier meaning "all test examples"
 
@@ -86,11 +91,14 @@ class Job:
     depth: Mapping[str, Any] | None = None   # model.depth: the blocks a depth rung kept
     grow: Mapping[str, Any] | None = None    # model.grow: the blocks a grown rung inserted
     rung: str = "original"          # pruned | original | grown (results.rung_kind)
+    complex_plus: Predictions | None = None
+    """The complex+ answers' values (``complex_plus.jsonl``), when the job carries complex+."""
+    config_hash: str | None = None
 
     def aggregate(self, metric: str, tier: str) -> float | None:
-        """The job's aggregate ``metric`` on ``tier`` (``"overall"`` or a tier) from results.json."""
-        block = self.metrics.get("overall") if tier == OVERALL else (self.metrics.get("by_tier") or {}).get(tier)
-        return _as_unit_float(block.get(metric)) if isinstance(block, Mapping) else None
+        """The job's aggregate ``metric`` on ``tier`` (``"overall"``, a tier or ``complex+``) from results.json."""
+        block = tier_block(self.metrics, tier)
+        return _as_unit_float(block.get(metric)) if block is not None else None
 
     def aggregate_by_schema(self, metric: str) -> dict[str, float]:
         out = {}
@@ -320,6 +328,12 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
             notes.append(f"{e}; using aggregate metrics only (no intervals)")
     else:
         notes.append(f"no {PREDICTIONS_FILE} beside {path}; using aggregate metrics only (no intervals)")
+    pooled: Predictions | None = None
+    if tier_block(m, COMPLEX_PLUS_TIER) is not None:
+        try:
+            pooled = read_predictions(path.with_name(COMPLEX_PLUS_FILE), metrics)
+        except FitError as e:
+            notes.append(f"{e}; using its metrics.{COMPLEX_PLUS} only (no paired intervals)")
     return Job(
         path=path, run_name=str(d.get("run_name") or path.parent.name),
         group=d.get("group") if isinstance(d.get("group"), str) else None,
@@ -335,6 +349,8 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
         depth=model.get("depth") if isinstance(model.get("depth"), dict) else None,
         grow=model.get("grow") if isinstance(model.get("grow"), dict) else None,
         rung=rung_kind(model),
+        complex_plus=pooled,
+        config_hash=d.get("config_hash") if isinstance(d.get("config_hash"), str) else None,
     )
 
 
@@ -491,6 +507,11 @@ def collect(sweep_dirs: Sequence[str | Path], *, metrics: Sequence[str] = METRIC
                 log(f"note: {n}")
                 notes.append(n)
             jobs.append(job)
+    jobs, companions = _without_complex_plus_parts(jobs)
+    for job, owner in companions:
+        reason = f"its answers are the extra part of {owner.path}'s {COMPLEX_PLUS_TIER} (scaling.complex_plus)"
+        skipped.append(Skipped(job.path, reason))
+        log(f"skip: {job.path}: {reason}")
     if not jobs:
         found = len(skipped)
         raise FitError(f"no completed job to fit ({found} {RESULTS_FILE} found, all skipped)"
@@ -498,6 +519,18 @@ def collect(sweep_dirs: Sequence[str | Path], *, metrics: Sequence[str] = METRIC
                        file=", ".join(str(d) for d in dirs))
     return Collection(sweep_dirs=tuple(dirs), jobs=tuple(jobs), skipped=tuple(skipped),
                       series=group_jobs(jobs, log), references=tuple(references), notes=tuple(notes))
+
+
+def _without_complex_plus_parts(jobs: list[Job]) -> tuple[list[Job], list[tuple[Job, Job]]]:
+    """``(jobs, [(companion, owner)])``: the jobs without the runs whose answers another collected
+    job pools as the extra part of its complex+ (matched by the ``config_hash`` it recorded)."""
+    owners = {}
+    for j in jobs:
+        extra = ((tier_block(j.metrics, COMPLEX_PLUS_TIER) or {}).get("parts") or {}).get("extra") or {}
+        if isinstance(extra.get("config_hash"), str):
+            owners[extra["config_hash"]] = j
+    kept = [j for j in jobs if j.config_hash not in owners or owners[j.config_hash] is j]
+    return kept, [(j, owners[j.config_hash]) for j in jobs if j not in kept]
 
 
 # ----------------------------------------------------------------------------- reference points

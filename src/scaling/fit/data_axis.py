@@ -18,9 +18,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from scaling.complex_plus import COMPLEX_PLUS_TIER
 from scaling.fit.collect import OVERALL, Collection, Job, Series
 from scaling.fit.fits import Interval, no_signal
-from scaling.fit.scores import bounded_mean_intervals, proportion_intervals
+from scaling.fit.scores import bounded_mean_intervals, complex_plus_scores, proportion_intervals
 from scaling.metrics import PROPORTION_METRICS
 from scaling.stats import paired_bootstrap, percentile_ci
 from scaling.results import RECORDS, fraction_label
@@ -149,6 +150,11 @@ def _curve(label: str, key: str, entries, metrics, tiers, n_boot, seed, level) -
                 point[(m, t)], lo[(m, t)], hi[(m, t)] = pt[t], a, b
                 seed_scores[(m, t)] = tuple(v[:, cols].mean(axis=1) for v in values)
                 steps[(m, t)] = _steps(fractions, pt[t], reps[t], level)
+        pooled = complex_plus_scores(jobs, metrics, n_boot, seed, level) if COMPLEX_PLUS_TIER in tiers else None
+        for m, (row, per_seed) in (pooled[1] if pooled is not None else {}).items():
+            key = (m, COMPLEX_PLUS_TIER)
+            point[key], lo[key], hi[key], seed_scores[key] = row.point, row.lo, row.hi, per_seed
+            steps[key] = _steps(fractions, row.point, row.reps, level)
     else:
         paired = False
         for m in metrics:

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from scaling.configs import to_plain
-from scaling.fit.analysis import Analysis, Curve, analyse, fit_summary, headline_series, n_sizes
+from scaling.fit.analysis import Analysis, Curve, analyse, complex_plus_note, fit_summary, headline_series, n_sizes
 from scaling.fit.ceiling import answers, wrong_answers_text
 from scaling.fit.trend import trend_checks
 from scaling.fit.collect import OVERALL, Collection, Log, collect, load_reference, newest_sweep
@@ -455,6 +455,8 @@ def render_report(analysis: Analysis, name: str, figures: Sequence[FigureFile] =
         L.append("")
     if head is not None:
         L += [f"## Headline: {head.label}", "", headline_table(analysis, head).to_markdown()]
+    if (pooled := complex_plus_note(analysis)) is not None:
+        L += [pooled, ""]
     L += ["## Answer", ""]
     L += [" ".join(s for s in answer(analysis, head) if s), ""]
     checks = trend_checks(analysis)

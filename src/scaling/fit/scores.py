@@ -12,6 +12,11 @@ share is their mean and each example counts once), honest at 0% and 100% where a
 percentile bootstrap collapses to a point; for Field F1 the percentile interval of the
 replicates (of the job's own ``ci`` without predictions), or Wilson's bound where every
 example scores the same (:func:`scaling.stats.bounded_mean_interval`).
+
+complex+ (:mod:`scaling.complex_plus`), a tier where the settings list it, is scored from the jobs'
+``complex_plus.jsonl`` on the ids they share, with a paired bootstrap of its own
+(:func:`complex_plus_scores`), so the other tiers' draws are those of a fit without it; from
+``metrics.complex_plus`` without intervals of gains when a job lacks the file.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from scaling.complex_plus import COMPLEX_PLUS_TIER, tier_block
 from scaling.metrics import PROPORTION_METRICS, metric_interval
 from scaling.stats import bounded_mean_interval, paired_bootstrap, percentile_ci, proportion_interval
-from scaling.fit.collect import OVERALL, Log, ReferenceSeries, Series, _stderr
+from scaling.fit.collect import OVERALL, Job, Log, ReferenceSeries, Series, _stderr
 from scaling.results import category_for
 
 #: Size category by total parameters (:data:`scaling.results.CATEGORY_BOUNDS`).
@@ -162,7 +168,16 @@ def score_measured(series: Series, metrics: Sequence[str], tiers: Sequence[str],
             by_schema[m] = {sid: np.array([v.mean(axis=0)[schema_arr == sid].mean() for v in values[m]])
                             for sid in sorted(set(ex_schemas))}
         paired = True
-        thin = _thin_tiers(series, rows, ex_tiers)
+        counts = {}
+        if COMPLEX_PLUS_TIER in tiers:
+            pooled = complex_plus_scores([m.jobs for m in series.models], metrics, n_boot, seed, level)
+            for m in metrics:
+                if pooled is not None:
+                    counts[COMPLEX_PLUS_TIER], by_metric = pooled
+                    rows[(m, COMPLEX_PLUS_TIER)], seed_scores[(m, COMPLEX_PLUS_TIER)] = by_metric[m]
+                elif (found := _aggregate_row(series, m, COMPLEX_PLUS_TIER, level)) is not None:
+                    rows[(m, COMPLEX_PLUS_TIER)], seed_scores[(m, COMPLEX_PLUS_TIER)] = found
+        thin = _thin_tiers(series, rows, ex_tiers, counts)
         if thin:
             log(f"note: {series.label}: json_exact rests on fewer than {THIN} successes or failures for "
                 f"{', '.join(thin)}; {THIN_NOTE}")
@@ -170,24 +185,9 @@ def score_measured(series: Series, metrics: Sequence[str], tiers: Sequence[str],
         paired = False
         for m in metrics:
             for t in tiers:
-                point, lo, hi = _nan(J), _nan(J), _nan(J)
-                for mi, model in enumerate(series.models):
-                    vals = [j.aggregate(m, t) for j in model.jobs]
-                    vals = [v for v in vals if v is not None]
-                    if vals:
-                        point[mi] = float(np.mean(vals))
-                    block = _job_block(model.jobs[0], t)
-                    if m in PROPORTION_METRICS and vals and isinstance(block.get("n"), int) and block["n"] > 0:
-                        lo[mi], hi[mi] = proportion_interval(point[mi], block["n"], level)
-                    elif len(model.jobs) == 1:
-                        ci = metric_interval(block, m, level)
-                        if ci is not None:
-                            lo[mi], hi[mi] = ci
-                if np.isfinite(point).any():
-                    rows[(m, t)] = ScoreRow(m, t, point, lo, hi, None)
-                    seed_scores[(m, t)] = tuple(
-                        np.array([v for v in (j.aggregate(m, t) for j in model.jobs) if v is not None])
-                        for model in series.models)
+                found = _aggregate_row(series, m, t, level)
+                if found is not None:
+                    rows[(m, t)], seed_scores[(m, t)] = found
             schemas: dict[str, list[list[float]]] = {}
             for mi, model in enumerate(series.models):
                 for j in model.jobs:
@@ -210,6 +210,61 @@ def score_measured(series: Series, metrics: Sequence[str], tiers: Sequence[str],
                         by_schema=MappingProxyType(by_schema), schema_tiers=MappingProxyType(schema_tiers),
                         paired=paired, notes=tuple(notes), seed_scores=MappingProxyType(seed_scores),
                         thin=tuple(thin))
+
+
+def _aggregate_row(series: Series, m: str, t: str, level: float) -> tuple[ScoreRow, tuple[np.ndarray, ...]] | None:
+    """A row from the jobs' results.json (seed means; Wilson intervals for proportions, the job's
+    own ``ci`` for a one-seed F1) and each model's seed scores; None when no job has the score."""
+    J = len(series.models)
+    point, lo, hi = _nan(J), _nan(J), _nan(J)
+    for mi, model in enumerate(series.models):
+        vals = [j.aggregate(m, t) for j in model.jobs]
+        vals = [v for v in vals if v is not None]
+        if vals:
+            point[mi] = float(np.mean(vals))
+        block = _job_block(model.jobs[0], t)
+        if m in PROPORTION_METRICS and vals and isinstance(block.get("n"), int) and block["n"] > 0:
+            lo[mi], hi[mi] = proportion_interval(point[mi], block["n"], level)
+        elif len(model.jobs) == 1:
+            ci = metric_interval(block, m, level)
+            if ci is not None:
+                lo[mi], hi[mi] = ci
+    if not np.isfinite(point).any():
+        return None
+    return ScoreRow(m, t, point, lo, hi, None), tuple(
+        np.array([v for v in (j.aggregate(m, t) for j in model.jobs) if v is not None]) for model in series.models)
+
+
+def complex_plus_scores(models: Sequence[Sequence[Job]], metrics: Sequence[str], n_boot: int, seed: int,
+                        level: float) -> tuple[int, dict[str, tuple[ScoreRow, tuple[np.ndarray, ...]]]] | None:
+    """complex+ per metric for models given as their jobs (seeds): ``(n, {metric: (row, seed scores)})``
+    from the jobs' ``complex_plus.jsonl`` values on the ``n`` ids every job has, with a paired bootstrap
+    of their own; Wilson intervals for proportions, percentile ones (or Wilson's bound) for F1.
+    None when a job has no complex+ answers or the jobs share none."""
+    jobs = [j for js in models for j in js]
+    if not jobs or any(j.complex_plus is None for j in jobs):
+        return None
+    common = sorted(set.intersection(*(set(j.complex_plus.ids) for j in jobs)))
+    if not common:
+        return None
+    groups = [COMPLEX_PLUS_TIER] * len(common)
+    out = {}
+    for m in metrics:
+        values = []
+        for js in models:
+            per_seed = []
+            for j in js:
+                pos = {ex: i for i, ex in enumerate(j.complex_plus.ids)}
+                per_seed.append(j.complex_plus.values[m][[pos[ex] for ex in common]])
+            values.append(np.stack(per_seed))
+        point, reps = paired_bootstrap(values, groups, [COMPLEX_PLUS_TIER], n_boot, seed)
+        p, r = point[COMPLEX_PLUS_TIER], reps[COMPLEX_PLUS_TIER]
+        if m in PROPORTION_METRICS:
+            lo, hi = proportion_intervals(p, len(common), level)
+        else:
+            lo, hi = bounded_mean_intervals(p, len(common), *percentile_ci(r, level), level)
+        out[m] = (ScoreRow(m, COMPLEX_PLUS_TIER, p, lo, hi, r), tuple(v.mean(axis=1) for v in values))
+    return len(common), out
 
 
 def proportion_intervals(shares: np.ndarray, n: int, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -238,13 +293,16 @@ THIN_NOTE = ("the paired-bootstrap intervals of gains and fits there are too nar
              "Wilson interval, which is not")
 
 
-def _thin_tiers(series: Series, rows: Mapping[tuple[str, str], ScoreRow], ex_tiers: Sequence[str]) -> list[str]:
-    """``model/tier (k of n)`` where json_exact has fewer than THIN successes or failures."""
+def _thin_tiers(series: Series, rows: Mapping[tuple[str, str], ScoreRow], ex_tiers: Sequence[str],
+                extra: Mapping[str, int] | None = None) -> list[str]:
+    """``model/tier (k of n)`` where json_exact has fewer than THIN successes or failures
+    (``extra``: the example counts of tiers scored apart, complex+)."""
     out = []
     counts = {t: ex_tiers.count(t) for t in set(ex_tiers)}
     counts["overall"] = len(ex_tiers)
+    counts.update(extra or {})
     for (metric, tier), row in rows.items():
-        if metric != "json_exact":
+        if metric != "json_exact" or tier not in counts:
             continue
         n = counts[tier]
         for i, model in enumerate(series.models):
@@ -255,8 +313,7 @@ def _thin_tiers(series: Series, rows: Mapping[tuple[str, str], ScoreRow], ex_tie
 
 
 def _job_block(job, tier: str) -> Mapping:
-    block = job.metrics.get("overall") if tier == OVERALL else (job.metrics.get("by_tier") or {}).get(tier)
-    return block if isinstance(block, Mapping) else {}
+    return tier_block(job.metrics, tier) or {}
 
 
 def score_reference(ref: ReferenceSeries, metrics: Sequence[str], tiers: Sequence[str]) -> SeriesScores:
