@@ -219,13 +219,24 @@ def train_data(config: Any) -> str:
     (``"v2"``) when it is not the scored ``data.version``; ``data.train_file`` as its last
     two path parts (``"v2/train.jsonl"``, ``"mine/small.jsonl"``) unless it is the layout's
     own ``<root>/<version>/train.jsonl``; else ``data.version`` (``"v3"``: the default, the
-    train split of the test set's version).
+    train split of the test set's version). With ``data.extra_train_file`` the extra records
+    follow: ``"v3 + v3_extra/train.jsonl 50%"`` (the 200% point of EdgeJSON's data axis): never
+    the published training set, so never the same series as v3 alone.
 
     Every fine-tuned job carries the part, the default included: :func:`varying_recipe`
     compares a name among the jobs that have it, so a v2 job beside v3 jobs that lacked the
     part would read as the same recipe. In a sweep trained on one file it does not vary and
     appears in no label or series."""
     data = (config or {}).get("data") or {}
+    base = _base_train_data(data)
+    extra = data.get("extra_train_file")
+    if not extra:
+        return base
+    fraction = data.get("extra_train_fraction", 1.0)
+    return f"{base} + {'/'.join(Path(str(extra)).parts[-2:])} {fraction_label(float(fraction))}"
+
+
+def _base_train_data(data: Any) -> str:
     version = str(data.get("version") or "?")
     train_file, train_version = data.get("train_file"), data.get("train_version")
     if train_file:

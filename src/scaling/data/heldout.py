@@ -57,20 +57,23 @@ def held_out_files(dataset: Dataset) -> list[tuple[Path, list[tuple[str, str, in
     return out
 
 
-def check_held_out(dataset: Dataset, setting: str) -> None:
+def check_held_out(dataset: Dataset, setting: str, records: Sequence[Record] | None = None) -> None:
     """Refuse a dataset whose training records are, or share an id or a prompt with, test records.
 
     ``setting`` names the config key that chose the training file (``data.train_file``,
-    ``data.train_version``, or ``data.version`` for the layout's ``<root>/<version>/train.jsonl``)."""
-    if not dataset.train:
+    ``data.train_version``, or ``data.version`` for the layout's ``<root>/<version>/train.jsonl``);
+    ``records`` are the training records to check (default ``dataset.train``; the records of
+    ``data.extra_train_file`` are checked the same way)."""
+    train = dataset.train if records is None else records
+    if not train:
         return
-    train_file = Path(dataset.train[0].file)
+    train_file = Path(train[0].file)
     for k, (path, keys) in enumerate(held_out_files(dataset)):
         if _same_file(train_file, path):
             what = "the file this job is scored on" if k == 0 else "a test file"
             raise DataError(f"is {what} ({len(keys)} test records): a job never trains on test records; train on a "
                             "train file (<root>/<version>/train.jsonl)", train_file, field=setting)
-        clash = _first_clash(dataset.train, keys)
+        clash = _first_clash(train, keys)
         if clash is not None:
             record, what, line, n = clash
             more = f" ({n - 1} more training records share an id or a prompt with it)" if n > 1 else ""

@@ -128,6 +128,9 @@ class Dataset:
     train: list[Record]
     test: list[Record]
     files: dict[str, str]
+    extra_train: list[Record] = field(default_factory=list)
+    """Records of ``data.extra_train_file`` (the data axis past the train split), kept apart so
+    that validation is drawn from ``train`` alone; their file follows the schemas in ``files``."""
 
     def split(self, name: str) -> list[Record]:
         """The records of split ``"train"`` or ``"test"``."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from scaling.data.heldout import check_held_out
-from scaling.data.io import DataError, Dataset, load_dataset
+from scaling.data.io import DataError, Dataset, load_dataset, scan_records
 from scaling.data.prompts import PromptFormat
 
 
@@ -56,7 +56,23 @@ class DataSpec:
     contradicting records are scored, and reported as such). Off by default: on the reference
     recipe (one seed) training without them scored lower, not higher (BENCHMARKS)."""
 
+    extra_train_file: str | None = None
+    """More training records beyond the train split (EdgeJSON:
+    ``${data.root}/v3_extra/train.jsonl``, 1,258 records from the generator that made v3, twice
+    v3 train per schema): the data axis past 100%. Validation is still drawn from the train split
+    alone, so it is the same at every point; the file's sha256 goes in ``data.files`` and the
+    recipe names the training data ``v3 + v3_extra/train.jsonl <fraction>``. Checked like the
+    train file: never a test file, no id or prompt shared with one, no id shared with the train
+    split."""
+    extra_train_fraction: float = 1.0
+    """Share of ``extra_train_file``'s records trained on, per schema, by the job's seed and
+    nested (:func:`scaling.data.sft.stratified_fraction`): with EdgeJSON, 0.5 is the 200% point
+    (629 + 629 records) and 1.0 the 300% point (629 + 1,258)."""
+
     def __post_init__(self) -> None:
+        e = self.extra_train_fraction
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0.0 < e <= 1.0:
+            raise ValueError(f"data.extra_train_fraction={e!r}: expected a fraction in (0, 1]")
         f = self.train_fraction
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f <= 1.0:
             raise ValueError(f"data.train_fraction={f!r}: expected a fraction in (0, 1]")
@@ -81,7 +97,27 @@ class DataSpec:
             name=self.name,
         )
         check_held_out(dataset, self._train_setting())
+        if self.extra_train_file is not None:
+            dataset = self._with_extra_train(dataset)
         return dataset
+
+    def _with_extra_train(self, dataset: Dataset) -> Dataset:
+        """``dataset`` with the records of ``extra_train_file`` (read against its schemas)."""
+        path = Path(self.extra_train_file)
+        if not path.is_file():
+            raise DataError("not found (or not a file)", path, field="data.extra_train_file")
+        scan = scan_records(path, dataset.schemas, stop_at_first=True)
+        if scan.errors:
+            raise scan.errors[0]
+        ids = {r.id: r for r in dataset.train}
+        clash = next((r for r in scan.records if r.id in ids), None)
+        if clash is not None:
+            raise DataError(f"record id {clash.id!r} is also in the train split ({ids[clash.id].file}:"
+                            f"{ids[clash.id].line}): extra training records must be new records", path, clash.line,
+                            field="data.extra_train_file")
+        extended = replace(dataset, extra_train=scan.records, files={**dataset.files, str(path): scan.sha256})
+        check_held_out(extended, "data.extra_train_file", records=scan.records)
+        return extended
 
     def _train_setting(self) -> str:
         """The config key that chose the training file, as an error about it names it."""

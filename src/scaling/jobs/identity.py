@@ -52,7 +52,7 @@ HASH_OMIT_AT_DEFAULT: tuple[tuple[str, Any], ...] = (
     ("finetune.tier_repeat", None), ("data.train_version", None), ("model.depth", None), ("data.train_fraction", 1.0),
     ("data.exclude_contradicting", False),
     ("model.grow", None),
-    ("decode.grounded", False),
+    ("decode.grounded", False), ("data.extra_train_file", None), ("data.extra_train_fraction", 1.0),
     # Keys the typed schema (scaling.jobs.config) fills in from the dataclasses, which the
     # YAML files of earlier runs did not write.
     ("model.hub_id", None), ("model.revision", None), ("model.path", None), ("model.gguf_package", None),

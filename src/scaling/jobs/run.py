@@ -215,6 +215,17 @@ class Job:
             self.fit_records = [r for r in self.fit_records if r.id not in excluded]
             log.info("data: %d training records whose gold contradicts the prompt left out", len(excluded))
         self.fit_records = stratified_fraction(self.fit_records, data_spec.train_fraction, seed=int(cfg.seed))
+        extra = list(data.extra_train)
+        if extra:
+            # Past 100%: more records from data.extra_train_file, after validation was drawn.
+            if data_spec.exclude_contradicting:
+                extra_excluded = contradicting(extra, data.schemas)
+                extra = [r for r in extra if r.id not in extra_excluded]
+                excluded = {**excluded, **extra_excluded}
+            extra = stratified_fraction(extra, data_spec.extra_train_fraction, seed=int(cfg.seed))
+            self.fit_records = self.fit_records + extra
+            log.info("data: %d records of %s added to training (data.extra_train_fraction=%s)", len(extra),
+                     data_spec.extra_train_file, data_spec.extra_train_fraction)
         eval_records = {"test": list(data.test), "val": self.val_records, "none": []}[self.split]
         if cfg.eval.get("limit"):
             eval_records = eval_records[: int(cfg.eval.limit)]
@@ -223,6 +234,9 @@ class Job:
                           "n_train": len(self.fit_records), "train_fraction": data_spec.train_fraction,
                           "n_val": len(self.val_records), "n_test": len(data.test),
                           "eval_split": self.split, "n_eval": len(eval_records), "files": data.files}
+        if data_spec.extra_train_file is not None:
+            record["data"]["extra_train"] = {"file": data_spec.extra_train_file, "n": len(extra),
+                                             "fraction": data_spec.extra_train_fraction}
         if data_spec.exclude_contradicting:
             record["data"]["excluded"] = {"rule": "gold contradicts the prompt", "n": len(excluded),
                                           "ids": {i: c.message for i, c in excluded.items()}}
