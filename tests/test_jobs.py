@@ -147,6 +147,39 @@ def test_committed_runs_keep_their_hashes_under_the_typed_schema_and_train_ident
     assert identity2 >= 2
 
 
+def test_the_finetune_target_is_its_defining_module_and_hashes_as_the_recorded_one():
+    # The fine-tune group builds scaling.jobs.config.FinetuneConfig, where the class is defined; it
+    # used to name a re-export in scaling.train, which is gone. Committed runs recorded the old name:
+    # with today's, the same config gives the hashes they recorded (a re-run recognises them and
+    # their cached weights), and from_job builds such a recorded config with today's name.
+    from hydra.utils import get_class
+
+    import scaling.train
+    from scaling.configs import instantiate_node
+    from scaling.jobs.config import TARGETS, current_targets, schemas
+    from scaling.jobs.identity import train_hashes
+
+    assert get_class(TARGETS["finetune"]) is FinetuneConfig
+    assert not hasattr(scaling.train, "FinetuneConfig")
+    old = "scaling.train.FinetuneConfig"
+    records = [json.loads(p.read_text()) for p in sorted(REFERENCE.glob("*/*/results.json"))]
+    recorded_old = [r for r in records if r["config"]["finetune"].get("_target_") == old]
+    assert len(recorded_old) >= 20
+    for r in recorded_old:
+        today = json.loads(json.dumps(r["config"]))
+        today["finetune"]["_target_"] = TARGETS["finetune"]
+        assert config_hash(today) == config_hash(r["config"]) == r["config_hash"], r["run_name"]
+        assert train_hashes(today, r["data"]["files"]) == train_hashes(r["config"], r["data"]["files"])
+        entry = "evaluate" if r["config"].get("from_job") else "train"
+        typed = current_targets(OmegaConf.merge(OmegaConf.structured(schemas()[entry]), r["config"]))
+        assert typed.finetune._target_ == TARGETS["finetune"]
+        assert isinstance(instantiate_node(typed.finetune), FinetuneConfig)
+    # Another target is another config: the mapping is a rename, not a wildcard.
+    other = json.loads(json.dumps(recorded_old[0]["config"]))
+    other["finetune"]["_target_"] = "scaling.jobs.config.OtherConfig"
+    assert config_hash(other) != recorded_old[0]["config_hash"]
+
+
 # --- config checks ---------------------------------------------------------------------------
 
 

@@ -16,7 +16,6 @@ from transformers.cache_utils import DynamicCache
 
 from scaling.models.minimodel import (
     MiniModelConfig,
-    _attention_mask,
     MiniModelForCausalLM,
     MiniModelWeightsError,
     apply_rotary,
@@ -27,6 +26,7 @@ from scaling.models.minimodel import (
     register_minimodel,
     rotary_cos_sin,
 )
+from scaling.models.minimodel.network import _attention_mask
 
 TINY = dict(
     vocab_size=128,
@@ -196,7 +196,7 @@ def adjacent_pair_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) 
 
 def test_adjacent_pair_layout_does_not_reproduce_the_reference(v1_reference, monkeypatch):
     # If the reference could not tell the two layouts apart, the test above would prove nothing.
-    import scaling.models.minimodel as mm
+    import scaling.models.minimodel.network as mm  # where the attention looks apply_rotary up
 
     model = v1_model(v1_reference)
     monkeypatch.setattr(mm, "apply_rotary", adjacent_pair_rotary)

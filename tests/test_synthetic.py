@@ -310,6 +310,35 @@ def test_cli_validate_runs_synthetic_derived_checks(tmp_path, root):
     assert report["failures"][0]["line"] == n + 1
 
 
+def test_validation_knows_the_synthetic_checks_whatever_was_imported(tmp_path, records, root):
+    """What validation checks does not depend on import order: a process that imports only the
+    validator, never the generator, knows every synthetic schema's derived-field check and
+    reports a broken total in each."""
+    with_derived = sorted(e.schema_id for e in SCHEMAS.values() if e.derived)
+    broken = []
+    for schema_id in with_derived:
+        rec = copy.deepcopy(next(r for r in records["test"] if r["schema_id"] == schema_id))
+        key = SCHEMAS[schema_id].derived[-1]
+        rec["expected_output"][key] += 1
+        broken.append(json.dumps(rec))
+    bad = tmp_path / "test.jsonl"
+    bad.write_text("\n".join(broken) + "\n")
+    code = (
+        "import json, sys\n"
+        "from scaling.data.validate import validate_files\n"
+        "from scaling.data.derived import DERIVED_CHECKS\n"
+        f"report = validate_files([{str(bad)!r}], {str(root / 'schemas')!r}).to_dict()\n"
+        "print(json.dumps({'checks': sorted(DERIVED_CHECKS), 'derived': report['by_check']['derived'],\n"
+        "                  'generator': sorted(m for m in sys.modules if m.startswith('scaling.data.synthetic'))}))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60)
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["generator"] == []  # the validator alone, as the test means
+    assert set(with_derived) <= set(seen["checks"])
+    assert seen["derived"] == len(with_derived)
+
+
 def test_cli_bad_input_is_an_error_not_a_traceback(tmp_path):
     run = _cli("synth", "--out", str(tmp_path), "--n-train", "-3")
     assert run.returncode == 2

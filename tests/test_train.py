@@ -26,11 +26,12 @@ from omegaconf import OmegaConf, open_dict
 from safetensors.torch import load_file
 
 from scaling.evaluate import DecodeConfig
+from scaling.jobs.config import FinetuneConfig
 from scaling.models import ModelSpec, build_model, count_parameters
 from scaling.module import OptimConfig
 from scaling.paths import CONF_DIR
 from scaling.results import read_json
-from scaling.train import FinetuneConfig, config_hash
+from scaling.train import config_hash
 
 TESTS_DIR = Path(__file__).resolve().parent
 # For jobs that load a callback from this folder; the sources under test stay first on the path.

@@ -11,7 +11,6 @@ the sweep; the sweep's exit status is 1 when any job failed (see :mod:`scaling.j
 
 from __future__ import annotations
 
-from scaling.jobs.config import FinetuneConfig  # noqa: F401 - the _target_ of conf/finetune/*.yaml
 from scaling.jobs.identity import config_hash, train_hash  # noqa: F401 - public names of the job's hashes
 from scaling.jobs.sweep import hydra_entry
 

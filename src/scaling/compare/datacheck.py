@@ -155,9 +155,6 @@ def check_version(label: str, path: str | os.PathLike, schemas_dir: str | os.Pat
         if not guess.is_dir():
             raise CompareError(f"{flag}: no schemas folder at {guess}; give --schemas DIR", path)
         schemas_dir = guess
-    # The synthetic schemas' derived-field checks register on import, as `scaling.data validate` does.
-    import scaling.data.synthetic  # noqa: F401
-
     schemas = load_schemas(schemas_dir)
     report: ValidationReport = validate_files(files, schemas)
     failing: dict[str, set[str]] = {}

@@ -22,6 +22,8 @@ import sys
 from typing import Callable
 
 from .io import MAX_LINE_BYTES, DataError
+from .layout import add_layout_subparser
+from .synthetic import add_synth_subparser
 from .validate import format_report, validate_files
 
 EXIT_OK, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
@@ -75,19 +77,12 @@ def add_validate_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_validate)
 
 
-#: One function per subcommand; adding a command is adding its function here.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_validate_parser]
-
-# `synth`: the synthetic dataset generator. Importing it also registers its schemas'
-# derived-field checks, so `validate` checks their arithmetic.
-from .synthetic import add_synth_subparser  # noqa: E402
-
-SUBCOMMANDS.append(add_synth_subparser)
-
-# `layout`: a downloaded EdgeJSON release (SLMBench checkout) in the folders data.root expects.
-from .layout import add_layout_subparser  # noqa: E402
-
-SUBCOMMANDS.append(add_layout_subparser)
+#: One function per subcommand; adding a command is adding its function here. ``synth``: the
+#: synthetic dataset generator; ``layout``: a downloaded EdgeJSON release (SLMBench checkout) in
+#: the folders data.root expects.
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_validate_parser, add_synth_subparser, add_layout_subparser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,12 +11,18 @@ returning one message per problem, each naming the path (``line_items[2].total``
 the expected value and the value found. Checks never raise: a missing or mistyped
 field is the JSON Schema check's business, so the arithmetic that depends on it is
 skipped. Register a new one with ``@derived_check("schema_id")``.
+
+The synthetic schemas' rules (``syn_*``, :mod:`scaling.data.derived_synthetic`) are registered
+here too, at the end of this module: the registry is complete as soon as it exists, whatever
+was imported first.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any, Callable
+
+from .derived_synthetic import SYNTHETIC_CHECKS
 
 #: Largest accepted absolute difference between a derived field and its arithmetic.
 TOLERANCE = 0.02
@@ -206,3 +212,11 @@ def shopping_cart_totals(obj: Any) -> list[str]:
         obj, amounts, "items[*].quantity x price less discount_percentage",
         subtotal_key="subtotal", total_key="total", addends=("shipping_cost", "tax"),
     )
+
+
+# --------------------------------------------------------------------------- synthetic schemas
+
+# Registered here, not by the generator, so validation checks them whatever was imported first.
+for _schema_id, _check in SYNTHETIC_CHECKS.items():
+    derived_check(_schema_id)(_check)
+del _schema_id, _check

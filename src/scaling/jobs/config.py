@@ -30,14 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from scaling.configs import structured_schema
 from scaling.data.io import TIERS
 from scaling.data.prompts import PromptFormat
 from scaling.data.source import DataSpec
 from scaling.decode.config import DecodeConfig
-from scaling.jobs.identity import BOOKKEEPING_KEYS, job_dirname
+from scaling.jobs.identity import BOOKKEEPING_KEYS, HASHED_TARGETS, job_dirname
 from scaling.models.spec import ModelSpec
 from scaling.optim import OptimConfig
 
@@ -212,9 +212,22 @@ class EvaluateConfig(TrainConfig):
 
 
 #: The ``_target_`` each typed group instantiates. They are in the recorded configs, so in the
-#: hashes: finished jobs are recognised only while these strings stay as they were.
+#: hashes: finished jobs are recognised only while these strings hash as they did (one that
+#: moves hashes under its former name, :data:`scaling.jobs.identity.HASHED_TARGETS`).
 TARGETS = {"model": "scaling.models.ModelSpec", "data": "scaling.data.source.DataSpec",
-           "finetune": "scaling.train.FinetuneConfig", "decode": "scaling.decode.DecodeConfig"}
+           "finetune": "scaling.jobs.config.FinetuneConfig", "decode": "scaling.decode.DecodeConfig"}
+
+
+def current_targets(cfg: DictConfig) -> DictConfig:
+    """``cfg`` (a recorded config merged onto the schema) with each group's ``_target_`` that
+    names a former place (:data:`~scaling.jobs.identity.HASHED_TARGETS`) set to today's, in
+    place, so it can be built; its hashes stay as they were."""
+    today = {old: new for new, old in HASHED_TARGETS.items()}
+    for group in TARGETS:
+        target = OmegaConf.select(cfg, f"{group}._target_", default=None)
+        if target in today:
+            OmegaConf.update(cfg, f"{group}._target_", today[target])
+    return cfg
 
 
 @functools.lru_cache(maxsize=None)

@@ -64,6 +64,13 @@ HASH_OMIT_AT_DEFAULT: tuple[tuple[str, Any], ...] = (
 did not hold): while at their default they hash as absent, so finished jobs and cached
 weights made before them stay recognised."""
 
+HASHED_TARGETS: dict[str, str] = {"scaling.jobs.config.FinetuneConfig": "scaling.train.FinetuneConfig"}
+"""A group's ``_target_`` that moved after runs existed -> the name it hashes under, the one
+recorded configs hold: ``finetune``'s pointed at a re-export in ``scaling.train`` before it named
+the defining module. Hashed under the old name, finished jobs and cached weights made before the
+move stay recognised; a recorded config naming it is built with today's
+(:func:`scaling.jobs.config.current_targets`)."""
+
 TRAIN_ONLY_EXCLUDE = ("decode", "eval", "data.test_file")
 """What training does not read: jobs that differ only here share one fine-tune."""
 
@@ -101,11 +108,15 @@ def _get(data: dict, dotted: str, default: Any) -> tuple[bool, Any]:
 
 def hashed_config(cfg: Any, exclude: Iterable[str] = ()) -> dict:
     """The resolved config as it enters a hash: bookkeeping keys (and ``exclude``) removed,
-    options in :data:`HASH_OMIT_AT_DEFAULT` removed while at their default."""
+    options in :data:`HASH_OMIT_AT_DEFAULT` removed while at their default, a group's
+    ``_target_`` under its name in :data:`HASHED_TARGETS`."""
     data = (OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False) if isinstance(cfg, DictConfig)
             else json.loads(json.dumps(cfg, default=str)))
     for key in (*BOOKKEEPING_KEYS, *exclude):
         _pop(data, key)
+    for node in data.values():
+        if isinstance(node, dict) and node.get("_target_") in HASHED_TARGETS:
+            node["_target_"] = HASHED_TARGETS[node["_target_"]]
     for key, default in HASH_OMIT_AT_DEFAULT:
         present, value = _get(data, key, default)
         if present and value == default:

@@ -82,13 +82,13 @@ def evaluation_config(cfg: DictConfig, overrides: Sequence[str], groups: Iterabl
     keys to set instead."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from scaling.jobs.config import schemas
+    from scaling.jobs.config import current_targets, schemas
 
     source = Path(str(cfg.from_job))
     record = read_record(source)
     where = source / RESULTS_FILE
     try:
-        config = OmegaConf.merge(OmegaConf.structured(schemas()["evaluate"]), record["config"])
+        config = current_targets(OmegaConf.merge(OmegaConf.structured(schemas()["evaluate"]), record["config"]))
     except Exception as exc:  # noqa: BLE001 - OmegaConf's errors name the key; say which file it is in
         raise SourceJobError(f"{where}: field config does not fit today's config schema ({_first_line(exc)}); "
                              "re-run the job to evaluate it") from None

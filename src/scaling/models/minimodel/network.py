@@ -45,28 +45,19 @@ the original pads them with ``N/2 - R/2`` zero frequencies, so dims ``R/2 .. N/2
 RMSNorm epsilon defaults to ``torch.finfo(torch.float32).eps`` (about 1.19e-7): the author's code
 uses ``torch.rms_norm(x, (x.size(-1),), eps=torch.finfo(torch.float32).eps)``.
 
-Special tokens and BOS. Without ``tokenizer_config.json`` nothing says which token is BOS/EOS/PAD;
-:func:`load_minimodel_tokenizer` and :func:`special_token_ids` read the roles from
-``special_tokens_map.json`` (else the ``<s>``/``</s>``/``<pad>`` names) so the tokenizer and the model
-config agree, and ``scaling.models.build_model`` refuses a pair that does not. Sequences start with
-BOS: the model card says every pretraining sequence began with ``<s>`` (the attention sink), so the
-tokenizer's post-processor prepends it and ``scaling.data.sft`` puts it before every prompt. The
-first file's training loss uses ``ignore_index=0`` (its packed rows pad with id 0, and the rolled-over
-last target of each row is zeroed): that removes id 0 as a *target*, it says nothing about the input
-at position 0, which was ``<s>`` in every row. Our labels mask prompt and padding with -100 by
-position, so fine-tuning learns EOS whatever its id.
-
 Parameter names equal the published ones (``emb.weight``, ``blocks.N.att.{q,k,v,g,o}_proj.weight``,
 ``blocks.N.ffn.{k,v}_proj.weight``), so a published state dict loads directly; ``lm_head.weight``
 is tied to ``emb.weight`` and never stored separately.
+
+The checkpoint loaders (:mod:`.checkpoint`), the tokenizer (:mod:`.tokenizer`) and the hub
+download (:mod:`.hub`) sit beside this module; importing it registers ``minimodel`` with the
+``transformers`` Auto classes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -79,32 +70,20 @@ from transformers.generation import GenerationMixin
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from scaling.models.weights import loading_info_mismatches, mismatch_report
-
 try:  # transformers >= 5: init functions that skip tensors already loaded from a checkpoint
     from transformers import initialization as _init
 except ImportError:  # transformers 4.x
     _init = nn.init
 
+
 __all__ = [
     "MINIMODEL_EPS",
-    "MINIMODEL_SPECIAL_TOKENS",
     "MiniModelConfig",
     "MiniModelForCausalLM",
-    "MiniModelTokenizerError",
-    "MiniModelWeightsError",
     "apply_rotary",
-    "download_minimodel",
-    "load_minimodel_pretrained",
-    "load_minimodel_tokenizer",
-    "load_minimodel_weights",
-    "load_published_minimodel",
-    "minimodel_config_from_state_dict",
     "register_minimodel",
     "rms_norm",
     "rotary_cos_sin",
-    "special_token_ids",
-    "special_token_roles",
 ]
 
 MINIMODEL_EPS: float = torch.finfo(torch.float32).eps
@@ -115,18 +94,6 @@ _TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
 _OUTPUT_CACHE_FIELD = (
     "cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)} else "past_key_values"
 )
-
-
-class MiniModelWeightsError(ValueError):
-    """A published-format MiniModel state dict does not match the model it is loaded into.
-
-    ``str()`` names the source (file or ``<state dict>``) and lists missing keys, unexpected keys and
-    shape mismatches, with a hint when the mismatch points at a config field.
-    """
-
-
-class MiniModelTokenizerError(ValueError):
-    """A MiniModel tokenizer file is unreadable or names a special token that is not in its vocabulary."""
 
 
 class MiniModelConfig(PretrainedConfig):
@@ -598,331 +565,6 @@ def _attention_mask(
         # zero-weighted values of later layers); let every query see itself.
         mask = mask | (key_pos[None, :] == query_pos[:, None])[None, None]
     return mask
-
-
-# ---------------------------------------------------------------------------------------------
-# Published checkpoints
-
-
-def _read_state_dict(source: Mapping[str, torch.Tensor] | str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    if isinstance(source, Mapping):
-        return dict(source), "<state dict>"
-    path = Path(source)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.is_file():
-        raise MiniModelWeightsError(f"{path}: no such weights file (expected a published model.safetensors)")
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path)), str(path)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise MiniModelWeightsError(f"{path}: not a readable safetensors file ({err})") from err
-
-
-def load_minimodel_weights(
-    model: MiniModelForCausalLM, state_dict_or_path: Mapping[str, torch.Tensor] | str | Path
-) -> MiniModelForCausalLM:
-    """Load published-format MiniModel weights into ``model`` in place and return it.
-
-    ``state_dict_or_path`` is a mapping of tensors, a ``.safetensors`` file, or a directory holding
-    ``model.safetensors``. Keys must be exactly the model's (``emb.weight``,
-    ``blocks.N.att.{q,k,v,g,o}_proj.weight``, ``blocks.N.ffn.{k,v}_proj.weight`` [+ ``.bias`` when
-    ``mlp_bias``]); an ``lm_head.weight`` is accepted only if it equals ``emb.weight`` (a stored copy
-    of the tied head). Tensors are cast to each parameter's dtype; a model on the meta device gets
-    the tensors assigned. Raises :class:`MiniModelWeightsError` listing missing keys, unexpected
-    keys and shape mismatches; nothing is loaded then.
-    """
-    state, source = _read_state_dict(state_dict_or_path)
-    head = state.pop("lm_head.weight", None)
-    if head is not None:
-        emb = state.get("emb.weight")
-        if emb is None or head.shape != emb.shape or not torch.equal(head, emb):
-            raise MiniModelWeightsError(
-                f"{source}: 'lm_head.weight' differs from 'emb.weight', but MiniModel ties its output head "
-                "to the embedding"
-            )
-    params = {name: p for name, p in model.state_dict().items() if name != "lm_head.weight"}
-    missing = sorted(set(params) - set(state), key=_natural_key)
-    unexpected = sorted(set(state) - set(params), key=_natural_key)
-    mismatched = [
-        f"{name}: checkpoint {tuple(state[name].shape)} vs model {tuple(params[name].shape)}"
-        for name in sorted(set(params) & set(state), key=_natural_key)
-        if tuple(state[name].shape) != tuple(params[name].shape)
-    ]
-    report = mismatch_report(f"{source}: weights do not match MiniModelForCausalLM({_config_summary(model.config)})",
-                             missing, unexpected, mismatched,
-                             hint=_config_hint(state, model.config) if missing or unexpected or mismatched else None)
-    if report:
-        raise MiniModelWeightsError(report)
-    on_meta = any(p.is_meta for p in model.parameters())
-    cast = {name: state[name].to(params[name].dtype) for name in params}
-    model.load_state_dict(cast, strict=False, assign=on_meta)
-    model.tie_weights()
-    return model
-
-
-def _natural_key(name: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part for part in name.split(".")]
-
-
-def _config_summary(config: MiniModelConfig) -> str:
-    return (
-        f"layers={config.num_hidden_layers}, hidden={config.hidden_size}, heads={config.num_attention_heads}x"
-        f"{config.head_dim}, mlp={config.intermediate_size}, vocab={config.vocab_size}, mlp_bias={config.mlp_bias}"
-    )
-
-
-def _config_hint(state: Mapping[str, torch.Tensor], config: MiniModelConfig) -> str:
-    try:
-        inferred = minimodel_config_from_state_dict(state, head_dim=config.head_dim)
-    except MiniModelWeightsError:
-        return ""
-    fields = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size", "mlp_bias")
-    diffs = [f"{f}={getattr(inferred, f)!r}" for f in fields if getattr(inferred, f) != getattr(config, f)]
-    return f"the checkpoint looks like MiniModelConfig({', '.join(diffs)})" if diffs else ""
-
-
-def minimodel_config_from_state_dict(
-    state_dict_or_path: Mapping[str, torch.Tensor] | str | Path, **overrides: Any
-) -> MiniModelConfig:
-    """Infer a :class:`MiniModelConfig` from published-format weights.
-
-    Shapes give ``vocab_size``, ``hidden_size``, ``num_hidden_layers``, ``intermediate_size`` and
-    ``mlp_bias``; the head split cannot be read from shapes, so ``num_attention_heads`` is
-    ``q_proj`` width / ``head_dim`` with ``head_dim`` from ``overrides`` (default 64, as published).
-    Any other ``MiniModelConfig`` argument may be given in ``overrides`` and wins over inference.
-    """
-    state, source = _read_state_dict(state_dict_or_path)
-    try:
-        vocab, hidden = state["emb.weight"].shape
-        layer_ids = {int(k.split(".")[1]) for k in state if k.startswith("blocks.") and k.split(".")[1].isdigit()}
-        inner = state["blocks.0.att.q_proj.weight"].shape[0]
-        mlp = state["blocks.0.ffn.k_proj.weight"].shape[0]
-    except (KeyError, ValueError) as err:
-        raise MiniModelWeightsError(f"{source}: not a MiniModel state dict (no {err})") from err
-    if layer_ids != set(range(len(layer_ids))):
-        raise MiniModelWeightsError(f"{source}: block indices are not contiguous from 0: {sorted(layer_ids)}")
-    head_dim = overrides.pop("head_dim", 64)
-    if inner % head_dim:
-        raise MiniModelWeightsError(f"{source}: q_proj width {inner} is not a multiple of head_dim {head_dim}")
-    inferred: dict[str, Any] = {
-        "vocab_size": int(vocab),
-        "hidden_size": int(hidden),
-        "num_hidden_layers": len(layer_ids),
-        "num_attention_heads": inner // head_dim,
-        "head_dim": head_dim,
-        "intermediate_size": int(mlp),
-        "mlp_bias": "blocks.0.ffn.k_proj.bias" in state,
-    }
-    inferred.update(overrides)
-    return MiniModelConfig(**inferred)
-
-
-def load_published_minimodel(
-    path: str | Path, dtype: torch.dtype = torch.float32, **config_overrides: Any
-) -> MiniModelForCausalLM:
-    """Build a :class:`MiniModelForCausalLM` from a published ``model.safetensors`` (or its directory).
-
-    The config is inferred with :func:`minimodel_config_from_state_dict` (``config_overrides`` e.g.
-    ``bos_token_id=...`` are applied), the weights are loaded with :func:`load_minimodel_weights`,
-    and the model is returned in ``dtype`` and eval mode.
-    """
-    state, _ = _read_state_dict(path)
-    config = minimodel_config_from_state_dict(state, **config_overrides)
-    with torch.device("meta"):
-        model = MiniModelForCausalLM(config)
-    load_minimodel_weights(model, state)
-    return model.to(dtype).eval()
-
-
-MINIMODEL_SPECIAL_TOKENS: dict[str, str] = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
-"""Roles assumed for a ``tokenizer.json`` with no ``special_tokens_map.json`` / ``tokenizer_config.json``
-beside it (the published tokenizer's token names); a role whose token is not in the vocabulary is unset."""
-
-_ROLES = ("bos_token", "eos_token", "pad_token", "unk_token")
-
-
-def special_token_roles(folder: str | Path) -> tuple[dict[str, str], str]:
-    """Role -> token text for the tokenizer files in ``folder``, and where the roles came from.
-
-    Read from ``special_tokens_map.json`` (what the hub repo ships), else from ``tokenizer_config.json``
-    (what ``save_pretrained`` writes), else :data:`MINIMODEL_SPECIAL_TOKENS`. Values may be strings or
-    ``{"content": ...}`` objects, as ``transformers`` writes them.
-    """
-    import json
-
-    folder = Path(folder)
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        path = folder / name
-        if not path.is_file():
-            continue
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise MiniModelTokenizerError(f"{path}: unreadable JSON ({err})") from err
-        roles = {}
-        for role in _ROLES:
-            value = data.get(role)
-            if isinstance(value, dict):
-                value = value.get("content")
-            if isinstance(value, str) and value:
-                roles[role] = value
-        if roles or name == "special_tokens_map.json":
-            return roles, str(path)
-    return {k: v for k, v in MINIMODEL_SPECIAL_TOKENS.items()}, "the <s>/</s>/<pad> convention"
-
-
-def special_token_ids(tokenizer_json: str | Path) -> dict[str, int]:
-    """``bos_token_id`` / ``eos_token_id`` / ``pad_token_id`` of a ``tokenizer.json``, with the roles of
-    :func:`special_token_roles` (files beside it). A role named by a file whose token is not in the
-    vocabulary raises :class:`MiniModelTokenizerError` naming the file, role and token."""
-    from tokenizers import Tokenizer
-
-    try:
-        tokenizer = Tokenizer.from_file(str(tokenizer_json))
-    except Exception as err:  # tokenizers raises its own Exception subclass for bad files
-        raise MiniModelTokenizerError(f"{tokenizer_json}: not a readable tokenizer.json ({err})") from err
-    roles, origin = special_token_roles(Path(tokenizer_json).parent)
-    ids = {}
-    for role, token in roles.items():
-        token_id = tokenizer.token_to_id(token)
-        if token_id is None:
-            if origin.endswith(".json"):
-                raise MiniModelTokenizerError(
-                    f"{origin}: {role} {token!r} is not in the vocabulary of {tokenizer_json}"
-                )
-            continue
-        if role != "unk_token":
-            ids[f"{role}_id"] = token_id
-    return ids
-
-
-def load_minimodel_tokenizer(tokenizer_json: str | Path):
-    """The published MiniModel tokenizer as a ``transformers`` fast tokenizer, ready for training.
-
-    The hub repo ships ``tokenizer.json`` and ``special_tokens_map.json`` but no
-    ``tokenizer_config.json``, so nothing tells ``AutoTokenizer`` which token is BOS/EOS/PAD, and
-    ``tokenizer.json`` alone gives none. Roles come from :func:`special_token_roles`, so the ids agree
-    with :func:`special_token_ids`, which sets the model config's ids for published weights.
-
-    Sequences start with BOS: the model card says every pretraining sequence started with ``<s>``
-    (an attention sink; bin-packing concatenated such sequences), so the post-processor is set to
-    ``<s> $A`` and ``tokenizer(text)`` starts with BOS, like Llama-2's tokenizer. Code that encodes
-    pieces with ``add_special_tokens=False`` asks :func:`scaling.data.sft.bos_prefix` for the prefix.
-    """
-    from tokenizers import processors
-    from transformers import PreTrainedTokenizerFast
-
-    tokenizer_json = Path(tokenizer_json)
-    ids = special_token_ids(tokenizer_json)  # validates the roles against the vocabulary
-    roles, _ = special_token_roles(tokenizer_json.parent)
-    try:
-        tok = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_json))
-    except Exception as err:  # noqa: BLE001 - tokenizers' own exception type
-        raise MiniModelTokenizerError(f"{tokenizer_json}: not a readable tokenizer.json ({err})") from err
-    vocab = tok.get_vocab()
-    for role, token in roles.items():
-        if token in vocab:
-            setattr(tok, role, token)
-    if "bos_token_id" in ids:
-        bos = roles["bos_token"]
-        tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A $B:1", special_tokens=[(bos, ids["bos_token_id"])]
-        )
-    return tok
-
-
-def _snapshot_commit(folder: Path) -> str | None:
-    """The commit of a hub cache snapshot folder (``.../snapshots/<40 hex>``), else ``None``."""
-    import re
-
-    name = Path(folder).name
-    return name if Path(folder).parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", name) else None
-
-
-def download_minimodel(
-    repo_id: str, revision: str | None = None, local_files_only: bool = False, weights: bool = True
-) -> tuple[Path, str | None]:
-    """Fetch a published MiniModel repo's weights and tokenizer files (one snapshot, so one commit).
-
-    Returns the snapshot folder (``model.safetensors`` unless ``weights=False``, ``tokenizer.json``,
-    ``special_tokens_map.json``, as far as the repo has them) and the commit it resolved to.
-    ``local_files_only`` reads the local cache only. ``huggingface_hub`` errors (``OSError``
-    subclasses) propagate.
-    """
-    from huggingface_hub import snapshot_download
-
-    files = ["tokenizer.json", "special_tokens_map.json"] + (["model.safetensors"] if weights else [])
-    folder = Path(
-        snapshot_download(repo_id, revision=revision, allow_patterns=files, local_files_only=local_files_only)
-    )
-    if weights and not (folder / "model.safetensors").is_file():
-        raise MiniModelWeightsError(f"{repo_id}@{revision or 'main'}: the repository has no model.safetensors")
-    return folder, _snapshot_commit(folder)
-
-
-def load_minimodel_pretrained(
-    where: str | Path,
-    revision: str | None = None,
-    dtype: torch.dtype = torch.float32,
-    local_files_only: bool = False,
-    **config_overrides: Any,
-) -> MiniModelForCausalLM:
-    """Load MiniModel weights from a folder, a file or the hub, whatever their format.
-
-    ``where`` is one of: a folder written by ``save_pretrained`` (``config.json`` with
-    ``model_type: minimodel``), loaded with ``from_pretrained``; a published-format folder
-    (``model.safetensors`` [+ ``tokenizer.json``, ``special_tokens_map.json``]) or ``.safetensors``
-    file, loaded with :func:`load_published_minimodel`; otherwise a hub repo id such as
-    ``xTimeCrystal/MiniModel-200M-Base``, fetched at ``revision`` with :func:`download_minimodel`
-    (the local cache only with ``local_files_only``). For published weights the special-token ids
-    come from the tokenizer files next to them (:func:`special_token_ids`); ``config_overrides`` win
-    over everything inferred. A hub load sets ``config._commit_hash`` to the commit it resolved to
-    (as ``transformers.from_pretrained`` does).
-
-    Raises :class:`MiniModelWeightsError` / :class:`MiniModelTokenizerError` (``ValueError``) for
-    unusable files and ``OSError`` (from ``huggingface_hub``) when a hub file is neither reachable
-    nor cached.
-    """
-    path = Path(where)
-    commit = None
-    if path.is_dir() and (path / "config.json").is_file():
-        import json
-
-        try:
-            model_type = json.loads((path / "config.json").read_text()).get("model_type")
-        except (OSError, ValueError) as err:
-            raise MiniModelWeightsError(f"{path / 'config.json'}: unreadable config ({err})") from err
-        if model_type != MiniModelConfig.model_type:
-            raise MiniModelWeightsError(
-                f"{path / 'config.json'}: field 'model_type' is {model_type!r}, expected 'minimodel'"
-            )
-        model, info = MiniModelForCausalLM.from_pretrained(
-            path, dtype=dtype, output_loading_info=True, ignore_mismatched_sizes=True, **config_overrides
-        )
-        _raise_on_loading_info(str(path), info, model.config)
-        return model.eval()
-    if path.exists():
-        weights = path / "model.safetensors" if path.is_dir() else path
-    else:
-        folder, commit = download_minimodel(str(where), revision, local_files_only=local_files_only)
-        weights = folder / "model.safetensors"
-    tokenizer_json = weights.parent / "tokenizer.json"
-    overrides = special_token_ids(tokenizer_json) if tokenizer_json.is_file() else {}
-    overrides.update(config_overrides)
-    model = load_published_minimodel(weights, dtype=dtype, **overrides)
-    model.config._commit_hash = commit
-    return model
-
-
-def _raise_on_loading_info(source: str, info: Mapping[str, Any], config: MiniModelConfig) -> None:
-    """``from_pretrained`` fills missing weights with random values and only logs it: refuse instead."""
-    report = mismatch_report(f"{source}: weights do not match MiniModelForCausalLM({_config_summary(config)})",
-                             *loading_info_mismatches(info, sort_key=_natural_key))
-    if report:
-        raise MiniModelWeightsError(report)
 
 
 # ---------------------------------------------------------------------------------------------
