@@ -43,7 +43,7 @@ import numpy as np
 from scaling.data import DataError, Record, SchemaInfo, load_schemas, read_records
 from scaling.data.io import TIERS
 from scaling.data.readings import PROMPT_KINDS, RecordReading, read_record
-from scaling.stats import wilson_interval
+from scaling.stats import bootstrap_indices, quantile_interval, wilson_interval
 from scaling.metrics import JSON_NOT_FOUND, SYNTAX_ERROR, flatten, json_exact
 
 __all__ = ["ANSWER_KINDS", "UNPARSED_CAUSES", "read_test", "answer_kind", "list_lengths", "score_rows", "summarise",
@@ -150,7 +150,7 @@ def _quantiles(values: np.ndarray, alpha: float) -> list[float] | None:
     values = values[np.isfinite(values)]
     if not values.size:
         return None
-    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    lo, hi = quantile_interval(values, alpha)
     return [float(lo), float(hi)]
 
 
@@ -172,7 +172,7 @@ def _group(rows: Sequence[Mapping[str, Any]], n_boot: int, seed: int, alpha: flo
     exact = np.array([float(bool(r.get("json_exact"))) for r in rows])
     # The resamples of scaling.metrics.aggregate (same seed, same n): the share's interval
     # pairs each resample's JSONExact with its own ceiling.
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    idx = bootstrap_indices(n, n_boot, seed)
     w = template[idx].astype(float)
     m = w.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -50,7 +50,7 @@ from scaling.data import DataError, load_schemas, read_records
 from scaling.data.io import TIERS
 from scaling.data.locate import find_recorded_file
 from scaling.metrics import extract_json, flatten, json_exact, metric_interval
-from scaling.stats import bounded_mean_interval, percentile_ci, stratified_weights, wilson_interval
+from scaling.stats import ratio_interval, stratified_weights, wilson_interval
 from scaling.results import model_key, sha256_file, train_data, train_fraction, fraction_label
 
 OUTCOMES = ("correct", "wrong", "missing")
@@ -166,7 +166,7 @@ def leaf_share_intervals(rows: Sequence[tuple[str, Sequence[Leaf]]], n_boot: int
     (rare groups, e.g. not copyable) is left out of that group's interval. Where every
     answer has the same share (no leaf right anywhere, say) the bootstrap collapses to a
     point; the interval is then Wilson's bound with the answers as the units
-    (:func:`scaling.stats.bounded_mean_interval`). Deterministic for a given ``seed``."""
+    (:func:`scaling.stats.ratio_interval`). Deterministic for a given ``seed``."""
     if not rows:
         return {}
     tiers = [tier for tier, _ in rows]
@@ -185,11 +185,7 @@ def leaf_share_intervals(rows: Sequence[tuple[str, Sequence[Leaf]]], n_boot: int
                         right[j] += leaf.outcome == "correct"
             if not total.sum():
                 continue
-            with np.errstate(invalid="ignore", divide="ignore"):
-                shares = (w @ right) / (w @ total)
-            lo, hi = percentile_ci(shares, level)
-            share = float(right.sum() / total.sum())
-            out[(tier, group)] = bounded_mean_interval(share, int((total > 0).sum()), float(lo), float(hi), level)
+            out[(tier, group)] = ratio_interval(w, right, total, level)
     return out
 
 

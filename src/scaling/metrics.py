@@ -34,8 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from scaling.data.io import TIERS
-from scaling.stats import (bootstrap_ci, bootstrap_means, bounded_mean_interval,  # noqa: F401 - bootstrap_ci re-exported
-                           check_bootstrap_args, wilson_interval)
+from scaling.stats import bootstrap_ci, bootstrap_intervals, bounded_mean_interval, wilson_interval
 
 __all__ = [
     "OK",
@@ -568,9 +567,7 @@ def score_output(
 
 def _summary(rows: list[Mapping[str, Any]], n_boot: int, seed: int, alpha: float) -> dict:
     matrix = np.array([[float(r[k]) for k in METRIC_KEYS] for r in rows], dtype=float)
-    check_bootstrap_args(matrix.shape[0], n_boot, alpha)
-    boot = bootstrap_means(matrix, n_boot, seed)
-    q = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)  # (2, k)
+    q = bootstrap_intervals(matrix, n_boot, seed, alpha)  # (2, k)
     means = matrix.mean(axis=0)
     counts = Counter(r["status"] for r in rows)
     ordered = {s: counts[s] for s in STATUSES if counts[s]}

@@ -9,9 +9,12 @@ share is the mean over seeds and the count the examples (each example counted on
 seed-averaged answer varies less than one answer, so the interval is conservative).
 
 **A mean of per-example values** that are not 0/1 (Field F1) gets a percentile bootstrap over
-examples: :func:`bootstrap_ci`, and :func:`bootstrap_means` for several metrics at once. When
-every value is the same (every F1 0), the bootstrap has nothing to resample and collapses to a
-point; :func:`bounded_mean_interval` then gives the Wilson bound (values in [0, 1]).
+examples: :func:`bootstrap_ci`, and :func:`bootstrap_intervals` for several metrics at once
+(one index matrix, :func:`bootstrap_indices`, which the prompt ceiling of
+:mod:`scaling.ceiling` draws too). When every value is the same (every F1 0), the bootstrap
+has nothing to resample and collapses to a point; :func:`bounded_mean_interval` then gives the
+Wilson bound (values in [0, 1]). **A ratio of sums** over units (the share of leaves right over
+answers, :mod:`scaling.failures`) gets :func:`ratio_interval`.
 
 **Differences between models scored on the same examples** keep the paired bootstrap
 (:func:`paired_bootstrap`: one replicate draws one multiset of examples, stratified by tier,
@@ -20,7 +23,13 @@ seeds), with :func:`percentile_ci` intervals of the replicates. Where every repl
 the same difference of a 0/1 metric (no example answered right by one model only), the
 bootstrap collapses to a point; :func:`paired_proportion_difference` (Newcombe's score
 interval for paired proportions) is the interval there. :func:`mcnemar_exact` tests such
-a difference.
+a difference. :func:`proportion_intervals` and :func:`bounded_mean_intervals` give the
+intervals of several models' scores at once.
+
+Two conventions name the interval's width, kept as each caller has always used them (the
+floats differ in the last bits): the per-run bootstraps take ``alpha`` and numpy's quantiles
+(:func:`quantile_interval`), the paired bootstrap's replicates take ``level`` and
+:func:`percentile_ci` (NaN replicates ignored).
 """
 
 from __future__ import annotations
@@ -138,12 +147,25 @@ def bounded_mean_interval(mean: float, n: float, lo: float, hi: float, level: fl
 # --------------------------------------------------------------------------------------
 
 
+def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, n)`` example indices drawn with replacement (``numpy`` ``default_rng(seed)``):
+    row ``b`` is replicate ``b``'s resample. Every per-run bootstrap draws these, so two
+    statistics of the same ``n`` examples with the same seed are drawn on the same resamples."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
 def bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """Bootstrap means, shape (n_boot, k) for values of shape (n, k): one index
     matrix shared by every column, so metrics are resampled jointly."""
-    n = values.shape[0]
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    return values[idx].mean(axis=1)
+    return values[bootstrap_indices(values.shape[0], n_boot, seed)].mean(axis=1)
+
+
+def quantile_interval(values: np.ndarray, alpha: float = 0.05, axis: int = 0) -> np.ndarray:
+    """The ``alpha/2`` and ``1 - alpha/2`` quantiles of ``values`` along ``axis`` (numpy's
+    linear interpolation), stacked on a new first axis: the percentile interval of a per-run
+    bootstrap, in the ``alpha`` convention of :func:`bootstrap_ci` (the paired bootstrap's
+    replicates take :func:`percentile_ci`, in the ``level`` convention)."""
+    return np.quantile(values, [alpha / 2, 1 - alpha / 2], axis=axis)
 
 
 def check_bootstrap_args(n: int, n_boot: int, alpha: float) -> None:
@@ -164,11 +186,15 @@ def bootstrap_ci(
     ``default_rng(seed)``, one index matrix), and returns the ``alpha/2`` and
     ``1 - alpha/2`` quantiles of the resample means. Deterministic for a given seed.
     """
-    arr = np.asarray(values, dtype=float).reshape(-1, 1)
-    check_bootstrap_args(arr.shape[0], n_boot, alpha)
-    lo, hi = np.quantile(bootstrap_means(arr, n_boot, seed)[:, 0], [alpha / 2, 1 - alpha / 2])
+    lo, hi = bootstrap_intervals(np.asarray(values, dtype=float).reshape(-1, 1), n_boot, seed, alpha)[:, 0]
     return float(lo), float(hi)
 
+
+def bootstrap_intervals(values: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> np.ndarray:
+    """:func:`bootstrap_ci` of every column of ``values`` (shape ``(n, k)``) at once, on one
+    index matrix (the columns are resampled jointly): shape ``(2, k)``, lower ends then upper."""
+    check_bootstrap_args(values.shape[0], n_boot, alpha)
+    return quantile_interval(bootstrap_means(values, n_boot, seed), alpha)
 
 
 # --------------------------------------------------------------------------------------
@@ -268,6 +294,42 @@ def paired_bootstrap(values: Sequence[np.ndarray], groups: Sequence[str], tiers:
         for t, r in replicate_scores(v, weights, sw, index).items():
             reps[t][:, j] = r
     return point, reps
+
+
+def ratio_interval(weights: np.ndarray, num: np.ndarray, den: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of a ratio of sums, ``sum(num) / sum(den)`` over units (answers)
+    that each carry ``num[i]`` of ``den[i]`` (right leaves of its leaves), under the resampling
+    counts ``weights`` (``(B, n)``, :func:`stratified_weights`): replicate ``b``'s ratio is
+    ``weights[b] @ num / weights[b] @ den``. A replicate that drew no denominator is left out.
+    Where every unit has the same ratio the bootstrap collapses to a point; the interval is
+    then Wilson's bound with the units that have a denominator as the count
+    (:func:`bounded_mean_interval`)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = (weights @ num) / (weights @ den)
+    lo, hi = percentile_ci(ratios, level)
+    share = float(num.sum() / den.sum())
+    return bounded_mean_interval(share, int((den > 0).sum()), float(lo), float(hi), level)
+
+
+def proportion_intervals(shares: np.ndarray, n: int, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`proportion_interval` of each share on ``n`` examples (several models at once;
+    NaN where a share is unknown)."""
+    lo, hi = np.full(len(shares), np.nan), np.full(len(shares), np.nan)
+    for i, share in enumerate(shares):
+        if np.isfinite(share) and n > 0:
+            lo[i], hi[i] = proportion_interval(float(share), n, level)
+    return lo, hi
+
+
+def bounded_mean_intervals(means: np.ndarray, n: int, lo: np.ndarray, hi: np.ndarray,
+                           level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bounded_mean_interval` of each mean (several models at once): its bootstrap
+    interval ``(lo[i], hi[i])``, or Wilson's bound where that collapsed."""
+    lo, hi = np.array(lo, dtype=float), np.array(hi, dtype=float)
+    for i, mean in enumerate(means):
+        if np.isfinite(mean):
+            lo[i], hi[i] = bounded_mean_interval(float(mean), n, float(lo[i]), float(hi[i]), level)
+    return lo, hi
 
 
 # --------------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ import numpy as np
 from scaling.complex_plus import COMPLEX_PLUS_TIER
 from scaling.fit.collect import OVERALL, Collection, Job, Series
 from scaling.fit.fits import Interval, no_signal
-from scaling.fit.scores import bounded_mean_intervals, complex_plus_scores, proportion_intervals
+from scaling.fit.scores import complex_plus_scores
 from scaling.metrics import PROPORTION_METRICS
-from scaling.stats import paired_bootstrap, percentile_ci
+from scaling.stats import bounded_mean_intervals, paired_bootstrap, percentile_ci, proportion_intervals
 from scaling.results import RECORDS, fraction_label
 
 

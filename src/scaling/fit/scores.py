@@ -29,7 +29,8 @@ import numpy as np
 
 from scaling.complex_plus import COMPLEX_PLUS_TIER, tier_block
 from scaling.metrics import PROPORTION_METRICS, metric_interval
-from scaling.stats import bounded_mean_interval, paired_bootstrap, percentile_ci, proportion_interval
+from scaling.stats import (bounded_mean_intervals, paired_bootstrap, percentile_ci, proportion_interval,
+                           proportion_intervals)
 from scaling.fit.collect import OVERALL, Job, Log, ReferenceSeries, Series, _stderr
 from scaling.results import category_for
 
@@ -265,25 +266,6 @@ def complex_plus_scores(models: Sequence[Sequence[Job]], metrics: Sequence[str],
             lo, hi = bounded_mean_intervals(p, len(common), *percentile_ci(r, level), level)
         out[m] = (ScoreRow(m, COMPLEX_PLUS_TIER, p, lo, hi, r), tuple(v.mean(axis=1) for v in values))
     return len(common), out
-
-
-def proportion_intervals(shares: np.ndarray, n: int, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson intervals of each model's share on ``n`` examples (NaN where a share is unknown)."""
-    lo, hi = _nan(len(shares)), _nan(len(shares))
-    for i, share in enumerate(shares):
-        if np.isfinite(share) and n > 0:
-            lo[i], hi[i] = proportion_interval(float(share), n, level)
-    return lo, hi
-
-
-def bounded_mean_intervals(means: np.ndarray, n: int, lo: np.ndarray, hi: np.ndarray,
-                           level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each model's bootstrap interval of a mean (Field F1), or Wilson's bound where it collapsed."""
-    lo, hi = np.array(lo, dtype=float), np.array(hi, dtype=float)
-    for i, mean in enumerate(means):
-        if np.isfinite(mean):
-            lo[i], hi[i] = bounded_mean_interval(float(mean), n, float(lo[i]), float(hi[i]), level)
-    return lo, hi
 
 
 #: Fewer successes (or failures) than this in a tier make bootstrap intervals there unreliable.
