@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from scaling.compare.datacheck import parse_data_check
     from scaling.compare.report import build, delta_cell, parse_group, write
-    from scaling.compare.stats import OVERALL
+    from scaling.stats import OVERALL
     from scaling.complex_plus import COMPLEX_PLUS_TIER
 
     try:

@@ -29,8 +29,8 @@ import numpy as np
 from scaling.compare.runs import METRICS, Alignment, Run, complex_plus_ids, tier_rank
 from scaling.complex_plus import COMPLEX_PLUS_TIER
 from scaling.metrics import PROPORTION_METRICS
-from scaling.stats import (OVERALL, McNemar, collapsed, mcnemar_exact, paired_bootstrap,  # noqa: F401 - McNemar re-exported
-                           paired_proportion_difference, percentile_ci)
+from scaling.stats import (OVERALL, McNemar, collapsed, mcnemar_exact, paired_bootstrap, paired_proportion_difference,
+                           percentile_ci)
 
 #: Schemas that no named group lists.
 OTHERS = "others"

@@ -2,7 +2,7 @@
 ``compare.json`` (every number) under ``outputs/compare/<name>/``.
 
 Scores are shown in percent and deltas in points (Field F1 too, as the study reports it),
-each delta with its paired-bootstrap interval (:mod:`scaling.compare.stats`).
+each delta with its paired-bootstrap interval (:mod:`scaling.compare.deltas`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any, Mapping, Sequence
 from scaling.compare.datacheck import (VersionCheck, VersionDiff, check_version, common_stats, diff_to_json,
                                        diff_versions, field_changes, pooled)
 from scaling.compare.datacheck import to_json as check_to_json
+from scaling.compare.deltas import OTHERS, Delta, GroupComparison, PairComparison, compare_runs
 from scaling.compare.runs import METRIC_NAMES, METRICS, Alignment, CompareError, Run, align, complex_plus_ids, load_run
-from scaling.compare.stats import OTHERS, OVERALL, Delta, GroupComparison, PairComparison, compare_runs
 from scaling.complex_plus import COMPLEX_PLUS_TIER, tier_block
 from scaling.data import CHECKS
 from scaling.fit.tables import Table
-from scaling.stats import proportion_interval
+from scaling.stats import OVERALL, proportion_interval
 
 FIGURE = "deltas"
 FORMATS = ("pdf", "png")
