@@ -20,8 +20,8 @@ from scaling.stats import paired_bootstrap, stratified_weights
 from scaling.fit.collect import collect, load_reference, newest_sweep, read_predictions
 from scaling.fit.config import Settings, conf_dir
 from scaling.fit.errors import FitError
-from scaling.fit.fits import (capacity_threshold, diminishing_returns, fit_logistic, fit_loglinear, logistic,
-                              rung_gains)
+from scaling.fit.fits import (FitStatus, ReturnsKind, ThresholdStatus, capacity_threshold, diminishing_returns,
+                              fit_logistic, fit_loglinear, logistic, rung_gains)
 from scaling.fit.report import load_config, log_to_wandb, run_fit
 from scaling.fit.__main__ import quote_path_overrides
 
@@ -144,6 +144,25 @@ def test_capacity_thresholds_pick_the_smallest_size_reaching_each_target():
     reps = np.array([[0.1, 0.3, 0.6], [0.1, 0.1, 0.6], [0.25, 0.3, 0.6], [0.1, 0.1, 0.1]])
     probs = dict(capacity_threshold(N, y, reps, keys=["s", "m", "l"], target=0.2).probabilities)
     assert probs == {"s": 0.25, "m": 0.25, "l": 0.25, "not reached": 0.25}
+
+
+def test_fit_outcomes_are_enums_that_serialise_as_the_strings_fit_json_has_always_held():
+    N = [1e8, 2e8, 4e8, 8e8]
+    ok = fit_loglinear(N, [0.1, 0.2, 0.3, 0.4])
+    assert ok.status is FitStatus.OK and ok.ok and ok.to_dict()["status"] == "ok" and "why" not in ok.to_dict()
+    few = fit_logistic(N[:3], [0.1, 0.2, 0.3])
+    assert few.status is FitStatus.INSUFFICIENT_SIZES and f"{few.status}" == "insufficient_sizes"
+    for fit in (fit_loglinear(N, [0.1, float("nan"), 0.3, 0.4]), fit_logistic(N, [0.1, float("nan"), 0.3, 0.4])):
+        assert fit.status is FitStatus.FAILED and not fit.ok and fit.why == "non-finite scores"
+        assert fit.outcome == "failed: non-finite scores"
+        assert json.loads(json.dumps(fit.to_dict()))["status"] == "failed: non-finite scores"
+    dr = diminishing_returns(N, [0.1, float("nan"), 0.3, 0.4], threshold=0.05)
+    assert dr.kind is ReturnsKind.FAILED and dr.note == "log-linear fit failed: non-finite scores"
+    assert dr.to_dict()["kind"] == "failed" and type(dr.to_dict()["kind"]) is str
+    flat = rung_gains(N[:2], [0.0, 0.0])[0]
+    assert flat.status is FitStatus.NO_SIGNAL and flat.to_dict()["status"] == "no_signal"
+    cap = capacity_threshold(N, [0.1, 0.2, 0.3, 0.4], target=0.9)
+    assert cap.status is ThresholdStatus.NOT_REACHED and cap.to_dict()["status"] == "not_reached"
 
 
 # ----------------------------------------------------------------------------- bootstrap

@@ -14,7 +14,7 @@ from scaling.fit.collect import Collection, Log, _stderr
 from scaling.fit.data_axis import DataCurve, data_curves
 from scaling.fit.errors import FitError
 from scaling.fit.config import Settings
-from scaling.fit.fits import (CapacityThreshold, DiminishingReturns, LogisticFit, LogLinearFit, RungGain,
+from scaling.fit.fits import (CapacityThreshold, DiminishingReturns, FitStatus, LogisticFit, LogLinearFit, RungGain,
                               capacity_threshold, diminishing_returns, fit_logistic, fit_loglinear, no_signal,
                               rung_gains, span_gain)
 from scaling.fit.scores import SeriesScores, score_measured, score_reference
@@ -228,7 +228,7 @@ def fit_summary(analysis: Analysis) -> str:
         c = analysis.curve(sc.label, m, "overall")
         if c is None or not c.gains:
             continue
-        gains = ", ".join(f"{g.from_key}->{g.to_key} no signal" if g.status == "no_signal"
+        gains = ", ".join(f"{g.from_key}->{g.to_key} no signal" if g.status is FitStatus.NO_SIGNAL
                           else f"{g.from_key}->{g.to_key} {g.gain * 100:+.1f}" if g.gain is not None
                           else f"{g.from_key}->{g.to_key} n/a" for g in c.gains)
         parts.append(f"{sc.label}: {m} points per 100M: {gains}")

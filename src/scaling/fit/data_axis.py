@@ -20,7 +20,7 @@ import numpy as np
 
 from scaling.complex_plus import COMPLEX_PLUS_TIER
 from scaling.fit.collect import OVERALL, Collection, Job, Series
-from scaling.fit.fits import Interval, no_signal
+from scaling.fit.fits import FitStatus, Interval, no_signal
 from scaling.fit.scores import complex_plus_scores
 from scaling.metrics import PROPORTION_METRICS
 from scaling.stats import bounded_mean_intervals, paired_bootstrap, percentile_ci, proportion_intervals
@@ -30,17 +30,18 @@ from scaling.results import RECORDS, fraction_label
 @dataclass(frozen=True)
 class DataStep:
     """The change of a score from one fraction to the next (points of the metric, not per
-    record), with its paired interval; ``status`` ``"no_signal"`` when both are at 0 or 100%."""
+    record), with its paired interval; ``status`` :attr:`~scaling.fit.fits.FitStatus.NO_SIGNAL` when
+    both are at 0 or 100%, else :attr:`~scaling.fit.fits.FitStatus.OK`."""
 
     from_fraction: float
     to_fraction: float
     delta: float
     ci: Interval
-    status: str = "ok"
+    status: FitStatus = FitStatus.OK
 
     def to_dict(self) -> dict[str, Any]:
         return {"from_fraction": self.from_fraction, "to_fraction": self.to_fraction, "delta": self.delta,
-                "ci": list(self.ci) if self.ci else None, "status": self.status}
+                "ci": list(self.ci) if self.ci else None, "status": self.status.value}
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,7 +191,7 @@ def _steps(fractions, y: np.ndarray, reps: np.ndarray | None, level: float) -> t
             a, b = percentile_ci(reps[:, i + 1] - reps[:, i], level)
             ci = (float(a), float(b))
         flat = no_signal(y[i:i + 2], reps[:, i:i + 2] if reps is not None else None)
-        out.append(DataStep(fractions[i], fractions[i + 1], d, ci, "no_signal" if flat else "ok"))
+        out.append(DataStep(fractions[i], fractions[i + 1], d, ci, FitStatus.NO_SIGNAL if flat else FitStatus.OK))
     return tuple(out)
 
 

@@ -9,13 +9,16 @@ Conventions used throughout:
 * Gains are in score units (fractions) per 1e8 parameters: 0.05 means 5 points per 100M.
 * Curves are fitted in log space: ``x = log10(N)``.
 
-Every result is a frozen dataclass with a ``status``: ``"ok"``, ``"insufficient_sizes"``
-(too few sizes for this fit) or ``"failed: <why>"``. Nothing here raises on bad luck with
-the data.
+Every result is a frozen dataclass whose outcome is an enum with a docstring per member:
+a fit's or a gain's :class:`FitStatus` (``ok``, ``insufficient_sizes``, ``failed`` with its
+``why``, serialised ``"failed: <why>"``, ``no_signal``, ``same_size``), a diminishing-returns
+answer's :class:`ReturnsKind`, a capacity threshold's :class:`ThresholdStatus`. Each is a
+``str`` whose value is what ``fit.json`` writes. Nothing here raises on bad luck with the data.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
@@ -59,12 +62,72 @@ def _prep(N: Sequence[float], y: Sequence[float], reps: np.ndarray | None,
     return N[order], y[order], reps_sorted, [keys[i] for i in order]
 
 
+class _Outcome(str, enum.Enum):
+    """An outcome: a ``str`` equal to its value, which is also how it prints and serialises."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class FitStatus(_Outcome):
+    """How a fit, or a gain between two sizes, ended."""
+
+    OK = "ok"
+    """Estimated: every value is set (and its interval where bootstrap replicates were given)."""
+    INSUFFICIENT_SIZES = "insufficient_sizes"
+    """Too few distinct sizes for this fit (2 for the log-linear, 4 for the logistic): nothing estimated."""
+    FAILED = "failed"
+    """Not estimated for another reason, which the result's ``why`` says (non-finite scores, a least
+    squares that converged from no start); serialised ``"failed: <why>"``."""
+    NO_SIGNAL = "no_signal"
+    """Every size, on every bootstrap replicate, scores 0 (or every one 100%): a gain of 0 [0, 0]
+    there is the metric unable to move, not a measured absence of gain (:func:`no_signal`)."""
+    SAME_SIZE = "same_size"
+    """Two rungs of the same size: there is no gain per parameter between them."""
+
+
+class ReturnsKind(_Outcome):
+    """What kind of answer a diminishing-returns search gave (see :class:`DiminishingReturns`)."""
+
+    RANGE = "range"
+    """From rungs: the first adjacent pair of sizes whose gain is below the threshold is
+    ``between = (N_i, N_j)``: growing from N_i to N_j buys less than the threshold per 100M.
+    ``ci_between`` spans the pairs that bootstrap replicates pick (95%); its upper end is None
+    when some replicates never fall below."""
+    NOT_REACHED = "not_reached"
+    """From rungs: every step pays at least the threshold; ``between = (N_max, None)``."""
+    POINT = "point"
+    """From a log-linear fit over >= 4 sizes: ``n`` solves ``b / (n ln 10) * 1e8 = threshold``;
+    ``ci`` from the replicates' fits (a replicate with ``b <= 0`` counts as n = 0: already below
+    everywhere). ``rungs`` holds the rung-based answer as well."""
+    BELOW_EVERYWHERE = "below_everywhere"
+    """The fitted gain per decade is <= 0: no size pays the threshold."""
+    NO_SIGNAL = "no_signal"
+    """Every size scores 0 (or 100%): the metric says nothing about size."""
+    INSUFFICIENT_SIZES = "insufficient_sizes"
+    """Fewer than two sizes."""
+    FAILED = "failed"
+    """The log-linear fit a point needs did not succeed (``note`` says how); ``rungs`` holds the
+    rung-based answer."""
+
+
+class ThresholdStatus(_Outcome):
+    """Whether a measured size reaches a capacity target (see :class:`CapacityThreshold`)."""
+
+    REACHED = "reached"
+    """A measured size scores at least the target; the result names the smallest."""
+    NOT_REACHED = "not_reached"
+    """No measured size reaches the target."""
+
+
 class _AsDict:
     def to_dict(self) -> dict[str, Any]:
         out = {}
         for f in fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
-            if isinstance(v, _AsDict):
+            if isinstance(v, _Outcome):
+                v = v.value
+            elif isinstance(v, _AsDict):
                 v = v.to_dict()
             elif isinstance(v, tuple) and v and isinstance(v[0], _AsDict):
                 v = [x.to_dict() for x in v]
@@ -74,10 +137,29 @@ class _AsDict:
         return out
 
 
+class _Fitted(_AsDict):
+    """A fit with a :class:`FitStatus` and, when it failed, the reason (``why``)."""
+
+    status: FitStatus
+    why: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status is FitStatus.OK
+
+    @property
+    def outcome(self) -> str:
+        """The status as ``fit.json`` and the tables write it: ``"failed: <why>"`` for a failure."""
+        return f"{self.status.value}: {self.why}" if self.why else self.status.value
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["status"] = self.outcome
+        del out["why"]
+        return out
+
+
 # ----------------------------------------------------------------------------- signal
-
-
-NO_SIGNAL = "no_signal"
 
 
 def no_signal(y, reps=None) -> str | None:
@@ -100,9 +182,9 @@ def no_signal(y, reps=None) -> str | None:
 @dataclass(frozen=True)
 class RungGain(_AsDict):
     """Gain between adjacent sizes: ``(y_to - y_from) / ((N_to - N_from) / 1e8)``.
-    ``status``: ``"ok"``, ``"same_size"`` (no gain) or ``"no_signal"`` (both sizes at 0, or
-    both at 100%, on every replicate: the gain is 0 [0, 0] only because the metric cannot
-    move; see :func:`no_signal`)."""
+    ``status``: :attr:`FitStatus.OK`, :attr:`FitStatus.SAME_SIZE` (no gain) or
+    :attr:`FitStatus.NO_SIGNAL` (both sizes at 0, or both at 100%, on every replicate: the gain
+    is 0 [0, 0] only because the metric cannot move; see :func:`no_signal`)."""
 
     from_key: str
     to_key: str
@@ -112,27 +194,27 @@ class RungGain(_AsDict):
     score_to: float
     gain: float | None
     ci: Interval
-    status: str = "ok"
+    status: FitStatus = FitStatus.OK
 
 
 def rung_gains(N, y, reps=None, keys=None, level: float = 0.95) -> tuple[RungGain, ...]:
     """Gain per 100M parameters between each pair of adjacent sizes (sorted by N), with a
     paired-bootstrap interval when ``reps`` is given. Sizes that are equal give
-    ``status="same_size"`` and no gain."""
+    :attr:`FitStatus.SAME_SIZE` and no gain."""
     N, y, reps, keys = _prep(N, y, reps, keys)
     out = []
     for i in range(len(N) - 1):
         dn = (N[i + 1] - N[i]) / HUNDRED_M
         if dn <= 0:
             out.append(RungGain(keys[i], keys[i + 1], float(N[i]), float(N[i + 1]), float(y[i]),
-                                float(y[i + 1]), None, None, "same_size"))
+                                float(y[i + 1]), None, None, FitStatus.SAME_SIZE))
             continue
         g = (y[i + 1] - y[i]) / dn
         ci = _ci((reps[:, i + 1] - reps[:, i]) / dn, level) if reps is not None else None
         flat = no_signal(y[i:i + 2], reps[:, i:i + 2] if reps is not None else None)
         out.append(RungGain(keys[i], keys[i + 1], float(N[i]), float(N[i + 1]), float(y[i]),
                             float(y[i + 1]), float(g) if math.isfinite(g) else None, ci,
-                            NO_SIGNAL if flat else "ok"))
+                            FitStatus.NO_SIGNAL if flat else FitStatus.OK))
     return tuple(out)
 
 
@@ -151,12 +233,12 @@ def span_gain(N, y, reps=None, keys=None, level: float = 0.95) -> RungGain | Non
 
 
 @dataclass(frozen=True)
-class LogLinearFit(_AsDict):
+class LogLinearFit(_Fitted):
     """``score = a + b * log10(N)``: ``b`` is the gain per decade of parameters,
     ``gain_per_doubling = b * log10(2)``. ``loo_rmse``: root mean squared error of
     predicting each size from a fit to the others (needs >= 3 sizes)."""
 
-    status: str
+    status: FitStatus
     n_sizes: int
     a: float | None = None
     b: float | None = None
@@ -167,10 +249,8 @@ class LogLinearFit(_AsDict):
     ci_b: Interval = None
     ci_gain_per_doubling: Interval = None
     n_boot: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+    why: str = ""
+    """Why the fit failed (:attr:`FitStatus.FAILED`); empty otherwise."""
 
     def predict(self, N) -> np.ndarray:
         return self.a + self.b * np.log10(np.asarray(N, dtype=float))
@@ -195,9 +275,9 @@ def fit_loglinear(N, y, reps=None, level: float = 0.95, min_sizes: int = 2) -> L
     N, y, reps, _ = _prep(N, y, reps)
     distinct = len(np.unique(N))
     if distinct < max(2, min_sizes):
-        return LogLinearFit(status="insufficient_sizes", n_sizes=distinct)
+        return LogLinearFit(status=FitStatus.INSUFFICIENT_SIZES, n_sizes=distinct)
     if not np.all(np.isfinite(y)):
-        return LogLinearFit(status="failed: non-finite scores", n_sizes=distinct)
+        return LogLinearFit(status=FitStatus.FAILED, n_sizes=distinct, why="non-finite scores")
     x = np.log10(N)
     a, b = _ols(x, y[None, :])
     a, b = float(a[0]), float(b[0])
@@ -218,7 +298,7 @@ def fit_loglinear(N, y, reps=None, level: float = 0.95, min_sizes: int = 2) -> L
         ra, rb = _ols(x, reps)
         ci_a, ci_b, ci_d = _ci(ra, level), _ci(rb, level), _ci(rb * LOG10_2, level)
         n_boot = int(np.isfinite(rb).sum())
-    return LogLinearFit(status="ok", n_sizes=distinct, a=a, b=b, gain_per_doubling=b * LOG10_2,
+    return LogLinearFit(status=FitStatus.OK, n_sizes=distinct, a=a, b=b, gain_per_doubling=b * LOG10_2,
                         rmse=rmse, loo_rmse=loo, ci_a=ci_a, ci_b=ci_b, ci_gain_per_doubling=ci_d,
                         n_boot=n_boot)
 
@@ -227,7 +307,7 @@ def fit_loglinear(N, y, reps=None, level: float = 0.95, min_sizes: int = 2) -> L
 
 
 @dataclass(frozen=True)
-class LogisticFit(_AsDict):
+class LogisticFit(_Fitted):
     """Saturating curve in log N:
     ``score = lo + (hi - lo) / (1 + exp(-k (log10 N - x0)))`` with ``lo, hi`` in [0, 1] and
     ``k > 0``; ``n50 = 10**x0`` is the size at the midpoint. ``loo_rmse``: error of
@@ -235,7 +315,7 @@ class LogisticFit(_AsDict):
     curve, with exactly 4 a refit has 3 points for 4 parameters, so there the floor ``lo`` is
     fixed at 0 (a model that has learnt nothing scores 0) and ``loo_note`` says so."""
 
-    status: str
+    status: FitStatus
     n_sizes: int
     lo: float | None = None
     hi: float | None = None
@@ -250,10 +330,8 @@ class LogisticFit(_AsDict):
     ci_x0: Interval = None
     n_boot: int = 0
     loo_note: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+    why: str = ""
+    """Why the fit failed (:attr:`FitStatus.FAILED`); empty otherwise."""
 
     def predict(self, N) -> np.ndarray:
         return logistic(np.log10(np.asarray(N, dtype=float)), self.lo, self.hi, self.k, self.x0)
@@ -328,13 +406,14 @@ def fit_logistic(N, y, reps=None, level: float = 0.95, min_sizes: int = 4,
     N, y, reps, _ = _prep(N, y, reps)
     distinct = len(np.unique(N))
     if distinct < max(4, min_sizes):
-        return LogisticFit(status="insufficient_sizes", n_sizes=distinct)
+        return LogisticFit(status=FitStatus.INSUFFICIENT_SIZES, n_sizes=distinct)
     if not np.all(np.isfinite(y)):
-        return LogisticFit(status="failed: non-finite scores", n_sizes=distinct)
+        return LogisticFit(status=FitStatus.FAILED, n_sizes=distinct, why="non-finite scores")
     x = np.log10(N)
     p = _logistic_lsq(x, y, _starts(x, y))
     if p is None:
-        return LogisticFit(status="failed: least squares did not converge from any start", n_sizes=distinct)
+        return LogisticFit(status=FitStatus.FAILED, n_sizes=distinct,
+                           why="least squares did not converge from any start")
     rmse = float(np.sqrt(np.mean((logistic(x, *p) - y) ** 2)))
     loo = None
     loo_note = ""
@@ -369,7 +448,7 @@ def fit_logistic(N, y, reps=None, level: float = 0.95, min_sizes: int = 4,
         n_ok = int(np.isfinite(boot[:, 0]).sum())
         cis = [_ci(boot[:, c], level) for c in range(4)]
     lo, hi, k, x0 = (float(v) for v in p)
-    return LogisticFit(status="ok", n_sizes=distinct, lo=lo, hi=hi, k=k, x0=x0, n50=float(10 ** x0),
+    return LogisticFit(status=FitStatus.OK, n_sizes=distinct, lo=lo, hi=hi, k=k, x0=x0, n50=float(10 ** x0),
                        rmse=rmse, loo_rmse=loo, ci_lo=cis[0], ci_hi=cis[1], ci_k=cis[2], ci_x0=cis[3],
                        n_boot=n_ok, loo_note=loo_note)
 
@@ -379,29 +458,14 @@ def fit_logistic(N, y, reps=None, level: float = 0.95, min_sizes: int = 4,
 
 @dataclass(frozen=True)
 class DiminishingReturns(_AsDict):
-    """Where the marginal gain per 100M parameters falls below ``threshold``.
-
-    ``kind``:
-
-    * ``"range"`` (from rungs): the first adjacent pair of sizes whose gain is below the
-      threshold is ``between = (N_i, N_j)``: growing from N_i to N_j buys less than the
-      threshold per 100M. ``ci_between`` spans the pairs that bootstrap replicates pick
-      (95%); its upper end is None when some replicates never fall below.
-    * ``"not_reached"`` (from rungs): every step pays at least the threshold;
-      ``between = (N_max, None)``.
-    * ``"point"`` (from a log-linear fit over >= 4 sizes): ``n`` solves
-      ``b / (n ln 10) * 1e8 = threshold``; ``ci`` from the replicates' fits (a replicate
-      with ``b <= 0`` counts as n = 0: already below everywhere). ``rungs`` holds the
-      rung-based answer as well.
-    * ``"below_everywhere"``: the fitted gain per decade is <= 0.
-    * ``"no_signal"``: every size scores 0 (or 100%): the metric says nothing about size.
-    * ``"insufficient_sizes"``.
+    """Where the marginal gain per 100M parameters falls below ``threshold``; ``kind`` says
+    what kind of answer this is and which fields it sets (:class:`ReturnsKind`).
 
     Steps between two sizes that both score 0 (or both 100%) are never "below the
     threshold": a floor followed by a rise is not a diminishing return.
     """
 
-    kind: str
+    kind: ReturnsKind
     threshold: float
     method: str
     n: float | None = None
@@ -432,13 +496,14 @@ def diminishing_returns_rungs(N, y, reps=None, keys=None, threshold: float = 0.0
     N, y, reps, keys = _prep(N, y, reps, keys)
     uniq = np.unique(N)
     if len(uniq) < 2:
-        return DiminishingReturns(kind="insufficient_sizes", threshold=threshold, method="rungs",
+        return DiminishingReturns(kind=ReturnsKind.INSUFFICIENT_SIZES, threshold=threshold, method="rungs",
                                   note="needs at least 2 sizes")
     flat = no_signal(y, reps)
     if flat:
-        return DiminishingReturns(kind=NO_SIGNAL, threshold=threshold, method="rungs", note=f"no signal: {flat}")
+        return DiminishingReturns(kind=ReturnsKind.NO_SIGNAL, threshold=threshold, method="rungs",
+                                  note=f"no signal: {flat}")
     gains = rung_gains(N, y, reps, keys)
-    valid = [i for i, g in enumerate(gains) if g.gain is not None and g.status != NO_SIGNAL]
+    valid = [i for i, g in enumerate(gains) if g.gain is not None and g.status is not FitStatus.NO_SIGNAL]
 
     def first_below(gvals: np.ndarray) -> int:
         for i in valid:
@@ -467,7 +532,7 @@ def diminishing_returns_rungs(N, y, reps=None, keys=None, threshold: float = 0.0
                       float(gains[hi_i].n_to) if hi_i < len(gains) else None)
     if point_idx == len(gains):
         return DiminishingReturns(
-            kind="not_reached", threshold=threshold, method="rungs", between=(float(N[-1]), None),
+            kind=ReturnsKind.NOT_REACHED, threshold=threshold, method="rungs", between=(float(N[-1]), None),
             between_keys=(keys[-1], None), ci_between=ci_between, probabilities=probs,
             note=f"every step pays at least {threshold * 100:g} points per 100M up to {_fmt_n(N[-1])}")
     g = gains[point_idx]
@@ -475,7 +540,7 @@ def diminishing_returns_rungs(N, y, reps=None, keys=None, threshold: float = 0.0
             f"{_fmt_n(g.n_to)} ({g.from_key} -> {g.to_key}); with rungs only this is a range, not a point")
     if point_idx == 0:
         note += "; already at the first step"
-    return DiminishingReturns(kind="range", threshold=threshold, method="rungs",
+    return DiminishingReturns(kind=ReturnsKind.RANGE, threshold=threshold, method="rungs",
                               between=(g.n_from, g.n_to), between_keys=(g.from_key, g.to_key),
                               ci_between=ci_between, probabilities=probs, note=note)
 
@@ -486,26 +551,26 @@ def diminishing_returns(N, y, reps=None, keys=None, threshold: float = 0.05, lev
     ``min_sizes_point`` sizes, else the rung-based range (see :class:`DiminishingReturns`)."""
     rungs = diminishing_returns_rungs(N, y, reps, keys, threshold, level)
     Ns, ys, rs, _ = _prep(N, y, reps, keys)
-    if len(np.unique(Ns)) < min_sizes_point or rungs.kind == NO_SIGNAL:
+    if len(np.unique(Ns)) < min_sizes_point or rungs.kind is ReturnsKind.NO_SIGNAL:
         return rungs
     fit = fit_loglinear(Ns, ys, rs, level)
     if not fit.ok:
-        return DiminishingReturns(kind="failed", threshold=threshold, method="loglinear",
-                                  note=f"log-linear fit {fit.status}", rungs=rungs)
+        return DiminishingReturns(kind=ReturnsKind.FAILED, threshold=threshold, method="loglinear",
+                                  note=f"log-linear fit {fit.outcome}", rungs=rungs)
     scale = HUNDRED_M / (threshold * LN10)
     ci = None
     if rs is not None and len(rs):
         _, rb = _ols(np.log10(Ns), rs)
         ci = _ci(np.where(rb > 0, rb * scale, 0.0), level)
     if fit.b <= 0:
-        return DiminishingReturns(kind="below_everywhere", threshold=threshold, method="loglinear", ci=ci,
-                                  note=f"fitted gain per decade {fit.b:.3f} <= 0: no size pays "
-                                       f"{threshold * 100:g} points per 100M", rungs=rungs)
+        return DiminishingReturns(kind=ReturnsKind.BELOW_EVERYWHERE, threshold=threshold, method="loglinear",
+                                  ci=ci, note=f"fitted gain per decade {fit.b:.3f} <= 0: no size pays "
+                                              f"{threshold * 100:g} points per 100M", rungs=rungs)
     n = fit.b * scale
     inside = bool(Ns[0] <= n <= Ns[-1])
     note = (f"log-linear fit: marginal gain b/(N ln10)*1e8 = {threshold * 100:g} points per 100M at "
             f"N = {_fmt_n(n)}" + ("" if inside else " (extrapolated beyond the measured sizes)"))
-    return DiminishingReturns(kind="point", threshold=threshold, method="loglinear", n=float(n), ci=ci,
+    return DiminishingReturns(kind=ReturnsKind.POINT, threshold=threshold, method="loglinear", n=float(n), ci=ci,
                               within_measured=inside, note=note, rungs=rungs)
 
 
@@ -514,13 +579,13 @@ def diminishing_returns(N, y, reps=None, keys=None, threshold: float = 0.05, lev
 
 @dataclass(frozen=True)
 class CapacityThreshold(_AsDict):
-    """The smallest measured size whose score reaches ``target`` (``status="reached"``) or
-    ``"not_reached"``. ``probabilities``: how often each size is the smallest to reach the
+    """The smallest measured size whose score reaches ``target`` (:attr:`ThresholdStatus.REACHED`)
+    or :attr:`ThresholdStatus.NOT_REACHED`. ``probabilities``: how often each size is the smallest to reach the
     target across bootstrap replicates (``"not reached"`` included). ``fitted_n``: where
     the log-linear fit crosses the target (None without an increasing fit)."""
 
     target: float
-    status: str
+    status: ThresholdStatus
     key: str | None = None
     n: float | None = None
     score: float | None = None
@@ -544,12 +609,13 @@ def capacity_threshold(N, y, reps=None, keys=None, target: float = 0.5,
         probs = tuple((lab, float(p)) for lab, p in zip(labels, counts) if p > 0)
     hit = np.flatnonzero(y >= target)
     if not len(hit):
-        return CapacityThreshold(target=target, status="not_reached", probabilities=probs, fitted_n=fitted)
+        return CapacityThreshold(target=target, status=ThresholdStatus.NOT_REACHED, probabilities=probs,
+                                 fitted_n=fitted)
     i = int(hit[0])
-    return CapacityThreshold(target=target, status="reached", key=keys[i], n=float(N[i]), score=float(y[i]),
-                             probabilities=probs, fitted_n=fitted)
+    return CapacityThreshold(target=target, status=ThresholdStatus.REACHED, key=keys[i], n=float(N[i]),
+                             score=float(y[i]), probabilities=probs, fitted_n=fitted)
 
 
-__all__ = ["NO_SIGNAL", "no_signal", "span_gain", "RungGain", "LogLinearFit", "LogisticFit", "DiminishingReturns", "CapacityThreshold",
-           "rung_gains", "fit_loglinear", "fit_logistic", "logistic", "diminishing_returns",
-           "diminishing_returns_rungs", "capacity_threshold"]
+__all__ = ["FitStatus", "ReturnsKind", "ThresholdStatus", "no_signal", "span_gain", "RungGain", "LogLinearFit",
+           "LogisticFit", "DiminishingReturns", "CapacityThreshold", "rung_gains", "fit_loglinear", "fit_logistic",
+           "logistic", "diminishing_returns", "diminishing_returns_rungs", "capacity_threshold"]

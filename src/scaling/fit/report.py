@@ -29,7 +29,7 @@ from scaling.fit.collect import OVERALL, Collection, Log, collect, load_referenc
 from scaling.fit.config import Settings, anchor_paths, conf_dir
 from scaling.fit.errors import FitError
 from scaling.fit.figures import FigureFile, make_figures, metric_label
-from scaling.fit.fits import NO_SIGNAL, _fmt_n
+from scaling.fit.fits import FitStatus, ReturnsKind, ThresholdStatus, _fmt_n
 from scaling.fit.scores import THIN, THIN_NOTE, SeriesScores
 from scaling.fit.tables import (Table, all_tables, ceiling_table, data_axis_table, describe_diminishing, gain_text,
                                 headline_table, interval_note, ladder_table, pct, write_tables)
@@ -301,18 +301,18 @@ def _levels(c: Curve) -> str:
 
 
 def _short_diminishing(dr) -> str:
-    if dr.kind == "point":
+    if dr.kind is ReturnsKind.POINT:
         s = f"at {_fmt_n(dr.n)}" + (f" [{_fmt_n(dr.ci[0])}, {_fmt_n(dr.ci[1])}]" if dr.ci else "")
         return s + ("" if dr.within_measured else " (extrapolated)")
-    if dr.kind == "range":
+    if dr.kind is ReturnsKind.RANGE:
         return f"between {_fmt_n(dr.between[0])} and {_fmt_n(dr.between[1])}"
-    if dr.kind == "not_reached":
+    if dr.kind is ReturnsKind.NOT_REACHED:
         return f"not below it up to {_fmt_n(dr.between[0])}"
-    if dr.kind == "below_everywhere":
+    if dr.kind is ReturnsKind.BELOW_EVERYWHERE:
         return "below it everywhere (fitted slope <= 0)"
-    if dr.kind == NO_SIGNAL:
+    if dr.kind is ReturnsKind.NO_SIGNAL:
         return dr.note
-    return dr.note or dr.kind
+    return dr.note or dr.kind.value
 
 
 def answer(analysis: Analysis, head: SeriesScores | None) -> list[str]:
@@ -545,13 +545,13 @@ def _fit_text(c: Curve) -> str:
         loo = f", LOO RMSE {ll.loo_rmse * 100:.1f}" if ll.loo_rmse is not None else ""
         txt = f"log-linear {ll.b * 100:+.1f} per decade, {ll.gain_per_doubling * 100:+.1f}{ci} per doubling{loo}"
     else:
-        txt = f"log-linear {ll.status}"
+        txt = f"log-linear {ll.outcome}"
     if lg.ok:
         loo = (f", LOO RMSE {lg.loo_rmse * 100:.1f}" + (f" ({lg.loo_note})" if lg.loo_note else "")
                if lg.loo_rmse is not None else "")
         txt += f"; logistic N50 {_fmt_n(lg.n50)}, ceiling {lg.hi * 100:.0f}{loo}"
-    elif lg.status != "insufficient_sizes":   # too few sizes is said once, in the section's header
-        txt += f"; logistic {lg.status}"
+    elif lg.status is not FitStatus.INSUFFICIENT_SIZES:   # too few sizes is said once, in the section's header
+        txt += f"; logistic {lg.outcome}"
     return txt
 
 
@@ -612,7 +612,7 @@ def capacity_rows(analysis: Analysis, series: Sequence[SeriesScores]) -> Table |
             continue
         r = cap.result
         cells.setdefault((cap.series, cap.tier), {})[r.target] = (
-            f"`{r.key}` ({_fmt_n(r.n)})" if r.status == "reached" else "not reached")
+            f"`{r.key}` ({_fmt_n(r.n)})" if r.status is ThresholdStatus.REACHED else "not reached")
     if not cells:
         return None
     header = ("series", "tier") + tuple(f">= {t * 100:g}%" for t in st.targets)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from scaling.fit.analysis import Analysis, headline_series
 from scaling.fit.data_axis import describe_fraction
-from scaling.fit.fits import NO_SIGNAL, _fmt_n
+from scaling.fit.fits import FitStatus, ReturnsKind, ThresholdStatus, _fmt_n
 from scaling.fit.scores import SeriesScores
 from scaling.results import describe_categories
 
@@ -127,10 +127,10 @@ def tier_scores_table(analysis: Analysis) -> Table:
 
 def gain_text(g, digits: int = 1) -> str:
     """``+12.3 [+4.0, +20.1]`` (points per 100M), ``no signal (both 0)`` or ``n/a (same_size)``."""
-    if g.status == NO_SIGNAL:
+    if g.status is FitStatus.NO_SIGNAL:
         return f"no signal (both {_floor_or_ceiling(g.score_from)})"
     if g.gain is None:
-        return f"n/a ({g.status})"
+        return f"n/a ({g.status.value})"
     ci = f" [{g.ci[0] * 100:+.{digits}f}, {g.ci[1] * 100:+.{digits}f}]" if g.ci else ""
     return f"{g.gain * 100:+.{digits}f}{ci}"
 
@@ -189,7 +189,7 @@ def data_axis_table(analysis: Analysis) -> Table:
                 step = steps.get(f)
                 if step is None:
                     change = "-"
-                elif step.status == NO_SIGNAL:
+                elif step.status is FitStatus.NO_SIGNAL:
                     change = f"no signal (both {_floor_or_ceiling(d.point[(m, t)][i])})"
                 else:
                     change = f"{step.delta * 100:+.1f}" + (f" [{step.ci[0] * 100:+.1f}, {step.ci[1] * 100:+.1f}]"
@@ -209,9 +209,10 @@ def gain_table(analysis: Analysis) -> Table:
     for c in analysis.curves:
         for g in c.gains:
             gain = "-" if g.gain is None else f"{g.gain * 100:+.1f}"
-            if g.status == NO_SIGNAL:
+            flat = g.status is FitStatus.NO_SIGNAL
+            if flat:
                 gain = f"no signal (both {_floor_or_ceiling(g.score_from)})"
-            ci = f"[{g.ci[0] * 100:+.1f}, {g.ci[1] * 100:+.1f}]" if g.ci and g.status != NO_SIGNAL else "-"
+            ci = f"[{g.ci[0] * 100:+.1f}, {g.ci[1] * 100:+.1f}]" if g.ci and not flat else "-"
             rows.append((c.series, c.metric, c.tier, f"{g.from_key} → {g.to_key}",
                          f"{_fmt_n(g.n_from)} → {_fmt_n(g.n_to)}", gain, ci))
     return Table("gain_per_100m", f"Gain per 100M parameters between adjacent rungs (points; threshold "
@@ -225,11 +226,11 @@ def fits_table(analysis: Analysis) -> Table:
     rows = []
     for c in analysis.curves:
         ll, lg, dr = c.loglinear, c.logistic, c.diminishing
-        per_dec = f"{ll.b * 100:+.1f}" if ll.ok else ll.status
+        per_dec = f"{ll.b * 100:+.1f}" if ll.ok else ll.outcome
         per_dbl = (f"{ll.gain_per_doubling * 100:+.1f}" + (f" [{ll.ci_gain_per_doubling[0] * 100:+.1f}, "
                    f"{ll.ci_gain_per_doubling[1] * 100:+.1f}]" if ll.ci_gain_per_doubling else "")) if ll.ok else "-"
         loo = f"{ll.loo_rmse * 100:.1f}" if ll.loo_rmse is not None else "-"
-        logi = (f"ok, N50 {_fmt_n(lg.n50)}, hi {lg.hi * 100:.0f}" if lg.ok else lg.status)
+        logi = (f"ok, N50 {_fmt_n(lg.n50)}, hi {lg.hi * 100:.0f}" if lg.ok else lg.outcome)
         rows.append((c.series, c.metric, c.tier, per_dec, per_dbl, loo, logi, describe_diminishing(dr)))
     return Table("fits", "Fits in log10(parameters): log-linear gain per decade and per doubling (points, "
                          "95% CI), leave-one-size-out RMSE (points), logistic fit, diminishing-returns point.",
@@ -240,32 +241,32 @@ def fits_table(analysis: Analysis) -> Table:
 def describe_diminishing(dr) -> str:
     """One phrase: where the gain per 100M falls below the threshold, with the bootstrap's
     distribution over steps for the rung-based answer."""
-    if dr.kind == NO_SIGNAL:
+    if dr.kind is ReturnsKind.NO_SIGNAL:
         return dr.note or "no signal"
-    if dr.kind == "point":
+    if dr.kind is ReturnsKind.POINT:
         s = f"at {_fmt_n(dr.n)}"
         if dr.ci:
             s += f" [{_fmt_n(dr.ci[0])}, {_fmt_n(dr.ci[1])}]"
         s += "" if dr.within_measured else " (extrapolated)"
         return s + (f"; rungs: {describe_diminishing(dr.rungs)}" if dr.rungs is not None else "")
-    if dr.kind in ("range", "not_reached"):
-        if dr.kind == "range":
+    if dr.kind in (ReturnsKind.RANGE, ReturnsKind.NOT_REACHED):
+        if dr.kind is ReturnsKind.RANGE:
             s = f"between {_fmt_n(dr.between[0])} and {_fmt_n(dr.between[1])} (a range: rungs only)"
         else:
             s = f"not reached up to {_fmt_n(dr.between[0])}"
         if dr.probabilities:
             s += "; bootstrap: " + ", ".join(f"{lab} {p * 100:.0f}%" for lab, p in dr.probabilities)
         return s
-    return f"{dr.kind}: {dr.note}" if dr.note else dr.kind
+    return f"{dr.kind.value}: {dr.note}" if dr.note else dr.kind.value
 
 
 def capacity_table(analysis: Analysis) -> Table:
     rows = []
     for cap in analysis.capacity:
         r = cap.result
-        where = f"{r.key} ({_fmt_n(r.n)})" if r.status == "reached" else "not reached"
+        where = f"{r.key} ({_fmt_n(r.n)})" if r.status is ThresholdStatus.REACHED else "not reached"
         p = dict(r.probabilities)
-        prob = f"{p.get(r.key, 0.0) * 100:.0f}%" if r.status == "reached" and p else "-"
+        prob = f"{p.get(r.key, 0.0) * 100:.0f}%" if r.status is ThresholdStatus.REACHED and p else "-"
         rows.append((cap.series, cap.metric, cap.tier, f"{r.target * 100:g}", where, prob,
                      _fmt_n(r.fitted_n) if r.fitted_n else "-"))
     return Table("capacity", "Capacity thresholds: smallest measured model whose score reaches the target; "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from scaling.fit.analysis import Analysis, Curve
 from scaling.fit.collect import OVERALL
+from scaling.fit.fits import FitStatus
 
 
 class TrendStatus(str, enum.Enum):
@@ -86,7 +87,7 @@ class TrendCheck:
 def _steps(curve: Curve) -> tuple[Step, ...]:
     out = []
     for g in curve.gains:
-        if g.status == "same_size":
+        if g.status is FitStatus.SAME_SIZE:
             continue
         dn = (g.n_to - g.n_from) / 1e8
         ci = None if g.ci is None or g.ci[0] is None else (float(g.ci[0]) * dn, float(g.ci[1]) * dn)
