@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling.stats import (clopper_pearson_interval, paired_proportion_difference, proportion_interval,
-                           wilson_interval)
+from scaling.stats import (bootstrap_ci, bootstrap_intervals, bounded_mean_intervals, clopper_pearson_interval,
+                           paired_proportion_difference, proportion_interval, proportion_intervals, ratio_interval,
+                           stratified_weights, wilson_interval)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,6 +71,32 @@ def test_paired_difference_of_proportions():
     # Every example gained: an interval that ends at +100 but does not start there.
     lo, hi = paired_proportion_difference([0, 0], [1, 1])
     assert hi == 1.0 and 0 < lo < 0.9
+
+
+def test_the_bootstraps_of_one_run_share_one_draw():
+    rng = np.random.default_rng(3)
+    values = np.column_stack([rng.random(40), rng.random(40) < 0.3])
+    both = bootstrap_intervals(values, n_boot=500, seed=5)
+    assert both.shape == (2, 2)
+    for j in range(2):
+        assert (float(both[0, j]), float(both[1, j])) == bootstrap_ci(values[:, j], n_boot=500, seed=5)
+
+
+def test_a_ratio_of_sums_resamples_units_and_falls_back_to_wilson_when_it_collapses():
+    right = np.array([3.0, 0.0, 5.0, 1.0])
+    total = np.array([4.0, 2.0, 5.0, 4.0])
+    w = stratified_weights(["a"] * 4, 400, np.random.default_rng(0))
+    lo, hi = ratio_interval(w, right, total)
+    assert lo < right.sum() / total.sum() < hi
+    # no leaf right anywhere: every replicate says 0; Wilson's bound over the 4 units instead
+    assert ratio_interval(w, np.zeros(4), total) == wilson_interval(0, 4)
+
+
+def test_several_models_at_once():
+    lo, hi = proportion_intervals(np.array([0.0, np.nan, 0.5]), 20)
+    assert (lo[0], hi[0]) == wilson_interval(0, 20) and np.isnan(lo[1]) and (lo[2], hi[2]) == wilson_interval(10, 20)
+    lo, hi = bounded_mean_intervals(np.array([0.0, 0.4]), 20, np.array([0.0, 0.3]), np.array([0.0, 0.5]))
+    assert (lo[0], hi[0]) == wilson_interval(0, 20) and (lo[1], hi[1]) == (0.3, 0.5)
 
 
 # --- the committed tables ------------------------------------------------------------------------
