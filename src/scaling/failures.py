@@ -49,6 +49,7 @@ from scaling.complex_plus import COMPLEX_PLUS_TIER, has_complex_plus, read_poole
 from scaling.data import DataError, load_schemas, read_records
 from scaling.data.io import TIERS
 from scaling.data.locate import find_recorded_file
+from scaling.errors import LocatedError
 from scaling.metrics import extract_json, flatten, json_exact, metric_interval
 from scaling.stats import ratio_interval, stratified_weights, wilson_interval
 from scaling.results import model_key, sha256_file, train_data, train_fraction, fraction_label
@@ -205,8 +206,8 @@ def summarise_leaves(rows: Iterable[tuple[str, list[Leaf]]], n_boot: int = N_BOO
 # ------------------------------------------------------------------------------- a run
 
 
-class FailuresError(ValueError):
-    """A run folder or data file that cannot be read; names the file (and line)."""
+class FailuresError(LocatedError, ValueError):
+    """A run folder or data file that cannot be read; names the file (and line, and field)."""
 
 
 def _read_text(path: Path) -> str:
@@ -214,12 +215,12 @@ def _read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise FailuresError(f"{path}: cannot read: {e.strerror or e}") from None
+        raise FailuresError(f"cannot read: {e.strerror or e}", path) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise FailuresError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
+        raise FailuresError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x})", path, line) from None
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -230,9 +231,9 @@ def _read_jsonl(path: Path) -> list[dict]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise FailuresError(f"{path}:{n}: invalid JSON: {e.msg}") from None
+            raise FailuresError(f"invalid JSON: {e.msg}", path, n) from None
         if not isinstance(row, dict):
-            raise FailuresError(f"{path}:{n}: expected a JSON object")
+            raise FailuresError("expected a JSON object", path, n)
         rows.append(row)
     return rows
 
@@ -250,18 +251,18 @@ def _test_file(results: Mapping[str, Any], data_dir: Path | None, run: Path) -> 
     name = named[0] if named else None
     if data_dir is None:
         if name is None:
-            raise FailuresError(f"{where}: field data.files names no test.jsonl; pass --data")
+            raise FailuresError("field data.files names no test.jsonl; pass --data", where)
         return find_recorded_file(name, data.get("root") or cfg_data.get("root"), files.get(name),
                                   f"{where}: field data.files", error=FailuresError, what="test file",
                                   how="the run was scored on another file")
     path = data_dir / str(data.get("version", "v3")) / "test.jsonl"
     if not path.is_file():
-        raise FailuresError(f"{path}: no such file (--data {data_dir} holds <version>/test.jsonl; "
-                            f"{where} says version {data.get('version', 'v3')!r})")
+        raise FailuresError(f"no such file (--data {data_dir} holds <version>/test.jsonl; "
+                            f"{where} says version {data.get('version', 'v3')!r})", path)
     recorded = files.get(name) if name else None
     if isinstance(recorded, str) and len(recorded) == 64 and (actual := sha256_file(path)) != recorded:
-        raise FailuresError(f"{path}: sha256 {actual[:12]} is not the {recorded[:12]} {where} recorded "
-                            f"for {name}: the run was scored on another file")
+        raise FailuresError(f"sha256 {actual[:12]} is not the {recorded[:12]} {where} recorded "
+                            f"for {name}: the run was scored on another file", path)
     return path
 
 
@@ -382,17 +383,17 @@ def analyse_run(run: str | Path, data_dir: str | Path | None = None, n_examples:
                 seed: int = SEED) -> RunFailures:
     run = Path(run)
     if not run.is_dir():
-        raise FailuresError(f"{run}: {'not a run folder' if run.exists() else 'no such folder'} "
-                            "(expected a folder with results.json and predictions.jsonl)")
+        raise FailuresError(f"{'not a run folder' if run.exists() else 'no such folder'} "
+                            "(expected a folder with results.json and predictions.jsonl)", run)
     try:
         results = json.loads(_read_text(run / "results.json"))
     except json.JSONDecodeError as e:
-        raise FailuresError(f"{run / 'results.json'}:{e.lineno}: invalid JSON: {e.msg}") from None
+        raise FailuresError(f"invalid JSON: {e.msg}", run / "results.json", e.lineno) from None
     if not isinstance(results, dict):
-        raise FailuresError(f"{run / 'results.json'}: expected a JSON object")
+        raise FailuresError("expected a JSON object", run / "results.json")
     preds = _read_jsonl(run / "predictions.jsonl")
     if not preds:
-        raise FailuresError(f"{run / 'predictions.jsonl'}: no predictions")
+        raise FailuresError("no predictions", run / "predictions.jsonl")
     test_path = _test_file(results, Path(data_dir) if data_dir else None, run)
     records = {r["id"]: r for r in _read_jsonl(test_path)}
     statuses: dict[str, Counter] = defaultdict(Counter)
@@ -401,10 +402,10 @@ def analyse_run(run: str | Path, data_dir: str | Path | None = None, n_examples:
     for n, row in enumerate(preds, start=1):
         for name in ("id", "tier", "status", "output"):
             if name not in row:
-                raise FailuresError(f"{run / 'predictions.jsonl'}:{n}: field {name!r} missing")
+                raise FailuresError(f"field {name!r} missing", run / "predictions.jsonl", n)
         rec = records.get(row["id"])
         if rec is None:
-            raise FailuresError(f"{run / 'predictions.jsonl'}:{n}: field 'id': {row['id']!r} is not in {test_path}")
+            raise FailuresError(f"{row['id']!r} is not in {test_path}", run / "predictions.jsonl", n, "id")
         tier = row["tier"]
         statuses[tier][row["status"]] += 1
         per_schema[(row.get("schema_id") or rec["schema_id"], tier)].append(row)
@@ -437,7 +438,7 @@ def _add_complex_plus(run: Path, results: Mapping[str, Any], data_dir, n_boot: i
     try:
         answers, records = read_pooled(run, results, data_dir)
     except DataError as e:
-        raise FailuresError(str(e)) from None
+        raise FailuresError(e.message, e.file, e.line, e.field) from None
     rows = []
     for a in answers:
         statuses[COMPLEX_PLUS_TIER][a["status"]] += 1

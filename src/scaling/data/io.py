@@ -29,6 +29,8 @@ from typing import Any, Iterator, Mapping
 
 import jsonschema
 
+from scaling.errors import LocatedError
+
 TIERS = ("simple", "medium", "complex")
 
 #: Longest accepted line, in bytes, without its newline (1 MiB). EdgeJSON's longest
@@ -46,13 +48,14 @@ REQUIRED_FIELDS: tuple[tuple[str, type, str], ...] = (
 )
 
 
-class DataError(Exception):
+class DataError(LocatedError):
     """A problem with input data, located as precisely as known.
 
     ``str(err)`` is ``"file:line: field 'f': message"``; the parts that are not known
-    (``None``) are left out. ``check`` names the validation check the problem belongs
-    to (``"parse"``, ``"fields"``, ``"schema_known"``) for record-level problems, and
-    is ``None`` for file-level ones (missing file, bad schema, empty file).
+    (``None``) are left out (:class:`scaling.errors.LocatedError`). ``check`` names the
+    validation check the problem belongs to (``"parse"``, ``"fields"``, ``"schema_known"``)
+    for record-level problems, and is ``None`` for file-level ones (missing file, bad schema,
+    empty file).
     """
 
     def __init__(
@@ -64,23 +67,8 @@ class DataError(Exception):
         *,
         check: str | None = None,
     ) -> None:
-        self.message = message
-        self.file = None if file is None else str(file)
-        self.line = line
-        self.field = field
         self.check = check
-        super().__init__(str(self))
-
-    @property
-    def detail(self) -> str:
-        """The message with its field, without the file and line."""
-        return f"field '{self.field}': {self.message}" if self.field else self.message
-
-    def __str__(self) -> str:
-        where = self.file or ""
-        if self.line is not None:
-            where = f"{where}:{self.line}" if where else f"line {self.line}"
-        return f"{where}: {self.detail}" if where else self.detail
+        super().__init__(message, file, line, field)
 
     def __reduce__(self):  # keep pickling (multiprocessing, datasets) working
         return (_rebuild_data_error, (self.message, self.file, self.line, self.field, self.check))
