@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from scaling.errors import LocatedError
+
 T = TypeVar("T")
 
 
@@ -113,7 +115,7 @@ def _omegaconf_type(annotation: Any) -> Any:
     return annotation
 
 
-class ConfigError(ValueError):
+class ConfigError(LocatedError, ValueError):
     """A config that composed but cannot be built; the message starts with the config key."""
 
 

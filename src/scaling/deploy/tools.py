@@ -28,6 +28,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from scaling.errors import LocatedError
+
 LLAMA_CPP_VERSION = "0.3.36"
 """The ``llama-cpp-python`` release the ``deploy`` extra pins (pyproject.toml); the converter is
 taken from the same release, so the GGUF files it writes are ones this library reads."""
@@ -43,7 +45,7 @@ QUANT_TYPES = ("f32", "f16", "q8_0", "q4_k_m")
 _FTYPE_NAMES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
 
 
-class DeployToolError(RuntimeError):
+class DeployToolError(LocatedError, RuntimeError):
     """A llama.cpp tool is missing or failed; the message says what to do."""
 
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaling.errors import LocatedError
 from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, read_json, sha256_file
 
 
-class ExportError(RuntimeError):
+class ExportError(LocatedError, RuntimeError):
     """An export cannot proceed; the message names the file, field or flag and what to do."""
 
 

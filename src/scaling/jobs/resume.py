@@ -19,6 +19,8 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 
+from scaling.errors import LocatedError
+
 log = logging.getLogger("scaling.train")
 
 CHECKPOINT_DIR = "checkpoints"
@@ -27,7 +29,7 @@ SUPERSEDED_DIR = "checkpoints.superseded"
 TRAIN_HASH_KEY = "scaling_train_hash"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(LocatedError, RuntimeError):
     """``last.ckpt`` exists but cannot be read."""
 
 

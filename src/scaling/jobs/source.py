@@ -24,6 +24,7 @@ from typing import Any, Iterable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from scaling.errors import LocatedError
 from scaling.jobs.identity import BOOKKEEPING_KEYS, data_hash, is_bookkeeping, legacy_train_hash
 from scaling.results import RESULTS_FILE, read_json
 
@@ -37,7 +38,7 @@ EVALUATION_KEYS = ("eval.split", "eval.limit")
 SOURCE_BOOKKEEPING = ("data.root",)
 
 
-class SourceJobError(RuntimeError):
+class SourceJobError(LocatedError, RuntimeError):
     """A finished job cannot be used as a source; the message names the file, the field and
     what to do."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from scaling.errors import LocatedError
 
-class ModelLoadError(RuntimeError):
+
+class ModelLoadError(LocatedError, RuntimeError):
     """A model or tokenizer could not be built; the message says what to do instead."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from scaling.errors import LocatedError
 from scaling.models.weights import loading_info_mismatches, mismatch_report
 
 from .network import MiniModelConfig, MiniModelForCausalLM
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 
-class MiniModelWeightsError(ValueError):
+class MiniModelWeightsError(LocatedError, ValueError):
     """A published-format MiniModel state dict does not match the model it is loaded into.
 
     ``str()`` names the source (file or ``<state dict>``) and lists missing keys, unexpected keys and

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from scaling.errors import LocatedError
+
 __all__ = [
     "MINIMODEL_SPECIAL_TOKENS",
     "MiniModelTokenizerError",
@@ -28,7 +30,7 @@ __all__ = [
 ]
 
 
-class MiniModelTokenizerError(ValueError):
+class MiniModelTokenizerError(LocatedError, ValueError):
     """A MiniModel tokenizer file is unreadable or names a special token that is not in its vocabulary."""
 
 
