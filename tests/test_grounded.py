@@ -172,3 +172,31 @@ def test_tables_name_the_grounded_decoder():
     assert decode_label("constrained", {"decode": {"grammar_strict": True, "grounded": True}}) == \
         "constrained (strict, grounded)"
     assert decode_label("greedy", {"decode": {"grammar_strict": True, "grounded": False}}) == "greedy"
+
+
+def test_ungrounded_values_are_the_leaves_the_prompt_does_not_hold():
+    from scaling.decode.grounded import ungrounded_values
+
+    prompt = 'Ticket 77 from "Bo"\nin Lyon, tags: Urgent.'
+    answer = {"id": 77, "who": '"Bo"', "city": "Lyon", "tags": ["urgent", "Urgent"], "open": True, "n": 7.5}
+    assert ungrounded_values(answer, prompt) == ["tags[0]", "n"]
+
+
+def test_the_committed_seeds_invent_values_in_60_wrong_answers_and_the_grounded_run_in_2(edgejson_dir):
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("ungrounded_answers", repo / "bench/ungrounded_answers.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    test = str(edgejson_dir / "v3" / "test.jsonl")
+    seeds = [bench.count(repo / f"outputs/reference/edgejson_v3_depth/smol135_gguf-s{s}", test) for s in range(3)]
+    # The count: 60 of the 145 wrong answers that parse hold a value not in the prompt.
+    assert sum(r["wrong_parsed_ungrounded"] for r in seeds) == 60
+    assert sum(r["wrong_parsed"] for r in seeds) == 145
+    strict = bench.count(repo / "outputs/reference/edgejson_v3_grounded/exclude-smol135_gguf-s0", test)
+    grounded = bench.count(repo / "outputs/reference/edgejson_v3_grounded/grounded-exclude-smol135_gguf-s0", test)
+    assert strict["wrong_parsed_ungrounded"] == 22
+    # Only the rows where grammar and prompt left no token (decoded under the grammar alone) remain.
+    assert grounded["wrong_parsed_ungrounded"] <= 2

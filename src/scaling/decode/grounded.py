@@ -29,7 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["PromptSubstrings", "VocabTrie", "GroundedCursor", "escaped_prompt", "grounded_cursors", "mask_to_prompts"]
+__all__ = ["PromptSubstrings", "VocabTrie", "GroundedCursor", "escaped_prompt", "grounded_cursors", "mask_to_prompts",
+           "ungrounded_values"]
 
 # Lexer modes of the JSON being written.
 _VALUE, _STR_VALUE, _NUMBER, _AFTER, _KEY, _STR_KEY, _COLON, _LITERAL, _END = range(9)
@@ -300,3 +301,28 @@ def mask_to_prompts(scores, cursors: Sequence[GroundedCursor | None]) -> int:
         else:
             row.copy_(masked)
     return fallbacks
+
+
+def ungrounded_values(answer, prompt: str) -> list[str]:
+    """Paths of the string and number leaves of a parsed ``answer`` that grounded decoding would
+    not have let through: their JSON text (a string's inside its quotes) is no substring of the
+    prompt as it reads inside JSON. Keys, booleans and nulls are not values copied from a prompt."""
+    text = escaped_prompt(prompt).decode("utf-8")
+    out: list[str] = []
+
+    def walk(value, path: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(value, str):
+            if json.dumps(value, ensure_ascii=False)[1:-1] not in text:
+                out.append(path)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if json.dumps(value) not in text:
+                out.append(path)
+
+    walk(answer, "")
+    return out
