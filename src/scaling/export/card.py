@@ -182,6 +182,10 @@ def _measured_lines(manifest: Mapping[str, Any]) -> list[str]:
                              torch_dtype=(manifest.get("torch_eval") or {}).get("dtype"))
 
 
+_GROUNDED = (", grounded (string values and numbers kept to substrings of the prompt; the scaling decoder only: "
+             "the llama.cpp files decode with the schema grammar alone)")
+
+
 def _recipe_lines(manifest: Mapping[str, Any]) -> list[str]:
     r = manifest["recipe"]
     ft, prompt, decode, train = r["finetune"], r["prompt"], r["decode"], r.get("train") or {}
@@ -198,7 +202,7 @@ def _recipe_lines(manifest: Mapping[str, Any]) -> list[str]:
         f"- Prompt: template `{prompt['template']}`, schema shown as `{prompt['schema']}`, compact JSON targets "
         f"`{prompt['compact_json']}`.",
         f"- Decoding: {decode['mode']}{' (strict grammar)' if decode.get('grammar_strict') and decode['mode'] == 'constrained' else ''}"
-        f"{', grounded (string values and numbers kept to substrings of the prompt)' if decode.get('grounded') else ''}, "
+        f"{_GROUNDED if decode.get('grounded') else ''}, "
         f"greedy, at most {decode.get('max_new_tokens')} new tokens, stop at EOS or when the first JSON value closes; "
         f"`format` keywords {'enforced' if decode.get('grammar_formats') else 'not enforced'} by the grammar.",
     ]
