@@ -236,14 +236,21 @@ def _fit(folder: Path):
     return analyse(collect([folder], log=quiet), Settings.from_config({"n_boot": 300, "n_boot_fit": 0}), log=quiet)
 
 
-def test_fit_scores_complex_plus_as_a_tier_and_skips_the_run_of_its_extra_part():
+def test_fit_scores_complex_plus_as_a_tier_and_skips_the_run_of_its_extra_part(tmp_path):
+    import shutil
+
     from scaling.fit.report import render_report
     from scaling.fit.tables import headline_table, tier_scores_table
 
-    analysis = _fit(GROUNDED)
+    # The run and the run of its extra part on their own (the committed folder also holds the
+    # same weights under another decoder, a series of its own).
+    sweep = tmp_path / GROUNDED.name
+    for run in (RUN, EXTRA):
+        shutil.copytree(run, sweep / run.name)
+    analysis = _fit(sweep)
     col = analysis.collection
-    assert [j.path.parent for j in col.jobs] == [RUN]
-    assert [s.path.parent for s in col.skipped] == [EXTRA] and "extra part" in col.skipped[0].reason
+    assert [j.path.parent for j in col.jobs] == [sweep / RUN.name]
+    assert [s.path.parent for s in col.skipped] == [sweep / EXTRA.name] and "extra part" in col.skipped[0].reason
     assert analysis.settings.tiers == ("overall", "simple", "medium", "complex", COMPLEX_PLUS_TIER)
     (series,) = analysis.scores
     exact = series.row("json_exact", COMPLEX_PLUS_TIER)
