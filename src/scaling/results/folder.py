@@ -121,12 +121,15 @@ def check_id(row: Mapping[str, Any], path: str | os.PathLike | None, line: int |
 
 
 def read_predictions(path: str | os.PathLike, error: ErrorType = DataError, *, missing: str = "not found",
-                     blank_lines: Literal["skip", "error"] = "skip", unique_ids: bool = False) -> list[dict]:
+                     blank_lines: Literal["skip", "error"] = "skip", unique_ids: bool = False,
+                     empty: str | None = None) -> list[dict]:
     """A ``predictions.jsonl`` (or ``complex_plus.jsonl``): its rows in file order, each an
     object with a non-empty string ``id`` and ``"line"`` added. With ``unique_ids`` an id
-    seen on an earlier line is an error (naming both lines). An empty file gives ``[]``: what
-    that means is the caller's to say."""
+    seen on an earlier line is an error (naming both lines). A file without a row gives ``[]``,
+    or, with ``empty``, raises ``error(empty)`` naming the file."""
     rows = read_jsonl(path, error, missing=missing, blank_lines=blank_lines)
+    if not rows and empty is not None:
+        raise error(empty, file=Path(path))
     first: dict[str, int] = {}
     for row in rows:
         pid = check_id(row, path, row[LINE], error)
@@ -182,10 +185,11 @@ class RunFolder:
         return Results.from_json(self.results_json(error, missing=missing), file=self.results_path, error=error)
 
     def predictions(self, error: ErrorType = DataError, *, missing: str = "not found",
-                    blank_lines: Literal["skip", "error"] = "skip", unique_ids: bool = False) -> list[dict]:
+                    blank_lines: Literal["skip", "error"] = "skip", unique_ids: bool = False,
+                    empty: str | None = None) -> list[dict]:
         """``predictions.jsonl``'s rows (:func:`read_predictions`)."""
         return read_predictions(self.predictions_path, error, missing=missing, blank_lines=blank_lines,
-                                unique_ids=unique_ids)
+                                unique_ids=unique_ids, empty=empty)
 
     def has_complex_plus(self, results: Mapping[str, Any] | Results) -> bool:
         """Whether the run carries complex+: a ``metrics.complex_plus`` block in its results
@@ -195,6 +199,6 @@ class RunFolder:
         return isinstance(block, Mapping) and self.complex_plus_path.is_file()
 
     def complex_plus(self, error: ErrorType = DataError, *, missing: str = "not found",
-                     unique_ids: bool = False) -> list[dict]:
+                     unique_ids: bool = False, empty: str | None = None) -> list[dict]:
         """``complex_plus.jsonl``'s rows (:func:`read_predictions`)."""
-        return read_predictions(self.complex_plus_path, error, missing=missing, unique_ids=unique_ids)
+        return read_predictions(self.complex_plus_path, error, missing=missing, unique_ids=unique_ids, empty=empty)
