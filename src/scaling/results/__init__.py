@@ -88,8 +88,8 @@ from scaling.data.io import sha256_file  # noqa: F401 - re-exported: results nam
 from scaling.metrics import METRIC_KEYS
 from scaling.results.files import (COMPLEX_PLUS_FILE, METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE,  # noqa: F401
                                    RESULTS_VERSION, atomic_write_json, atomic_write_text, read_json, write_jsonl)
-from scaling.results.folder import (RunFolder, check_id, read_jsonl, read_predictions, read_results_json,  # noqa: F401
-                                    read_text, without_line)
+from scaling.results.folder import (RunFolder, check_id, read_jsonl, read_outputs, read_predictions,  # noqa: F401
+                                    read_results_json, read_text, without_line)
 from scaling.results.record import DataSection, EvalStats, Hashes, Results, RunError, TrainSection  # noqa: F401
 
 CATEGORY_BOUNDS = (("NLM", 10e6), ("MLM", 250e6), ("SLM", 1e9), ("LLM", float("inf")))

@@ -140,6 +140,18 @@ def read_predictions(path: str | os.PathLike, error: ErrorType = DataError, *, m
     return rows
 
 
+def read_outputs(path: str | os.PathLike, error: ErrorType = DataError) -> dict[str, str]:
+    """``{id: output}`` of a predictions file (a run's own answers, to compare another
+    evaluation of the same model with); every row's ``output`` a string."""
+    out = {}
+    for row in read_predictions(path, error):
+        if not isinstance(row.get("output"), str):
+            raise error(f"expected string, got {json_type_name(row.get('output'))}" if "output" in row
+                        else "missing required field", file=Path(path), line=row[LINE], field="output")
+        out[row["id"]] = row["output"]
+    return out
+
+
 def without_line(row: Mapping[str, Any]) -> dict:
     """A row read here as it stands in its file (the ``"line"`` this module added taken off)."""
     return {k: v for k, v in row.items() if k != LINE}
