@@ -17,23 +17,21 @@ from pathlib import Path
 
 from scaling.decode.grounded import ungrounded_values
 from scaling.metrics import extract_json
-from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, read_json
+from scaling.results import RunFolder, read_jsonl
 
 
 def _prompts(run: Path, test: str | None) -> dict[str, str]:
-    files = list((read_json(run / RESULTS_FILE).get("data") or {}).get("files") or {})
+    data = RunFolder(run).results().data
+    files = list(data.files) if data is not None else []
     path = Path(test) if test else Path(files[1])
-    return {r["id"]: r["prompt"] for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if r}
+    return {r["id"]: r["prompt"] for r in read_jsonl(path)}
 
 
 def count(run: Path, test: str | None = None) -> dict:
     prompts = _prompts(run, test)
     out = {"run": str(run), "parsed": 0, "parsed_ungrounded": 0, "wrong_parsed": 0, "wrong_parsed_ungrounded": 0,
            "by_tier": {}}
-    for line in (run / PREDICTIONS_FILE).read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for row in RunFolder(run).predictions():
         answer = extract_json(row["output"]).value if row.get("status") in ("ok", "schema_error") else None
         if not isinstance(answer, (dict, list)):
             continue

@@ -58,12 +58,11 @@ def exported(job, run_scaling):
 
 
 def _records(job):
-    from scaling.export.core import _evaluated_records
     from scaling.export.source import JobSource
 
     source = JobSource.load(job["dir"])
     data = source.load_data()
-    return source, data, _evaluated_records(source, data)
+    return source, data, source.evaluated_records(data)
 
 
 # --- the version folder ---------------------------------------------------------------------------

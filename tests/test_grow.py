@@ -382,7 +382,6 @@ needs_llama_cpp = pytest.mark.skipif(llama_cpp_version() is None, reason="llama-
 @needs_llama_cpp
 def test_export_and_the_f32_gguf_answer_as_the_grown_job(grown_job, run_scaling):
     from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf
-    from scaling.export.core import _evaluated_records
     from scaling.export.source import JobSource
 
     models = grown_job["root"] / "models"
@@ -397,7 +396,7 @@ def test_export_and_the_f32_gguf_answer_as_the_grown_job(grown_job, run_scaling)
     assert "grown rung: 3 + 2 blocks (interleave)" in (folder / "README.md").read_text()
     source = JobSource.load(grown_job["dir"])
     data = source.load_data()
-    records = _evaluated_records(source, data)
+    records = source.evaluated_records(data)
     run = evaluate_gguf(folder / manifest["gguf"]["f32"]["file"], records, data.schemas, source.data_spec().prompt_format,
                         source.tokenizer(data), replace(source.decode_config(), progress=False), source.max_new_tokens,
                         config=LlamaCppConfig(threads=1, kv_f32=True, progress=False),

@@ -48,8 +48,8 @@ from scaling.data.io import DataError, Record, SchemaInfo, load_schemas, read_re
 from scaling.data.locate import find_recorded_file
 from scaling.metrics import METRIC_KEYS
 from scaling.results import (COMPLEX_PLUS_FILE, METRICS_FILE, PREDICTIONS_FILE, REFERENCE_PREDICTION_KEYS,
-                             RESULTS_FILE, atomic_write_json, read_json, write_jsonl)
-from scaling.score import read_predictions, score_predictions
+                             RESULTS_FILE, RunFolder, atomic_write_json, without_line, write_jsonl)
+from scaling.score import score_predictions
 from scaling.stats import OVERALL
 
 #: The key of the block in ``results.json``'s ``metrics``.
@@ -111,23 +111,17 @@ def tier_block(metrics: Any, tier: str) -> Mapping[str, Any] | None:
 
 def has_complex_plus(run: str | os.PathLike, results: Mapping[str, Any]) -> bool:
     """Whether a run folder carries complex+: the block in its results and its answers beside them."""
-    return tier_block(results.get("metrics"), COMPLEX_PLUS_TIER) is not None and (Path(run) / COMPLEX_PLUS_FILE).is_file()
+    return RunFolder(run).has_complex_plus(results)
 
 
 def _read_results(run: Path) -> dict:
-    path = run / RESULTS_FILE
-    if not path.is_file():
-        raise ComplexPlusError(f"not found ({run} is not a run folder: it holds {RESULTS_FILE} and {PREDICTIONS_FILE})",
-                               path)
-    try:
-        results = read_json(path)
-    except json.JSONDecodeError as e:
-        raise ComplexPlusError(f"invalid JSON: {e.msg}", path, e.lineno) from None
-    if not isinstance(results, dict) or results.get("status") != "completed":
-        raise ComplexPlusError(f"the run is {results.get('status')!r}, not 'completed'" if isinstance(results, dict)
-                               else "expected a JSON object", path, field="status")
+    results = RunFolder(run).results_json(ComplexPlusError, missing=f"not found ({run} is not a run folder: it holds "
+                                                                     f"{RESULTS_FILE} and {PREDICTIONS_FILE})")
+    if results.get("status") != "completed":
+        raise ComplexPlusError(f"the run is {results.get('status')!r}, not 'completed'", run / RESULTS_FILE,
+                               field="status")
     if not isinstance(results.get("metrics"), dict):
-        raise ComplexPlusError("missing: the run has no scores", path, field="metrics")
+        raise ComplexPlusError("missing: the run has no scores", run / RESULTS_FILE, field="metrics")
     return results
 
 
@@ -253,10 +247,11 @@ def combine(run: str | os.PathLike, extra_run: str | os.PathLike,
     results, extra = _read_results(run), _read_results(extra_run)
     _check_same_model(results, extra, run, extra_run)
     files = {"test": run / PREDICTIONS_FILE, "extra": extra_run / PREDICTIONS_FILE}
-    mine = [a for a in read_predictions(files["test"]) if a.get("tier") == POOLED_TIER]
+    answers = RunFolder(run).predictions(ComplexPlusError, empty="empty: no predictions")
+    mine = [a for a in answers if a.get("tier") == POOLED_TIER]
     if not mine:
         raise ComplexPlusError(f"no {POOLED_TIER} answer to pool", files["test"], field="tier")
-    theirs = read_predictions(files["extra"])
+    theirs = RunFolder(extra_run).predictions(ComplexPlusError, empty="empty: no predictions")
     for a in theirs:
         if a.get("tier") != POOLED_TIER:
             raise ComplexPlusError(f"{a.get('tier')!r}: the extra run must hold {POOLED_TIER} answers only",
@@ -294,7 +289,7 @@ def rescore(run: str | os.PathLike, results: Mapping[str, Any], answers_now: Map
     if not path.is_file():
         raise ComplexPlusError(f"not found: metrics.{COMPLEX_PLUS} is scored from it (rebuild it with python -m "
                                f"scaling.complex_plus {run} <the extra run>)", path)
-    saved = read_predictions(path)
+    saved = RunFolder(run).complex_plus(ComplexPlusError, empty="empty: no answers")
     for a in saved:
         if a.get("part") not in PARTS:
             raise ComplexPlusError(f"expected one of {', '.join(PARTS)}, got {a.get('part')!r}", path, a["line"],
@@ -306,7 +301,7 @@ def rescore(run: str | os.PathLike, results: Mapping[str, Any], answers_now: Map
     parts = {p: {k: v for k, v in block["parts"][p].items() if k != "n"} for p in PARTS if p in block["parts"]}
     pooled = score_pooled(saved, parts, (results.get("data") or {}).get("root"), _schemas(results, where, data_dir),
                           str(where), str(path), data_dir)
-    return [{k: v for k, v in a.items() if k != "line"} for a in saved], pooled
+    return [without_line(a) for a in saved], pooled
 
 
 def read_pooled(run: str | os.PathLike, results: Mapping[str, Any], data_dir: str | os.PathLike | None = None
@@ -318,7 +313,7 @@ def read_pooled(run: str | os.PathLike, results: Mapping[str, Any], data_dir: st
     block = tier_block(results.get("metrics"), COMPLEX_PLUS_TIER)
     if block is None or not isinstance(block.get("parts"), Mapping):
         raise ComplexPlusError("missing: the parts complex+ was pooled from", where, field=f"metrics.{COMPLEX_PLUS}.parts")
-    answers = read_predictions(run / COMPLEX_PLUS_FILE)
+    answers = RunFolder(run).complex_plus(ComplexPlusError, empty="empty: no answers")
     records = _records(block["parts"], (results.get("data") or {}).get("root"), _schemas(results, where, data_dir),
                        str(where), data_dir)
     chosen = {}
@@ -335,7 +330,7 @@ def write(run: str | os.PathLike, pooled: ComplexPlus) -> None:
     """Write complex+ into the run folder: its answers, then ``metrics.json``, then ``results.json``."""
     run = Path(run)
     write_jsonl(run / COMPLEX_PLUS_FILE, pooled.rows)
-    results = read_json(run / RESULTS_FILE)
+    results = RunFolder(run).results_json(ComplexPlusError)
     results["metrics"][COMPLEX_PLUS] = pooled.block
     if (run / METRICS_FILE).is_file():
         atomic_write_json(run / METRICS_FILE, results["metrics"])

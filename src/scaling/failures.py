@@ -52,7 +52,7 @@ from scaling.data.locate import find_recorded_file
 from scaling.errors import LocatedError
 from scaling.metrics import extract_json, flatten, json_exact, metric_interval
 from scaling.stats import ratio_interval, stratified_weights, wilson_interval
-from scaling.results import model_key, sha256_file, train_data, train_fraction, fraction_label
+from scaling.results import RunFolder, fraction_label, model_key, read_jsonl, sha256_file, train_data, train_fraction
 
 OUTCOMES = ("correct", "wrong", "missing")
 
@@ -210,34 +210,6 @@ class FailuresError(LocatedError, ValueError):
     """A run folder or data file that cannot be read; names the file (and line, and field)."""
 
 
-def _read_text(path: Path) -> str:
-    """The file as UTF-8 text; :class:`FailuresError` naming the file (and line) otherwise."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise FailuresError(f"cannot read: {e.strerror or e}", path) from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise FailuresError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x})", path, line) from None
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for n, line in enumerate(_read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FailuresError(f"invalid JSON: {e.msg}", path, n) from None
-        if not isinstance(row, dict):
-            raise FailuresError("expected a JSON object", path, n)
-        rows.append(row)
-    return rows
-
-
 def _test_file(results: Mapping[str, Any], data_dir: Path | None, run: Path) -> Path:
     """The test records a run was scored on: ``--data``'s ``<version>/test.jsonl``, else the
     test file ``data.files`` names (relative names from the current folder, then under
@@ -385,22 +357,17 @@ def analyse_run(run: str | Path, data_dir: str | Path | None = None, n_examples:
     if not run.is_dir():
         raise FailuresError(f"{'not a run folder' if run.exists() else 'no such folder'} "
                             "(expected a folder with results.json and predictions.jsonl)", run)
-    try:
-        results = json.loads(_read_text(run / "results.json"))
-    except json.JSONDecodeError as e:
-        raise FailuresError(f"invalid JSON: {e.msg}", run / "results.json", e.lineno) from None
-    if not isinstance(results, dict):
-        raise FailuresError("expected a JSON object", run / "results.json")
-    preds = _read_jsonl(run / "predictions.jsonl")
-    if not preds:
-        raise FailuresError("no predictions", run / "predictions.jsonl")
+    folder = RunFolder(run)
+    results = folder.results_json(FailuresError)
+    preds = folder.predictions(FailuresError, empty="no predictions")
     test_path = _test_file(results, Path(data_dir) if data_dir else None, run)
-    records = {r["id"]: r for r in _read_jsonl(test_path)}
+    records = {r["id"]: r for r in read_jsonl(test_path, FailuresError)}
     statuses: dict[str, Counter] = defaultdict(Counter)
     per_schema: dict[tuple[str, str], list[dict]] = defaultdict(list)
     leaf_rows = []
-    for n, row in enumerate(preds, start=1):
-        for name in ("id", "tier", "status", "output"):
+    for row in preds:
+        n = row["line"]
+        for name in ("tier", "status", "output"):
             if name not in row:
                 raise FailuresError(f"field {name!r} missing", run / "predictions.jsonl", n)
         rec = records.get(row["id"])

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from scaling import complex_plus
-from scaling.data.io import DataError, Record, SchemaInfo, load_schemas, parse_json_line, read_records
+from scaling.data.io import DataError, Record, SchemaInfo, load_schemas, read_records
 from scaling.data.locate import find_recorded_file
 from scaling.metrics import METRIC_KEYS
 from scaling.results import (COMPLEX_PLUS_FILE, METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, atomic_write_json,
-                             read_json, write_jsonl)
+                             RunFolder, read_json, without_line, write_jsonl)
 from scaling.score import score_predictions
 
 ROW_SCORE_KEYS = ("status", "error", *METRIC_KEYS, "precision", "recall")
@@ -111,16 +111,13 @@ def run_records(run: Path, results: Mapping[str, Any], data_dir: str | Path | No
     return records, schemas
 
 
-def _read_rows(path: Path) -> list[dict]:
-    rows = []
-    with open(path, "rb") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            row = parse_json_line(line.rstrip(b"\r\n"), path, n, error=RescoreError)
-            if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(row.get("output"), str):
-                raise RescoreError("expected an object with string fields id and output", str(path), n)
-            rows.append(row)
+def _read_rows(folder: RunFolder) -> list[dict]:
+    """The run's predictions (the one reader), each with a string ``output`` to score."""
+    rows = folder.predictions(RescoreError)
+    for row in rows:
+        if not isinstance(row.get("output"), str):
+            raise RescoreError("expected an object with string fields id and output", str(folder.predictions_path),
+                               row["line"])
     return rows
 
 
@@ -153,10 +150,12 @@ def _diff(old: Any, new: Any, path: str, out: list[str], limit: int = 12) -> Non
 def rescore_run(run: str | Path, data_dir: str | Path | None = None) -> Rescored:
     """Score ``run``'s saved answers again; ``changes`` is empty when nothing differs."""
     run = Path(run)
-    results = read_json(run / RESULTS_FILE)
-    if not isinstance(results, dict) or not isinstance(results.get("metrics"), dict):
+    folder = RunFolder(run)
+    results = folder.results_json(RescoreError)
+    if not isinstance(results.get("metrics"), dict):
         raise RescoreError(f"{run / RESULTS_FILE}: field metrics: missing (the run has no scores to rescore)")
-    rows = _read_rows(run / PREDICTIONS_FILE)
+    rows = _read_rows(folder)
+    saved = [without_line(r) for r in rows]  # as the file holds them (rows keep their lines for messages)
     records, schemas = run_records(run, results, data_dir)
     unknown = [r["id"] for r in rows if r["id"] not in records]
     if unknown:
@@ -165,7 +164,7 @@ def rescore_run(run: str | Path, data_dir: str | Path | None = None) -> Rescored
     chosen = [records[r["id"]] for r in rows]
     fresh_rows, metrics = score_predictions(rows, chosen, schemas, source=run / PREDICTIONS_FILE)
     new_rows = []
-    for old, new in zip(rows, fresh_rows):
+    for old, new in zip(saved, fresh_rows):
         row = dict(old)
         for key in ROW_SCORE_KEYS:
             if key in old or (key in new and key in ("status", *METRIC_KEYS)):
@@ -181,7 +180,7 @@ def rescore_run(run: str | Path, data_dir: str | Path | None = None) -> Rescored
         pooled_rows = pooled.rows
     changes: list[str] = []
     _diff(results["metrics"], metrics, "", changes)
-    row_changes = sum(1 for a, b in zip(rows, new_rows) if not _same(a, b))
+    row_changes = sum(1 for a, b in zip(saved, new_rows) if not _same(a, b))
     if row_changes:
         changes.append(f"{row_changes} of {len(rows)} prediction rows rescored")
     if pooled_rows is not None:

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 
 from .ceiling import add_summaries, read_test, score_rows
 from .data import MAX_LINE_BYTES, DataError, Record, SchemaInfo, load_schemas, read_records
-from .data.io import json_type_name, parse_json_line
+from .data.io import json_type_name
 from .metrics import (
     JSON_NOT_FOUND,
     METRIC_KEYS,
@@ -41,6 +41,8 @@ from .metrics import (
     aggregate,
     score_output,
 )
+from .results import check_id
+from .results import read_predictions as read_prediction_rows
 
 __all__ = ["read_predictions", "score_predictions", "format_table", "main"]
 
@@ -68,19 +70,17 @@ def _check_prediction(obj: Any, file: str | None, line: int | None, index: int |
 
     if not isinstance(obj, Mapping):
         raise fail(f"expected a JSON object, got {json_type_name(obj)}")
-    for name, allow_empty in (("id", False), ("output", True)):
-        if name not in obj:
-            raise fail("missing required field", name)
-        value = obj[name]
-        if not isinstance(value, str):
-            raise fail(f"expected string, got {json_type_name(value)}", name)
-        if not allow_empty and not value.strip():
-            raise fail("must be a non-empty string", name)
+    check_id(obj, file, line, DataError, field=".".join(p for p in (where, "id") if p))
+    if "output" not in obj:
+        raise fail("missing required field", "output")
+    if not isinstance(obj["output"], str):
+        raise fail(f"expected string, got {json_type_name(obj['output'])}", "output")
     return obj
 
 
 def read_predictions(path: str | os.PathLike) -> list[dict]:
-    """Read a predictions JSONL file strictly.
+    """Read a predictions JSONL file strictly (:func:`scaling.results.read_predictions`, with
+    blank lines refused: a hand-made file is checked line by line).
 
     Each line must be a JSON object (no duplicate keys, no NaN/Infinity) with a
     non-empty string ``id`` and a string ``output``; blank lines are errors. Each
@@ -88,23 +88,10 @@ def read_predictions(path: str | os.PathLike) -> list[dict]:
     :class:`~scaling.data.DataError` naming the file, line and field of the first
     problem, and for a missing, unreadable or empty file.
     """
-    spath = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise DataError("predictions file not found", spath)
-    if p.is_dir():
-        raise DataError("is a directory, expected a JSONL file", spath)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read: {exc.strerror or exc}", spath) from None
-    out: list[dict] = []
-    for n, body in enumerate(raw.splitlines(), start=1):
-        obj = parse_json_line(body, spath, n)
-        obj = _check_prediction(obj, spath, n)
-        out.append({**obj, "line": n})
-    if not out:
-        raise DataError("empty file: no predictions", spath)
+    out = read_prediction_rows(path, DataError, missing="predictions file not found", blank_lines="error",
+                               empty="empty file: no predictions")
+    for row in out:
+        _check_prediction(row, str(path), row["line"])
     return out
 
 

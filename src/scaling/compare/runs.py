@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from scaling.complex_plus import COMPLEX_PLUS, COMPLEX_PLUS_TIER, has_complex_plus, tier_block
-from scaling.data.io import DataError, json_type_name, parse_json_line
+from scaling.complex_plus import COMPLEX_PLUS, COMPLEX_PLUS_TIER, tier_block
+from scaling.data.io import DataError, json_type_name
 from scaling.metrics import TIER_ORDER
-from scaling.results import COMPLEX_PLUS_FILE, PREDICTIONS_FILE, RESULTS_FILE, decode_label, recipe
+from scaling.results import (COMPLEX_PLUS_FILE, PREDICTIONS_FILE, RESULTS_FILE, Results, RunFolder, decode_label,
+                             recipe)
+from scaling.results import read_predictions as read_prediction_rows
 
 #: The per-example scores a comparison reads, in report order.
 METRICS = ("json_exact", "field_f1", "schema_compliance")
@@ -119,30 +121,19 @@ class Run:
 
 
 def _read_results(path: Path) -> dict:
-    file = path / RESULTS_FILE
-    if not path.is_dir():
-        raise CompareError("not a run folder (no such directory)", path)
-    if not file.is_file():
-        raise CompareError(f"not found: a run folder holds {RESULTS_FILE} and {PREDICTIONS_FILE}", file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CompareError(f"cannot read: {getattr(e, 'strerror', None) or e}", file) from None
-    try:
-        results = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise CompareError(f"invalid JSON: {e.msg} (column {e.colno})", file, e.lineno) from None
-    if not isinstance(results, dict):
-        raise CompareError(f"expected a JSON object, got {json_type_name(results)}", file)
-    status = results.get("status")
-    if status != "completed":
-        if status == "failed":
-            err = results.get("error") or {}
-            why = f"{err.get('type', 'error')}: {err.get('message', '?')}" if isinstance(err, dict) else str(err)
+    folder = RunFolder(path).check_dir(CompareError)
+    file = folder.results_path
+    results = folder.results_json(CompareError,
+                                  missing=f"not found: a run folder holds {RESULTS_FILE} and {PREDICTIONS_FILE}")
+    typed = Results.from_json(results)
+    if not typed.completed:
+        if typed.status == "failed":
+            err = results.get("error")
+            why = typed.error.describe() if typed.error is not None else str(err)
             raise CompareError(f"the run failed ({why}); it has no scores to compare", file, field="status")
-        raise CompareError(f"the run is {status!r}, not 'completed'; it has no scores to compare", file,
+        raise CompareError(f"the run is {results.get('status')!r}, not 'completed'; it has no scores to compare", file,
                            field="status")
-    if not isinstance(results.get("metrics"), dict):
+    if typed.metrics is None:
         raise CompareError("no scores (a run with eval.split=none only trains)", file, field="metrics")
     return results
 
@@ -198,33 +189,22 @@ def _number(obj: Mapping[str, Any], name: str, file: Path, line: int, boolean: b
 
 
 def read_predictions(path: Path) -> dict[str, Example]:
-    """A run's ``predictions.jsonl``: every line an object with ``id``, ``schema_id``, ``tier``
+    """A run's scored examples by id, from its ``predictions.jsonl`` (or ``complex_plus.jsonl``)
+    as :func:`scaling.results.read_predictions` reads it: every row with ``schema_id``, ``tier``
     and the scores of :data:`METRICS`; ids unique. Errors name the file, line and field."""
-    if not path.is_file():
-        raise CompareError("not found: the run's per-example scores are needed to pair examples", path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise CompareError(f"cannot read: {e.strerror or e}", path) from None
     out: dict[str, Example] = {}
-    for n, body in enumerate(raw.splitlines(), start=1):
-        obj = parse_json_line(body, path, n, CompareError, blank="every line holds one prediction")
-        if not isinstance(obj, dict):
-            raise CompareError(f"expected a JSON object, got {json_type_name(obj)}", path, n)
-        for name in ("id", "schema_id", "tier"):
+    for obj in read_prediction_rows(path, CompareError, unique_ids=True, empty="empty: no predictions",
+                                    missing="not found: the run's per-example scores are needed to pair examples"):
+        n = obj["line"]
+        for name in ("schema_id", "tier"):
             v = obj.get(name)
             if not isinstance(v, str) or not v.strip():
                 raise CompareError("missing" if name not in obj else f"expected a non-empty string, got "
                                    f"{json_type_name(v)}", path, n, field=name)
-        pid = obj["id"]
-        if pid in out:
-            raise CompareError(f"id {pid!r} already on line {out[pid].line}", path, n, field="id")
-        out[pid] = Example(pid, obj["schema_id"], obj["tier"],
-                           _number(obj, "json_exact", path, n, boolean=True),
-                           _number(obj, "field_f1", path, n, boolean=False),
-                           _number(obj, "schema_compliance", path, n, boolean=True), n)
-    if not out:
-        raise CompareError("empty: no predictions", path)
+        out[obj["id"]] = Example(obj["id"], obj["schema_id"], obj["tier"],
+                                 _number(obj, "json_exact", path, n, boolean=True),
+                                 _number(obj, "field_f1", path, n, boolean=False),
+                                 _number(obj, "schema_compliance", path, n, boolean=True), n)
     return out
 
 
@@ -241,7 +221,7 @@ def load_run(path: str | os.PathLike, label: str | None = None) -> Run:
     examples = read_predictions(path / PREDICTIONS_FILE)
     _check_scored_together(examples, results["metrics"].get("overall") or {}, PREDICTIONS_FILE, rfile, "overall")
     pooled = None
-    if has_complex_plus(path, results):
+    if RunFolder(path).has_complex_plus(results):
         pooled = read_predictions(path / COMPLEX_PLUS_FILE)
         _check_scored_together(pooled, tier_block(results["metrics"], COMPLEX_PLUS_TIER), COMPLEX_PLUS_FILE, rfile,
                                COMPLEX_PLUS)

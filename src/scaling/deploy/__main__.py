@@ -21,6 +21,7 @@ from pathlib import Path
 
 from scaling.deploy.tools import DeployToolError
 from scaling.export.source import ExportError, JobSource
+from scaling.results import RunFolder, read_outputs, sha256_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,14 +67,9 @@ def _from_export(folder: Path, args) -> tuple:
                           f"(it has {', '.join(manifest.get('gguf') or {}) or 'none'})")
     files = [folder / manifest["gguf"][q]["file"] for q in wanted] + list(args.files)
     reference = None
-    pred = source.job_dir / "predictions.jsonl"
-    if pred.is_file():
-        from scaling.results import sha256_file
-
-        if sha256_file(pred) == manifest["source"].get("predictions_sha256"):
-            from scaling.deploy.llamacpp import read_reference_outputs
-
-            reference = read_reference_outputs(pred)
+    pred = RunFolder(source.job_dir).predictions_path
+    if pred.is_file() and sha256_file(pred) == manifest["source"].get("predictions_sha256"):
+        reference = read_outputs(pred, ExportError)
     name = f"{manifest['name']}-v{manifest['version']}"
     return source, data, tokenizer, files, reference, manifest["metrics"]["overall"], name
 
@@ -93,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
     try:
         from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf, measurement_table
-        from scaling.export.core import _evaluated_records
-        from scaling.results import atomic_write_json, atomic_write_text, sha256_file, write_jsonl
+        from scaling.results import atomic_write_json, atomic_write_text, write_jsonl
 
         if (args.source / "export.json").is_file():
             source, data, tokenizer, files, reference, torch_overall, name = _from_export(args.source, args)
@@ -114,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if reference is not None and args.decode and args.decode != source.results["decode"].get("mode"):
             reference = None  # the job's answers were decoded another way: nothing to compare with
         fmt = source.data_spec(args.data_root).prompt_format
-        records = _evaluated_records(source, data) if reference is not None else \
+        records = source.evaluated_records(data) if reference is not None else \
             list(data.test)[: int(source.results["data"].get("n_eval") or len(data.test))]
         if args.limit:
             records = records[: args.limit]

@@ -201,17 +201,6 @@ class LlamaCppWorker:
         self.close()
 
 
-def read_reference_outputs(path: str | os.PathLike) -> dict[str, str]:
-    """``{id: output}`` from a run's ``predictions.jsonl`` (the PyTorch evaluation)."""
-    out = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                row = json.loads(line)
-                out[row["id"]] = row["output"]
-    return out
-
-
 def _quantiles(values: Sequence[float]) -> dict:
     if not values:
         return {"mean": None, "median": None, "p90": None, "max": None}

@@ -116,22 +116,6 @@ def _base_weights(spec, resolved: str | None = None) -> str:
     return f"`{spec.hub_id}`" + (f" at commit `{revision}`" if revision else " (revision not recorded)")
 
 
-def _evaluated_records(source: JobSource, data) -> list:
-    """The records the job scored, in its order (the ids of its predictions.jsonl)."""
-    split = source.results["data"].get("eval_split", "test")
-    if split != "test":
-        raise ExportError(f"{source.results_path}: the job scored the {split!r} split; an export reports test "
-                          "metrics (export a job with eval.split=test)")
-    by_id = {r.id: r for r in data.test}
-    ref = source.reference_outputs()
-    if ref is None:
-        return list(data.test)[: int(source.results["data"].get("n_eval") or len(data.test))]
-    missing = [i for i in ref if i not in by_id]
-    if missing:
-        raise ExportError(f"{source.predictions_path}: ids not in the test data: {missing[:5]}")
-    return [by_id[i] for i in ref]
-
-
 def _roundtrip(model, tokenizer, folder: Path, prompts: Sequence[str], family: str):
     """Reload the saved folder; its logits and token ids must be the source's."""
     import torch
@@ -274,7 +258,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
 
     decode = replace(decode, progress=progress)
     max_new = source.max_new_tokens
-    records = _evaluated_records(source, data)
+    records = source.evaluated_records(data)
     reference = source.reference_outputs()
 
     from transformers import GenerationConfig

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.errors import LocatedError
-from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, read_json, sha256_file
+from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, RunFolder, read_outputs, sha256_file
 
 
 class ExportError(LocatedError, RuntimeError):
@@ -51,12 +51,8 @@ class JobSource:
 
         job_dir = Path(job_dir)
         path = job_dir / RESULTS_FILE
-        if not path.is_file():
-            raise ExportError(f"{path}: no results.json (expected a job folder of `python -m scaling.train`)")
-        try:
-            results = read_json(path)
-        except ValueError as exc:
-            raise ExportError(f"{path}: not valid JSON ({exc})") from None
+        results = RunFolder(job_dir).results_json(
+            ExportError, missing="no results.json (expected a job folder of `python -m scaling.train`)")
         if results.get("status") != "completed":
             raise ExportError(f"{path}: field status is {results.get('status')!r}; only a completed job can be "
                               "exported")
@@ -224,9 +220,24 @@ class JobSource:
         """``{id: output}`` of the job's own (PyTorch) evaluation, if it has one."""
         if self.predictions_path is None:
             return None
-        from scaling.deploy.llamacpp import read_reference_outputs
+        return read_outputs(self.predictions_path, ExportError)
 
-        return read_reference_outputs(self.predictions_path)
+    def evaluated_records(self, data) -> list:
+        """The records the job scored, in its order (the ids of its predictions.jsonl; without
+        one, the first ``data.n_eval`` test records). What an export's card and a deployed
+        file's measurements are scored on."""
+        split = self.results["data"].get("eval_split", "test")
+        if split != "test":
+            raise ExportError(f"{self.results_path}: the job scored the {split!r} split; an export reports test "
+                              "metrics (export a job with eval.split=test)")
+        by_id = {r.id: r for r in data.test}
+        ref = self.reference_outputs()
+        if ref is None:
+            return list(data.test)[: int(self.results["data"].get("n_eval") or len(data.test))]
+        missing = [i for i in ref if i not in by_id]
+        if missing:
+            raise ExportError(f"{self.predictions_path}: ids not in the test data: {missing[:5]}")
+        return [by_id[i] for i in ref]
 
     def provenance(self, weights: Path | None) -> dict:
         """What identifies the source: job, config hash, and the sha256 of what was read."""

@@ -34,9 +34,11 @@ from scaling.complex_plus import COMPLEX_PLUS, COMPLEX_PLUS_TIER, tier_block
 from scaling.data.io import TIERS
 from scaling.fit.errors import FitError
 from scaling.metrics import METRIC_KEYS
-from scaling.results import (COMPLEX_PLUS_FILE, PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION, decode_label, recipe,
-                             recipe_label, rung_kind, train_fraction, varying_recipe)
+from scaling.results import (COMPLEX_PLUS_FILE, PREDICTIONS_FILE, RESULTS_FILE, RESULTS_VERSION, Results, decode_label,
+                             read_results_json, read_text, recipe, recipe_label, rung_kind, train_fraction,
+                             varying_recipe)
 from scaling.results import model_key as results_model_key
+from scaling.results import read_predictions as read_prediction_rows
 from scaling.stats import OVERALL  # the pseudo-tier meaning "all test examples"
 
 #: Per-example metrics a ``predictions.jsonl`` line carries (all in [0, 1]).
@@ -234,20 +236,6 @@ def newest_sweep(multirun_root: str | Path) -> Path:
 # ----------------------------------------------------------------------------- reading jobs
 
 
-def _read_utf8(path: Path) -> str:
-    """The file's text; :class:`FitError` naming the file (and line) when it cannot be read or
-    is not UTF-8."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise FitError(f"unreadable: {e.strerror or e}", file=path) from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise FitError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x})", file=path, line=line) from None
-
-
 def _as_unit_float(v: Any) -> float | None:
     if isinstance(v, bool):
         return float(v)
@@ -277,15 +265,9 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
     its aggregate metrics and records a note.
     """
     path = Path(path)
-    text = _read_utf8(path)
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FitError(f"corrupt JSON: {e.msg}", file=path, line=e.lineno) from None
-    if not isinstance(d, dict):
-        raise FitError(f"expected a JSON object, got {type(d).__name__}", file=path)
+    d = read_results_json(path, FitError)
     status = d.get("status")
-    if status != "completed":
+    if not Results.from_json(d).completed:
         err = d.get("error")
         why = ""
         if isinstance(err, Mapping):
@@ -355,7 +337,8 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
 
 
 def read_predictions(path: str | Path, metrics: Sequence[str] = METRICS) -> Predictions:
-    """Read a ``predictions.jsonl``: one JSON object per line with ``id``, ``schema_id``,
+    """Read a ``predictions.jsonl`` (:func:`scaling.results.read_predictions`: one JSON object
+    per line, blank lines skipped, a unique string ``id``) whose rows carry ``schema_id``,
     ``tier`` and a value for each of ``metrics`` (bool or number in [0, 1], or null).
 
     Raises :class:`FitError` naming file, line and field on the first bad line.
@@ -366,23 +349,11 @@ def read_predictions(path: str | Path, metrics: Sequence[str] = METRICS) -> Pred
     schemas: list[str] = []
     vals: dict[str, list[float]] = {m: [] for m in metrics}
     n_null = 0
-    seen: set[str] = set()
-    for lineno, line in enumerate(io.StringIO(_read_utf8(path)), 1):  # as a text file iterates
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FitError(f"corrupt JSON: {e.msg}", file=path, line=lineno) from None
-        if not isinstance(row, dict):
-            raise FitError("expected a JSON object", file=path, line=lineno)
-        for key in ("id", "schema_id", "tier"):
+    for row in read_prediction_rows(path, FitError, unique_ids=True, empty="no predictions"):
+        lineno = row["line"]
+        for key in ("schema_id", "tier"):
             if not isinstance(row.get(key), (str, int)) or isinstance(row.get(key), bool):
                 raise FitError("missing or not a string", file=path, line=lineno, field=key)
-        ex_id = str(row["id"])
-        if ex_id in seen:
-            raise FitError(f"duplicate id {ex_id!r}", file=path, line=lineno, field="id")
-        seen.add(ex_id)
         for name in metrics:
             if name not in row:
                 raise FitError("missing", file=path, line=lineno, field=name)
@@ -396,11 +367,9 @@ def read_predictions(path: str | Path, metrics: Sequence[str] = METRICS) -> Pred
                 raise FitError(f"expected a bool or a number in [0, 1], got {v!r}",
                                file=path, line=lineno, field=name)
             vals[name].append(f)
-        ids.append(ex_id)
+        ids.append(row["id"])
         tiers.append(str(row["tier"]))
         schemas.append(str(row["schema_id"]))
-    if not ids:
-        raise FitError("no predictions", file=path)
     return Predictions(ids=tuple(ids), tiers=tuple(tiers), schema_ids=tuple(schemas),
                        values=MappingProxyType({k: np.asarray(v, dtype=float) for k, v in vals.items()}),
                        n_null=n_null)
@@ -601,8 +570,9 @@ def load_reference(path: str | Path, *, metrics: Sequence[str] = METRICS,
         raise FitError("reference file does not exist", file=path)
     rows: list[tuple[int, dict[str, Any]]] = []
     if path.suffix.lower() == ".json":
+        text = read_text(path, FitError)
         try:
-            data = json.loads(_read_utf8(path))
+            data = json.loads(text)
         except json.JSONDecodeError as e:
             raise FitError(f"corrupt JSON: {e.msg}", file=path, line=e.lineno) from None
         if isinstance(data, dict):
@@ -614,7 +584,7 @@ def load_reference(path: str | Path, *, metrics: Sequence[str] = METRICS,
                 raise FitError("expected an object", file=path, line=i)
             rows.append((i, row))
     else:
-        lines = [ln for ln in io.StringIO(_read_utf8(path), newline="") if not ln.lstrip().startswith("#")]
+        lines = [ln for ln in io.StringIO(read_text(path, FitError), newline="") if not ln.lstrip().startswith("#")]
         reader = csv.DictReader(lines)
         for i, row in enumerate(reader, 2):
             if None in row:

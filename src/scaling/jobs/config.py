@@ -33,13 +33,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from scaling.configs import structured_schema
-from scaling.data.io import TIERS
+from scaling.data.io import TIERS, DataError
 from scaling.data.prompts import PromptFormat
 from scaling.data.source import DataSpec
 from scaling.decode.config import DecodeConfig
 from scaling.jobs.identity import BOOKKEEPING_KEYS, HASHED_TARGETS, job_dirname
 from scaling.models.spec import ModelSpec
 from scaling.optim import OptimConfig
+from scaling.results import RunFolder
 
 
 LOGITS_AT = ("targets", "all")
@@ -321,11 +322,9 @@ def from_job_run_name(from_job: str | None, default: str) -> str:
     starts), or ``default`` without ``from_job``."""
     if not from_job:
         return default
-    import json
-
     try:
-        name = json.loads((Path(from_job) / "results.json").read_text(encoding="utf-8")).get("run_name")
-    except (OSError, ValueError, AttributeError):
+        name = RunFolder(from_job).results_json().get("run_name")
+    except DataError:
         name = None
     return str(name or Path(from_job).name)
 

@@ -36,6 +36,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from scaling.configs import dataclass_from_config, instantiate_node
+from scaling.data.io import DataError
 from scaling.data.prompts import format_prompt, format_target
 from scaling.data.readings import contradicting
 from scaling.data.sft import SFTDataset, stratified_fraction, stratified_split, tier_passes
@@ -55,7 +56,8 @@ from scaling.models import build_model, build_tokenizer, category_for, count_par
 from scaling.models.depth import calibration_for, depth_record
 from scaling.models.grow import grow_record, parse as parse_grow
 from scaling.module import OptimConfig, SFTDataModule, SFTModule, peak_memory_mb
-from scaling.results import METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, atomic_write_json, read_json, write_jsonl
+from scaling.results import (METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, atomic_write_json, read_results_json,
+                             write_jsonl)
 
 log = logging.getLogger("scaling.train")
 
@@ -461,12 +463,12 @@ class Job:
 
 
 def _read_previous(path: Path) -> dict | None:
-    """The job folder's ``results.json`` from an earlier run; None when absent or unreadable."""
+    """The job folder's ``results.json`` from an earlier run; None when absent or unreadable
+    (truncated JSON, bytes that are not UTF-8, not an object)."""
     try:
-        previous = read_json(path)
-    except (OSError, ValueError):  # ValueError: truncated JSON or bytes that are not UTF-8
+        return read_results_json(path)
+    except DataError:
         return None
-    return previous if isinstance(previous, dict) else None
 
 
 def _lora_wrap(model, lora: dict):

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scaling.errors import LocatedError
 from scaling.jobs.identity import BOOKKEEPING_KEYS, data_hash, is_bookkeeping, legacy_train_hash
-from scaling.results import RESULTS_FILE, read_json
+from scaling.results import RESULTS_FILE, RunFolder, read_json
 
 WEIGHTS_FILE = "model.safetensors"  # as scaling.jobs.cache writes it (that module imports torch)
 
@@ -51,16 +51,10 @@ def read_record(job_dir: str | os.PathLike) -> dict:
     """The completed ``results.json`` of ``job_dir`` (raises :class:`SourceJobError` naming the
     file and the field otherwise)."""
     path = Path(job_dir) / RESULTS_FILE
-    if not path.is_file():
-        raise SourceJobError(f"{path}: no results.json (expected the folder of a finished job of "
-                             "`python -m scaling.train`)")
-    try:
-        record = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise SourceJobError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(record, dict) or record.get("status") != "completed":
-        status = record.get("status") if isinstance(record, dict) else None
-        raise SourceJobError(f"{path}: field status is {status!r}; only a completed job can be used")
+    record = RunFolder(job_dir).results_json(SourceJobError, missing="no results.json (expected the folder of a "
+                                                                     "finished job of `python -m scaling.train`)")
+    if record.get("status") != "completed":
+        raise SourceJobError(f"{path}: field status is {record.get('status')!r}; only a completed job can be used")
     for key in ("config", "data", "finetune"):
         if not isinstance(record.get(key), dict):
             raise SourceJobError(f"{path}: field {key!r} is missing")

@@ -2,7 +2,10 @@
 
 One file per job, written atomically (temporary file in the same folder, then
 ``os.replace``) so a reader never sees half a file, and a killed job leaves either
-the previous complete file or none.
+the previous complete file or none (:mod:`scaling.results.files`). A run folder is read in one
+place, :class:`RunFolder` (:mod:`scaling.results.folder`); ``results.json`` typed is
+:class:`Results` (:mod:`scaling.results.record`). This module holds the contract and what the
+analysis derives from a record (size category, recipe, decoder and model labels).
 
 Format, version ``RESULTS_VERSION``::
 
@@ -77,23 +80,17 @@ per-example metric values and :func:`scaling.ceiling.score_rows`' fields (``ceil
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
 from scaling.data.io import sha256_file  # noqa: F401 - re-exported: results name files by their sha256
 from scaling.metrics import METRIC_KEYS
-
-RESULTS_VERSION = 1
-RESULTS_FILE = "results.json"
-PREDICTIONS_FILE = "predictions.jsonl"
-METRICS_FILE = "metrics.json"
-COMPLEX_PLUS_FILE = "complex_plus.jsonl"
-"""A run's complex+ answers (:mod:`scaling.complex_plus`), beside its predictions when it has them."""
-
+from scaling.results.files import (COMPLEX_PLUS_FILE, METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE,  # noqa: F401
+                                   RESULTS_VERSION, atomic_write_json, atomic_write_text, read_json, write_jsonl)
+from scaling.results.folder import (RunFolder, check_id, read_jsonl, read_outputs, read_predictions,  # noqa: F401
+                                    read_results_json, read_text, without_line)
+from scaling.results.record import DataSection, EvalStats, Hashes, Results, RunError, TrainSection  # noqa: F401
 
 CATEGORY_BOUNDS = (("NLM", 10e6), ("MLM", 250e6), ("SLM", 1e9), ("LLM", float("inf")))
 """The study's size categories by total parameters (upper bound exclusive): nano (<10M),
@@ -120,48 +117,6 @@ def describe_categories() -> str:
             parts.append(f"{name} <{size(upper)}" if lower is None else f"{name} {size(lower)}-{size(upper)}")
         lower = upper
     return ", ".join(parts)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkstemp: it creates the file 0600, and the file keeps that mode after the
-    # rename, whatever the umask. os.open with 0666 lets the umask decide, as open() does.
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-def _json_default(obj: Any) -> Any:
-    # numpy scalars and Paths appear in metrics and configs; everything else is a bug.
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 REFERENCE_PREDICTION_KEYS = ("id", "schema_id", "tier", "output", "status", "n_tokens", "hit_eos", "looped", "capped",
@@ -312,16 +267,12 @@ def recipe_label(parts: tuple[tuple[str, str], ...], names: frozenset[str]) -> s
 def export_reference(job_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Copy a job's ``results.json`` and a prompt-free ``predictions.jsonl`` to ``dest``, and its
     ``complex_plus.jsonl`` when it has one (already prompt-free)."""
-    job_dir, dest = Path(job_dir), Path(dest)
-    results = read_json(job_dir / RESULTS_FILE)
-    rows = []
-    with open(job_dir / PREDICTIONS_FILE, encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            rows.append({k: row[k] for k in REFERENCE_PREDICTION_KEYS if k in row})
+    folder, dest = RunFolder(job_dir), Path(dest)
+    results = folder.results_json()
+    rows = [{k: row[k] for k in REFERENCE_PREDICTION_KEYS if k in row} for row in folder.predictions()]
     dest.mkdir(parents=True, exist_ok=True)
-    if (job_dir / COMPLEX_PLUS_FILE).is_file():
-        atomic_write_text(dest / COMPLEX_PLUS_FILE, (job_dir / COMPLEX_PLUS_FILE).read_text(encoding="utf-8"))
+    if folder.complex_plus_path.is_file():
+        atomic_write_text(dest / COMPLEX_PLUS_FILE, folder.complex_plus_path.read_text(encoding="utf-8"))
     atomic_write_json(dest / RESULTS_FILE, results)
     write_jsonl(dest / PREDICTIONS_FILE, rows)
     return dest

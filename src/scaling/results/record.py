@@ -1,0 +1,225 @@
+"""``results.json`` typed: a frozen view of a run's record, section by section.
+
+:class:`Results` is what :meth:`scaling.results.folder.RunFolder.results` returns. Its sections
+are typed where the contract (:mod:`scaling.results`) fixes a shape: the config and its hashes,
+the data files, the training, the evaluation's stats, the metrics, the status and the error;
+what it leaves open (``model``, ``params``, ``finetune``, ``decode``, ``versions``, the config
+itself) is a read-only mapping.
+
+The view reads what is there and checks nothing a reader did not ask for: a field that is
+absent, or not of its type, is ``None`` (a run from before the field, a failed run that never
+got that far, a deployed GGUF file's folder with only ``stats`` and ``metrics``). Whoever
+needs a field checks it and names it (fit, compare and export each say what they need and why).
+:meth:`Results.to_json` gives back exactly the object :meth:`Results.from_json` was given (the
+same keys in the same order, unknown ones included), so a record read, changed and written
+again loses nothing; ``results_version`` says which contract a record was written under.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from scaling.data.io import DataError, json_type_name
+from scaling.errors import LocatedError
+from scaling.results.files import RESULTS_VERSION
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _of(d: Mapping[str, Any], key: str, *types: type) -> Any:
+    """``d[key]`` when it is one of ``types`` (bool never counts as a number), else None."""
+    value = d.get(key)
+    if isinstance(value, bool) and bool not in types:
+        return None
+    return value if isinstance(value, types) else None
+
+
+def _num(d: Mapping[str, Any], key: str) -> float | None:
+    value = _of(d, key, int, float)
+    return None if value is None else float(value)
+
+
+def _section(d: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = d.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class RunError:
+    """``error``: why a run failed (``status: failed``)."""
+
+    type: str | None
+    message: str | None
+    traceback: str | None
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "RunError":
+        return cls(_of(d, "type", str), _of(d, "message", str), _of(d, "traceback", str))
+
+    def describe(self) -> str:
+        """``"RuntimeError: CUDA out of memory"``."""
+        return f"{self.type or 'error'}: {self.message or '?'}"
+
+
+@dataclass(frozen=True)
+class Hashes:
+    """What identifies a run: ``config_hash`` (its config without bookkeeping keys),
+    ``data_hash`` (the content of its data files) and ``train_hash`` (its training, the train
+    cache's key)."""
+
+    config: str | None
+    data: str | None
+    train: str | None
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """``data``: what the run read and scored."""
+
+    name: str | None
+    version: str | None
+    n_train: int | None
+    train_fraction: float | None
+    """``data.train_fraction`` as recorded; None in runs from before the option (then 1.0)."""
+    n_val: int | None
+    n_test: int | None
+    eval_split: str | None
+    n_eval: int | None
+    files: Mapping[str, str]
+    """path -> sha256 of every data file read, in the order they were read."""
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "DataSection":
+        files = d.get("files")
+        return cls(_of(d, "name", str), _of(d, "version", str), _of(d, "n_train", int), _num(d, "train_fraction"),
+                   _of(d, "n_val", int), _of(d, "n_test", int), _of(d, "eval_split", str), _of(d, "n_eval", int),
+                   MappingProxyType({str(k): v for k, v in files.items()} if isinstance(files, Mapping) else {}))
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """``train``: what the fine-tuning did and cost (None for a base model's run)."""
+
+    tokens: int | None
+    steps: int | None
+    epochs: float | None
+    wall_s: float | None
+    tokens_per_s: float | None
+    peak_mem_mb: float | None
+    resumed_from: str | None
+    resumed_at_step: int | None
+    reused_from: str | None
+    """The train cache entry whose weights were used (the training itself did not run)."""
+    cache_error: str | None
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "TrainSection":
+        return cls(_of(d, "tokens", int), _of(d, "steps", int), _num(d, "epochs"), _num(d, "wall_s"),
+                   _num(d, "tokens_per_s"), _num(d, "peak_mem_mb"), _of(d, "resumed_from", str),
+                   _of(d, "resumed_at_step", int), _of(d, "reused_from", str), _of(d, "cache_error", str))
+
+
+@dataclass(frozen=True)
+class EvalStats:
+    """``eval``: what the evaluation cost."""
+
+    wall_s: float | None
+    generated_tokens: int | None
+    tokens_per_s: float | None
+    latency_s_per_example: float | None
+    n: int | None
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "EvalStats":
+        return cls(_num(d, "wall_s"), _of(d, "generated_tokens", int), _num(d, "tokens_per_s"),
+                   _num(d, "latency_s_per_example"), _of(d, "n", int))
+
+
+@dataclass(frozen=True)
+class Results:
+    """One run's ``results.json``, typed and read-only."""
+
+    results_version: int | None
+    status: str | None
+    """``completed``, ``failed`` or ``running`` (None in a deployed GGUF file's folder)."""
+    error: RunError | None
+    run_name: str | None
+    group: str | None
+    job_dir: str | None
+    model: Mapping[str, Any]
+    params: Mapping[str, Any]
+    category: str | None
+    finetune: Mapping[str, Any]
+    decode: Mapping[str, Any] | None
+    """None with ``eval.split=none`` (nothing decoded)."""
+    data: DataSection | None
+    train: TrainSection | None
+    eval: EvalStats | None
+    metrics: Mapping[str, Any] | None
+    """``overall``, ``by_tier``, ``by_schema`` (and ``complex_plus``); None when nothing was scored."""
+    config: Mapping[str, Any]
+    hashes: Hashes
+    seed: int | None
+    versions: Mapping[str, Any]
+    created_at: str | None
+    finished_at: str | None
+    _json: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Any, file: Any = None, error: type[LocatedError] = DataError) -> "Results":
+        """The typed view of a ``results.json`` object (``error`` naming ``file`` when ``d`` is
+        not an object; nothing inside it is required)."""
+        if not isinstance(d, Mapping):
+            raise error(f"expected a JSON object, got {json_type_name(d)}", file=file)
+        err, data, train, ev = (d.get(k) for k in ("error", "data", "train", "eval"))
+        decode, metrics = d.get("decode"), d.get("metrics")
+        return cls(
+            results_version=_of(d, "results_version", int), status=_of(d, "status", str),
+            error=RunError.from_json(err) if isinstance(err, Mapping) else None,
+            run_name=_of(d, "run_name", str), group=_of(d, "group", str), job_dir=_of(d, "job_dir", str),
+            model=_freeze(_section(d, "model")), params=_freeze(_section(d, "params")),
+            category=_of(d, "category", str), finetune=_freeze(_section(d, "finetune")),
+            decode=_freeze(decode) if isinstance(decode, Mapping) else None,
+            data=DataSection.from_json(data) if isinstance(data, Mapping) else None,
+            train=TrainSection.from_json(train) if isinstance(train, Mapping) else None,
+            eval=EvalStats.from_json(ev) if isinstance(ev, Mapping) else None,
+            metrics=_freeze(metrics) if isinstance(metrics, Mapping) else None,
+            config=_freeze(_section(d, "config")),
+            hashes=Hashes(_of(d, "config_hash", str), _of(d, "data_hash", str), _of(d, "train_hash", str)),
+            seed=_of(d, "seed", int), versions=_freeze(_section(d, "versions")),
+            created_at=_of(d, "created_at", str), finished_at=_of(d, "finished_at", str),
+            _json=_freeze(d),
+        )
+
+    def to_json(self) -> dict:
+        """The object this view was read from, as a new plain dict (key order kept)."""
+        return _thaw(self._json)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The recorded value of a top-level key, as JSON (a plain, new copy)."""
+        return _thaw(self._json[key]) if key in self._json else default
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def current(self) -> bool:
+        """Written under this package's contract (``results_version`` is :data:`RESULTS_VERSION`)."""
+        return self.results_version == RESULTS_VERSION
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
