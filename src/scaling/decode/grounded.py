@@ -28,6 +28,7 @@ import json
 from typing import Sequence
 
 import numpy as np
+import torch
 
 __all__ = ["PromptSubstrings", "VocabTrie", "GroundedCursor", "escaped_prompt", "grounded_cursors", "mask_to_prompts",
            "ungrounded_values"]
@@ -243,7 +244,7 @@ class GroundedCursor:
                 nxt = _step(state, b, prompt)
                 if nxt is _FAIL:
                     continue
-                if nxt is _UNTRACKED or nxt[0] in _FREE:
+                if not nxt or nxt[0] in _FREE:  # untracked (the empty state) or free
                     keep[order[trie.lo[child]:trie.hi[child]]] = True
                     continue
                 if trie.ends[child]:
@@ -287,8 +288,6 @@ def mask_to_prompts(scores, cursors: Sequence[GroundedCursor | None]) -> int:
     """Mask ``scores`` (rows x vocab) in place, after the grammar's mask, to the tokens that
     keep each row's values in its prompt; returns how many rows fell back to the grammar
     alone because no token was left."""
-    import torch
-
     fallbacks = 0
     for k, cursor in enumerate(cursors):
         keep = cursor.allowed() if cursor is not None else None
