@@ -22,13 +22,16 @@ Variants (``--variants``, comma separated):
 - ``targets``: + the output projection and loss at target positions only;
 - ``fused``: + fused AdamW (the new default: ``finetune.gradient_checkpointing=false``,
   ``finetune.logits_at=targets``, ``finetune.optim.fused`` auto);
+- ``lora``: the ``fused`` path training LoRA adapters instead of every weight (``finetune=lora``'s
+  settings from ``conf/finetune/lora.yaml``: r 16, alpha 32, every linear layer, its learning
+  rate 3e-4): no weight gradients for the frozen base, a tiny optimizer step;
 - ``compiled``: + ``torch.compile`` of the model (dynamic shapes); its compile time is reported
   apart and its first step is left out of the rates.
 
 Model FLOPs (PaLM convention, training = 3 x forward): per non-pad token ``6 * N_nonemb +
 12 * L * d_attn * T / 2`` (causal attention over its own example of length T) and
 ``6 * V * d`` for the output projection at each token that carries loss: the work training on
-these examples needs, whatever a variant executes. GFLOP/s = model FLOPs / wall time.
+these examples needs, whatever a variant executes. GFLOP/s = model FLOPs / wall time (for ``lora`` too: the work full fine-tuning needs, so its share of the matmul rate reads as "full-fine-tune equivalent").
 
     HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python bench/train_step.py --model smol135_gguf --steps 6 \\
         --out /tmp/bench/train_step.json
@@ -45,6 +48,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_harness import build_bench_model, default_data_root, load_model_spec  # noqa: E402
@@ -55,6 +59,8 @@ from scaling.data import load_dataset  # noqa: E402
 from scaling.data.prompts import PromptFormat  # noqa: E402
 from scaling.data.sft import IGNORE_INDEX, LengthGroupedBatchSampler, SFTCollator, SFTDataset  # noqa: E402
 from scaling.models import count_parameters  # noqa: E402
+from scaling.models.lora import lora_wrap  # noqa: E402
+from scaling.paths import CONF_DIR  # noqa: E402
 from scaling.module import OptimConfig, SFTModule  # noqa: E402
 
 VARIANTS = {
@@ -65,6 +71,7 @@ VARIANTS = {
     "fused": dict(checkpointing=False, path="module", logits_at="targets", fused=True, compiled=False),
     "ckpt_fused": dict(checkpointing=True, path="module", logits_at="targets", fused=True, compiled=False),
     "compiled": dict(checkpointing=False, path="module", logits_at="targets", fused=True, compiled=True),
+    "lora": dict(checkpointing=False, path="module", logits_at="targets", fused=True, compiled=False, lora=True),
 }
 
 
@@ -102,10 +109,16 @@ class Variant:
     def __init__(self, name: str, base: torch.nn.Module, lr: float, **opts) -> None:
         self.name, self.opts = name, opts
         model = copy.deepcopy(base)
+        if opts.get("lora"):
+            finetune = yaml.safe_load((CONF_DIR / "finetune" / "lora.yaml").read_text())
+            model = lora_wrap(model, finetune["lora"])
+            lr = float(finetune["optim"]["lr"])
         self.module = SFTModule(model, OptimConfig(lr=lr, fused=opts["fused"]), opts["checkpointing"],
                                 logits_at=opts["logits_at"])
         decay, no_decay = [], []
         for n, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
             (decay if p.ndim >= 2 and "emb" not in n.lower() else no_decay).append(p)
         from scaling.module import make_adamw
 
