@@ -55,7 +55,7 @@ from scaling.jobs.tracking import build_loggers, finish_wandb, tidy_lightning_lo
 from scaling.models import build_model, build_tokenizer, category_for, count_parameters, resolved_revision
 from scaling.models.depth import calibration_for, depth_record
 from scaling.models.grow import grow_record, parse as parse_grow
-from scaling.module import OptimConfig, SFTDataModule, SFTModule, peak_memory_mb
+from scaling.finetune import OptimConfig, SFTDataModule, SFTModule, peak_memory_mb
 from scaling.results import (METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, atomic_write_json, read_results_json,
                              write_jsonl)
 
