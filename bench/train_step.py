@@ -4,7 +4,7 @@ the same batches, variants interleaved step by step.
 Each variant is a copy of one model (one initialisation) with its own AdamW, trained on the
 same fixed batches of EdgeJSON v3 train (the reference recipe's prompt and batching:
 ``data.prompt.schema=fields``, batch 8, ``max_batch_tokens`` 8192, length-grouped with seed 0)
-through :class:`scaling.module.SFTModule`'s own loss and optimiser, under bf16 autocast as
+through :class:`scaling.finetune.SFTModule`'s own loss and optimiser, under bf16 autocast as
 Lightning's ``bf16-mixed`` runs it (fp32 master weights, bf16 matmuls), gradients clipped at
 1.0 as ``conf/trainer/cpu.yaml`` says. Steps are interleaved (variant A step 1, B step 1, ...,
 A step 2, ...) so background load falls on every variant alike. Per step: forward + loss,
@@ -17,7 +17,7 @@ Variants (``--variants``, comma separated):
 - ``before``: the path of every run until now: gradient checkpointing on, the model called on
   the whole batch (padding mask, logits and loss at every position), single-tensor AdamW;
 - ``no_ckpt``: without gradient checkpointing;
-- ``causal``: + no padding mask for right-padded rows (:func:`scaling.module.causal_inputs`:
+- ``causal``: + no padding mask for right-padded rows (:func:`scaling.finetune.causal_inputs`:
   attention's ``is_causal`` path);
 - ``targets``: + the output projection and loss at target positions only;
 - ``fused``: + fused AdamW (the new default: ``finetune.gradient_checkpointing=false``,
@@ -58,10 +58,10 @@ from scaling.cpu import cpu_record  # noqa: E402
 from scaling.data import load_dataset  # noqa: E402
 from scaling.data.prompts import PromptFormat  # noqa: E402
 from scaling.data.sft import IGNORE_INDEX, LengthGroupedBatchSampler, SFTCollator, SFTDataset  # noqa: E402
+from scaling.finetune import OptimConfig, SFTModule, make_adamw  # noqa: E402
 from scaling.models import count_parameters  # noqa: E402
 from scaling.models.lora import lora_wrap  # noqa: E402
 from scaling.paths import CONF_DIR  # noqa: E402
-from scaling.module import OptimConfig, SFTModule  # noqa: E402
 
 VARIANTS = {
     "before": dict(checkpointing=True, path="model", logits_at="all", fused=False, compiled=False),
@@ -120,8 +120,6 @@ class Variant:
             if not p.requires_grad:
                 continue
             (decay if p.ndim >= 2 and "emb" not in n.lower() else no_decay).append(p)
-        from scaling.module import make_adamw
-
         self.opt = make_adamw([{"params": decay, "weight_decay": 0.0}, {"params": no_decay, "weight_decay": 0.0}],
                               self.module.optim)
         self.compile_s = None

@@ -1,7 +1,7 @@
 """Training throughput: our SFT data pipeline vs the published study's, same model, same data.
 
 Both sides are plain PyTorch loops with the same model (two copies of one initialisation),
-the same optimiser (AdamW as ``scaling.module.SFTModule.configure_optimizers`` builds it,
+the same optimiser (AdamW as ``scaling.finetune.SFTModule.configure_optimizers`` builds it,
 gradient clipping at 1.0 as ``conf/trainer/cpu.yaml``) and the same examples (a fixed,
 stratified slice of the EdgeJSON v3 train split). Only the data pipeline differs:
 
@@ -52,9 +52,9 @@ from matmul_rate import machine_info, measure_matmul, start_memory_guard, emit_r
 from scaling.data import load_dataset  # noqa: E402
 from scaling.data.prompts import PromptFormat, format_prompt, format_target  # noqa: E402
 from scaling.data.sft import IGNORE_INDEX, LengthGroupedBatchSampler, SFTCollator, SFTDataset  # noqa: E402
+from scaling.finetune import OptimConfig  # noqa: E402
 from scaling.models import count_parameters  # noqa: E402
 from scaling.jobs.config import FinetuneConfig  # noqa: E402
-from scaling.module import OptimConfig  # noqa: E402
 from scaling.paths import CONF_DIR  # noqa: E402
 
 PUBLISHED_MAX_LENGTH = 1024

@@ -426,3 +426,42 @@ def test_the_local_model_hint_composes_for_every_model(compose_train):
     for option in sorted(p.stem for p in (Path(scaling.__file__).parents[2] / "conf" / "model").glob("*.yaml")):
         cfg = compose_train([f"model={option}", "model.source=local", "model.path=/models/mine"])
         assert cfg.model.path == "/models/mine", option
+
+
+# --- the job's steps: scaling.pipeline -----------------------------------------------------------
+
+
+def test_a_job_is_the_pipelines_steps_in_order_and_a_rerun_stops_after_the_data(compose_train, tmp_path,
+                                                                                  monkeypatch, fast_overrides):
+    # scaling.pipeline.train_and_evaluate is the job's flow; scaling.jobs.run wraps it (lock,
+    # skip, results.json) and comes in once the data is read (Job.start).
+    import scaling.pipeline as pipeline
+    from scaling.jobs.run import Job, run_job
+
+    calls = []
+
+    def traced(name, real):
+        def step(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+        return step
+
+    for name in ("load_data", "build_tokenizer_and_model", "fine_tune", "evaluate"):
+        monkeypatch.setattr(pipeline, name, traced(name, getattr(pipeline, name)))
+    monkeypatch.setattr(Job, "start", traced("start", Job.start))
+    monkeypatch.setenv("SCALING_OUTPUT_ROOT", str(tmp_path))
+    _, job = resolved_job_config(compose_train, ["model=tiny_s", "logger=none", *fast_overrides], tmp_path / "job")
+
+    record = run_job(job, tmp_path / "job")
+    assert record["status"] == "completed", record.get("error")
+    assert calls == ["load_data", "start", "build_tokenizer_and_model", "fine_tune", "evaluate"]
+    written = json.loads((tmp_path / "job" / "results.json").read_text())
+    # What each step records, in the order the steps run.
+    steps = ["data", "model", "category", "finetune", "train", "params", "decode", "eval", "metrics"]
+    assert [k for k in written if k in steps] == steps
+    assert written["data_hash"] and written["train_hash"]
+    assert written["status"] == "completed" and written["train"]["steps"] == 3
+
+    calls.clear()
+    again = run_job(job, tmp_path / "job")
+    assert again["skipped"] is True and calls == ["load_data", "start"]  # no model built

@@ -26,9 +26,9 @@ from omegaconf import OmegaConf, open_dict
 from safetensors.torch import load_file
 
 from scaling.evaluate import DecodeConfig
+from scaling.finetune import OptimConfig
 from scaling.jobs.config import FinetuneConfig
 from scaling.models import ModelSpec, build_model, count_parameters
-from scaling.module import OptimConfig
 from scaling.paths import CONF_DIR
 from scaling.results import read_json
 from scaling.train import config_hash

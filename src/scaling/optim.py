@@ -1,7 +1,7 @@
 """The optimiser's settings (``finetune.optim`` in ``conf/finetune/*.yaml``).
 
 Its own module, without torch: the config tree's schema (:mod:`scaling.jobs.config`) is built
-from it before Hydra composes. The optimiser itself is made in :mod:`scaling.module`.
+from it before Hydra composes. The optimiser itself is made in :mod:`scaling.finetune`.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ class JobSource:
                                   f"{found_root}, but the job read {sha[:12]}...; this is not the job's data")
 
     def tokenizer(self, data=None):
-        """The job's tokenizer, rebuilt the way :meth:`scaling.jobs.run.Job.build_model` built it (a trained
+        """The job's tokenizer, rebuilt the way :func:`scaling.pipeline.build_tokenizer_and_model` built it (a trained
         BPE needs ``data``: it is trained on the training split, deterministically)."""
         from scaling.data.prompts import format_prompt, format_target
         from scaling.models import build_tokenizer
@@ -167,7 +167,7 @@ class JobSource:
             limit = (self.results["config"].get("eval") or {}).get("train_limit")
             if limit:
                 records = records[: int(limit)]
-            # As scaling.jobs.run builds it: prompt + target of every training record (never test text).
+            # As scaling.pipeline builds it: prompt + target of every training record (never test text).
             texts = [format_prompt(r.prompt, data.schemas[r.schema_id].schema, fmt) + format_target(r.expected_output, fmt)
                      for r in records]
         tok = build_tokenizer(spec, train_texts=texts)

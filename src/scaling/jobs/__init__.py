@@ -8,7 +8,8 @@
 - :mod:`.source`: a finished job scored again without training (``scaling.evaluate from_job=...``);
 - :mod:`.tracking`: the CSV log (history kept across resumes) and W&B;
 - :mod:`.record`: where and with what a job ran;
-- :mod:`.run`: the job itself (``run_job``);
+- :mod:`.run`: the job's life around its steps (``run_job``); the steps themselves, data ->
+  model -> fine-tune -> evaluate, are :func:`scaling.pipeline.train_and_evaluate`;
 - :mod:`.sweep`: the Hydra task function, the entry points' ``main`` and the sweep's exit status.
 
 ``scaling.train`` and ``scaling.evaluate`` are thin Hydra entries over :func:`.sweep.hydra_entry`.

@@ -1,7 +1,7 @@
 """Reading a run folder: the one reader of ``results.json``, ``predictions.jsonl`` and
 ``complex_plus.jsonl``.
 
-A run folder is what a job writes (:mod:`scaling.jobs.run`), what
+A run folder is what a job writes (:mod:`scaling.jobs.run`, :mod:`scaling.pipeline`), what
 :func:`scaling.results.export_reference` commits under ``outputs/reference/`` (predictions
 without prompts), or what ``scaling.deploy`` writes per GGUF file. Every part of the package
 that reads one (fit, compare, failures, complex+, rescore, export, deploy, score, jobs) reads it

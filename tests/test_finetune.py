@@ -10,9 +10,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from scaling.data.sft import IGNORE_INDEX
+from scaling.finetune import OptimConfig, SFTModule, causal_inputs, make_adamw, target_loss
 from scaling.jobs.config import FinetuneConfig
 from scaling.models.minimodel import MiniModelConfig, MiniModelForCausalLM
-from scaling.module import OptimConfig, SFTModule, causal_inputs, make_adamw, target_loss
 
 
 def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
