@@ -43,8 +43,9 @@ import numpy as np
 from scaling.data import DataError, Record, SchemaInfo, load_schemas, read_records
 from scaling.data.io import TIERS
 from scaling.data.readings import PROMPT_KINDS, RecordReading, read_record
-from scaling.stats import bootstrap_indices, quantile_interval, wilson_interval
 from scaling.metrics import JSON_NOT_FOUND, SYNTAX_ERROR, flatten, json_exact
+from scaling.results import write_jsonl
+from scaling.stats import bootstrap_indices, quantile_interval, wilson_interval
 
 __all__ = ["ANSWER_KINDS", "UNPARSED_CAUSES", "read_test", "answer_kind", "list_lengths", "score_rows", "summarise",
            "add_summaries", "reader_predictions", "ceiling_table", "main"]
@@ -302,8 +303,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.reader:
-        from scaling.results import write_jsonl
-
         write_jsonl(Path(args.reader), reader_predictions(readings))
     if args.json:
         for r in readings.values():

@@ -12,14 +12,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from scaling.compare.datacheck import (VersionCheck, VersionDiff, check_version, common_stats, diff_to_json,
-                                       diff_versions, field_changes, pooled)
+from scaling.compare.datacheck import (
+    VersionCheck,
+    VersionDiff,
+    check_version,
+    common_stats,
+    diff_to_json,
+    diff_versions,
+    field_changes,
+    pooled,
+)
 from scaling.compare.datacheck import to_json as check_to_json
 from scaling.compare.deltas import OTHERS, Delta, GroupComparison, PairComparison, compare_runs
 from scaling.compare.runs import METRIC_NAMES, METRICS, Alignment, CompareError, Run, align, complex_plus_ids, load_run
 from scaling.complex_plus import COMPLEX_PLUS_TIER, tier_block
 from scaling.data import CHECKS
 from scaling.fit.tables import Table
+from scaling.results import atomic_write_json, atomic_write_text
 from scaling.stats import OVERALL, proportion_interval
 
 FIGURE = "deltas"
@@ -546,8 +555,6 @@ def write(cmp: Comparison, out_dir: str | Path) -> dict[str, Path]:
     import matplotlib
 
     from scaling.fit.figures import STYLE, _metadata
-    from scaling.results import atomic_write_json, atomic_write_text
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"report": out / "report.md", "tables": out / "tables.tex", "json": out / "compare.json"}

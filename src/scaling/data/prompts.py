@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from scaling.configs import dataclass_from_config
+
 TEMPLATES = ("plain", "chat")
 SCHEMA_MODES = ("none", "fields", "full")
 
@@ -42,8 +44,6 @@ class PromptFormat:
 
     @classmethod
     def from_config(cls, cfg: Any) -> "PromptFormat":
-        from scaling.configs import dataclass_from_config
-
         return dataclass_from_config(cls, cfg, "data.prompt")
 
 

@@ -20,8 +20,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from scaling.deploy.tools import DeployToolError
+from scaling.export.ladder import MANIFEST
 from scaling.export.source import ExportError, JobSource
-from scaling.results import RunFolder, read_outputs, sha256_file
+from scaling.results import (
+    RunFolder,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    read_outputs,
+    sha256_file,
+    write_jsonl,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,9 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _from_export(folder: Path, args) -> tuple:
     from transformers import AutoTokenizer
-
-    from scaling.export.ladder import MANIFEST
-    from scaling.results import read_json
 
     manifest = read_json(folder / MANIFEST)
     cfg = manifest.get("job_config") or {}
@@ -89,12 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
     try:
         from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf, measurement_table
-        from scaling.results import atomic_write_json, atomic_write_text, write_jsonl
-
         if (args.source / "export.json").is_file():
             source, data, tokenizer, files, reference, torch_overall, name = _from_export(args.source, args)
-            from scaling.results import read_json
-
             torch_dtype = (read_json(args.source / "export.json").get("torch_eval") or {}).get("dtype")
             against = "the PyTorch evaluation of the same weights"
         else:

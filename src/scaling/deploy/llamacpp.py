@@ -42,11 +42,12 @@ from tqdm.auto import tqdm
 
 from scaling.cpu import cpu_record, has_amx
 from scaling.data.prompts import PromptFormat, format_prompt
-from scaling.deploy.grammar import schema_to_gbnf, unmatched
-from scaling.deploy.tools import DeployToolError, require_llama_cpp
+from scaling.data.sft import bos_prefix
 from scaling.decode import DecodeConfig, RowStop, TokenText, row_caps
 from scaling.decode.engine import encode_prompts
-from scaling.data.sft import bos_prefix
+from scaling.deploy.grammar import schema_to_gbnf, unmatched
+from scaling.deploy.tools import DeployToolError, llama_cpp_version, require_llama_cpp
+from scaling.metrics import metric_interval
 from scaling.score import score_predictions
 
 
@@ -374,8 +375,6 @@ def _pct(x: float | None) -> str:
 
 
 def _ci(m: Mapping[str, Any], key: str) -> str:
-    from scaling.metrics import metric_interval
-
     lo, hi = metric_interval(m, key) or (None, None)
     return _pct(m.get(key)) + ("" if lo is None else f" [{_pct(lo)}, {_pct(hi)}]")
 
@@ -438,6 +437,4 @@ def cpu_words(stats: Mapping[str, Any]) -> str:
 
 
 def _llama_cpp_version() -> str | None:
-    from scaling.deploy.tools import llama_cpp_version
-
     return llama_cpp_version()

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from scaling.data.prompts import format_prompt
+from scaling.deploy.tools import DeployToolError, llama_cpp_version, require_llama_cpp
 from scaling.export.card import limits, render_card, reproduce_commands
 from scaling.export.ladder import MANIFEST, check_name, default_name, parse_version, version_key, write_ladder
 from scaling.export.source import ExportError, JobSource, reproduce_overrides
@@ -212,10 +214,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
                threads: int | None = None, check_examples: int = 2, limit_threshold: float = 0.5,
                progress: bool = True) -> Path:
     """Export the job at ``job_dir`` as ``<out_root>/<name>/v<version>/``; returns that folder."""
-    from scaling.data.prompts import format_prompt
     from scaling.decode.evaluation import evaluate_records
-    from scaling.models import count_parameters
-
     try:
         version = parse_version(version)
         if name is not None:
@@ -229,8 +228,6 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
     if measure and not gguf:
         raise ExportError("--measure evaluates the GGUF files: it needs --gguf")
     if any(q != "f16" for q in gguf) or measure:
-        from scaling.deploy.tools import DeployToolError, require_llama_cpp
-
         try:
             require_llama_cpp()
         except DeployToolError as exc:
@@ -279,6 +276,8 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
         probe = [format_prompt(rec.prompt, data.schemas[rec.schema_id].schema, fmt, tokenizer) for rec in records[:2]]
         reloaded, reloaded_tok, worst = _roundtrip(model, tokenizer, staging, probe, source.model_spec().family)
         del model
+        from scaling.models import count_parameters  # here: it loads torch, which --help never needs
+
         counts = count_parameters(reloaded)
         if counts.total != r["params"]["total"]:
             raise ExportError(f"the exported model has {counts.total:,} parameters, the job measured "
@@ -298,8 +297,6 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
         del reloaded
 
         from scaling.jobs.record import package_versions
-        from scaling.deploy.tools import llama_cpp_version
-
         spec = source.model_spec()
         versions = package_versions()
         for pkg, ver in (("llama-cpp-python", llama_cpp_version()),):

@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaling.data import DataError
+from scaling.data.prompts import format_prompt, format_target
+from scaling.decode import DecodeConfig
 from scaling.errors import LocatedError
+from scaling.jobs.source import SourceJobError, WeightsNotFound, candidates, find_weights, known_train_hashes
+from scaling.models import ModelSpec
 from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, RunFolder, read_outputs, sha256_file
 
 
@@ -28,8 +33,6 @@ class ExportError(LocatedError, RuntimeError):
 
 
 def _first_existing(path: str, job_dir: Path, marker: str) -> Path | None:
-    from scaling.jobs.source import candidates
-
     for cand in candidates(path, job_dir):
         if (cand / marker).exists():
             return cand
@@ -77,8 +80,6 @@ class JobSource:
         (``model.depth.kept``), so Block Influence is not measured again."""
         from dataclasses import replace
 
-        from scaling.models import ModelSpec
-
         spec = ModelSpec.from_config(self.config.model)
         recorded = (self.results.get("model") or {}).get("depth") or {}
         if getattr(spec, "depth", None) is not None and recorded.get("kept") is not None:
@@ -87,9 +88,9 @@ class JobSource:
         return spec
 
     def data_spec(self, data_root: str | os.PathLike | None = None):
-        from hydra.utils import instantiate
-
         from dataclasses import replace
+
+        from hydra.utils import instantiate
 
         spec = instantiate(self.config.data, _convert_="all")
         if data_root is not None:
@@ -103,8 +104,6 @@ class JobSource:
 
     def decode_config(self):
         """The job's decoding settings (settings added since the job ran take their defaults)."""
-        from scaling.decode import DecodeConfig
-
         data = {k: v for k, v in dict(self.results["config"].get("decode") or {}).items() if k != "_target_"}
         return DecodeConfig.from_config(data)
 
@@ -124,8 +123,6 @@ class JobSource:
 
     def load_data(self, data_root: str | os.PathLike | None = None):
         """The job's dataset, checked byte for byte against the sha256 in ``results.json``."""
-        from scaling.data import DataError
-
         spec = self.data_spec(data_root)
         try:
             data = spec.load()
@@ -154,9 +151,6 @@ class JobSource:
     def tokenizer(self, data=None):
         """The job's tokenizer, rebuilt the way :func:`scaling.pipeline.build_tokenizer_and_model` built it (a trained
         BPE needs ``data``: it is trained on the training split, deterministically)."""
-        from scaling.data.prompts import format_prompt, format_target
-        from scaling.models import build_tokenizer
-
         spec = self.model_spec()
         texts = None
         if (spec.tokenizer or {}).get("kind") == "bpe":
@@ -170,6 +164,8 @@ class JobSource:
             # As scaling.pipeline builds it: prompt + target of every training record (never test text).
             texts = [format_prompt(r.prompt, data.schemas[r.schema_id].schema, fmt) + format_target(r.expected_output, fmt)
                      for r in records]
+        from scaling.models import build_tokenizer  # here: it loads torch, which --help never needs
+
         tok = build_tokenizer(spec, train_texts=texts)
         vocab = self.results["model"].get("vocab_size")
         if vocab is not None and len(tok) != int(vocab):
@@ -187,8 +183,6 @@ class JobSource:
             if not path.is_file():
                 raise ExportError(f"--weights {override}: no such file")
             return path
-        from scaling.jobs.source import SourceJobError, WeightsNotFound, find_weights
-
         try:
             return find_weights(self.results, self.job_dir)
         except WeightsNotFound as exc:
@@ -200,15 +194,13 @@ class JobSource:
     @property
     def train_hash(self) -> str | None:
         """The job's train hash: recorded, or (older jobs) recomputed from config and data."""
-        from scaling.jobs.source import known_train_hashes
-
         return (known_train_hashes(self.results) or [None])[0]
 
     def build_model(self, tokenizer, weights: Path | None):
         """The job's architecture with the fine-tuned weights loaded (fp32, eval mode)."""
-        from scaling.models import build_model
-
         spec = self.model_spec()
+        from scaling.models import build_model  # here: it loads torch
+
         model = build_model(spec, tokenizer=tokenizer, seed=int(self.results.get("seed", 0)))
         if weights is not None:
             from scaling.jobs.cache import load_weights

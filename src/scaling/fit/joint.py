@@ -25,6 +25,8 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import minimize
 
+from scaling.results import RESULTS_FILE, atomic_write_json, atomic_write_text, read_json
+
 __all__ = ["JointStatus", "JointFit", "fit_joint", "AXES", "JobPoint", "job_point", "fit_tiers", "report"]
 
 #: The axes a job can vary on, in the order their coefficients are reported.
@@ -201,8 +203,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import sys
     from pathlib import Path
-
-    from scaling.results import RESULTS_FILE, atomic_write_json, atomic_write_text, read_json
 
     ap = argparse.ArgumentParser(prog="python -m scaling.fit.joint",
                                  description="Accuracy per tier jointly in log records and log steps over finished jobs.")

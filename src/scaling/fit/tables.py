@@ -13,6 +13,7 @@ from typing import Sequence
 
 from scaling.fit.analysis import Analysis, headline_series
 from scaling.fit.data_axis import describe_fraction
+from scaling.fit.figures import metric_label
 from scaling.fit.fits import FitStatus, ReturnsKind, ThresholdStatus, _fmt_n
 from scaling.fit.scores import SeriesScores
 from scaling.results import describe_categories
@@ -169,8 +170,6 @@ def headline_table(analysis: Analysis, series: SeriesScores) -> Table:
 
 
 def _metric_name(metric: str) -> str:
-    from scaling.fit.figures import metric_label
-
     return metric_label(metric)
 
 

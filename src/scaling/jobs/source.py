@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from scaling.errors import LocatedError
+from scaling.jobs.config import current_targets, schemas
 from scaling.jobs.identity import BOOKKEEPING_KEYS, data_hash, is_bookkeeping, legacy_train_hash
 from scaling.results import RESULTS_FILE, RunFolder, read_json
 
@@ -76,8 +77,6 @@ def evaluation_config(cfg: DictConfig, overrides: Sequence[str], groups: Iterabl
     would replace the job's settings with the option's defaults, so it is refused, naming the
     keys to set instead."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from scaling.jobs.config import current_targets, schemas
 
     source = Path(str(cfg.from_job))
     record = read_record(source)

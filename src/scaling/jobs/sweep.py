@@ -31,8 +31,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 import scaling.jobs.config  # noqa: F401 - registers the configs' resolvers before Hydra composes
+from scaling.jobs.config import schemas
 from scaling.jobs.hydra_runtime import hydra_job_dir, is_multirun, job_num
 from scaling.jobs.lock import is_secondary_rank
+from scaling.jobs.source import evaluation_config
 from scaling.paths import CONF_DIR
 
 OUTCOMES_ENV = "SCALING_SWEEP_OUTCOMES"
@@ -80,8 +82,6 @@ def check_keys(cfg: DictConfig) -> None:
     misspelt ``epochs``): such a key would be ignored, so the job refuses to start, naming it."""
     from omegaconf import OmegaConf
 
-    from scaling.jobs.config import schemas
-
     # A plain copy: a DictConfig keeps the node flags that let the key in.
     job = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
     schema = schemas()["evaluate" if "from_job" in job else "train"]
@@ -116,8 +116,6 @@ def run_task(cfg: DictConfig) -> float | None:
     _report("started", cfg, job_dir)
     # Imported here: the job pulls in torch and Lightning, which --help and --cfg never need.
     from scaling.jobs.run import run_job
-    from scaling.jobs.source import evaluation_config
-
     try:
         if cfg.get("from_job"):
             groups = [p.name for p in CONF_DIR.iterdir() if p.is_dir()] + ["schema"]

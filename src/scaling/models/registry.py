@@ -39,10 +39,18 @@ from scaling.models.counting import ParamCounts, count_parameters  # noqa: F401 
 from scaling.models.depth import apply_depth
 from scaling.models.errors import ModelLoadError
 from scaling.models.grow import apply_grow
+from scaling.models.minimodel import (
+    MiniModelConfig,
+    MiniModelForCausalLM,
+    MiniModelTokenizerError,
+    MiniModelWeightsError,
+    download_minimodel,
+    load_minimodel_pretrained,
+    load_minimodel_tokenizer,
+)
 from scaling.models.spec import FAMILIES, SOURCES, ModelSpec  # noqa: F401 - re-exported (ModelSpec: its home was here)
 from scaling.models.weights import loading_info_mismatches, mismatch_report
 from scaling.results import CATEGORY_BOUNDS, category_for  # noqa: F401 - re-exported: the size categories
-
 
 # --------------------------------------------------------------------------------------
 # tokenizers
@@ -113,8 +121,6 @@ def build_tokenizer(spec: ModelSpec, train_texts: Sequence[str] | None = None):
             raise ModelLoadError(f"model {spec.key!r}: tokenizer path {path!r} does not exist")
         try:
             if spec.family == "minimodel":
-                from scaling.models.minimodel import load_minimodel_tokenizer
-
                 folder = Path(path)
                 tok = load_minimodel_tokenizer(folder / "tokenizer.json" if folder.is_dir() else folder)
             else:
@@ -156,8 +162,6 @@ def _hub_tokenizer(hub_id: str, revision: str | None, local_files_only: bool = F
 
 
 def _minimodel_hub_tokenizer(hub_id: str, revision: str | None, local_files_only: bool):
-    from scaling.models.minimodel import MiniModelTokenizerError, download_minimodel, load_minimodel_tokenizer
-
     folder, _ = download_minimodel(hub_id, revision, local_files_only=local_files_only, weights=False)
     if not (folder / "tokenizer.json").is_file():
         raise MiniModelTokenizerError(f"{folder}: the repository has no tokenizer.json")
@@ -277,8 +281,6 @@ def _hub_call(spec: ModelSpec, fn, what: str = "model", repo: str | None = None)
     local cache still serves, without retries), turning failures into a :class:`ModelLoadError` that
     says which kind they are: files not reachable nor cached, a download error, or files that do not
     fit the model."""
-    from scaling.models.minimodel import MiniModelTokenizerError, MiniModelWeightsError
-
     repo = repo or spec.hub_id
     at = f"{repo!r} (revision {spec.revision or 'main'})"
     reachable = _hub_reachable()
@@ -322,8 +324,6 @@ def build_config(spec: ModelSpec, vocab_size: int | None = None, tokenizer=None)
         from transformers import LlamaConfig
 
         return LlamaConfig(**arch)
-    from scaling.models.minimodel import MiniModelConfig
-
     return MiniModelConfig(**arch)
 
 
@@ -350,8 +350,6 @@ def build_model(spec: ModelSpec, tokenizer=None, seed: int = 0, calibration=None
         config = build_config(spec, vocab_size=vocab, tokenizer=tokenizer)
         torch.manual_seed(seed)
         if spec.family == "minimodel":
-            from scaling.models.minimodel import MiniModelForCausalLM
-
             model = MiniModelForCausalLM(config)
         else:
             model = AutoModelForCausalLM.from_config(config)
@@ -378,8 +376,6 @@ def build_model(spec: ModelSpec, tokenizer=None, seed: int = 0, calibration=None
 
 
 def _load_local(spec: ModelSpec, dtype: torch.dtype):
-    from scaling.models.minimodel import MiniModelTokenizerError, MiniModelWeightsError
-
     try:
         return _load_pretrained(spec, spec.path, dtype, local_files_only=True)
     except (MiniModelWeightsError, MiniModelTokenizerError) as exc:
@@ -392,8 +388,6 @@ def _load_pretrained(spec: ModelSpec, where: str, dtype: torch.dtype, local_file
     from transformers import AutoModelForCausalLM
 
     if spec.family == "minimodel":
-        from scaling.models.minimodel import load_minimodel_pretrained
-
         # The arch (if the config gives one) is what the checkpoint must fit: a published checkpoint
         # has no config.json, and inferring one from its shapes would accept any depth or width.
         return load_minimodel_pretrained(
