@@ -8,7 +8,7 @@ import pytest
 
 from scaling.compare.runs import CompareError
 from scaling.complex_plus import ComplexPlusError
-from scaling.configs import ConfigError
+from scaling.typed_config import ConfigError
 from scaling.data import DataError
 from scaling.deploy.tools import DeployToolError
 from scaling.errors import LocatedError

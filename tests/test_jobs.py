@@ -155,7 +155,7 @@ def test_the_finetune_target_is_its_defining_module_and_hashes_as_the_recorded_o
     from hydra.utils import get_class
 
     import scaling.train
-    from scaling.configs import instantiate_node
+    from scaling.typed_config import instantiate_node
     from scaling.jobs.config import TARGETS, current_targets, schemas
     from scaling.jobs.identity import train_hashes
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from scaling.configs import dataclass_from_config
+from scaling.typed_config import dataclass_from_config
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from scaling.configs import instantiate_node
+from scaling.typed_config import instantiate_node
 from scaling.data.io import Dataset
 from scaling.data.prompts import PromptFormat, format_prompt, format_target
 from scaling.data.readings import contradicting

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from scaling.configs import dataclass_from_config
+from scaling.typed_config import dataclass_from_config
 
 TEMPLATES = ("plain", "chat")
 SCHEMA_MODES = ("none", "fields", "full")

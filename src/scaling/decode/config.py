@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from scaling.configs import dataclass_from_config
+from scaling.typed_config import dataclass_from_config
 
 ENGINES = ("continuous", "hf")
 MODES = ("greedy", "constrained")

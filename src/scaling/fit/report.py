@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from scaling.configs import to_plain
+from scaling.typed_config import to_plain
 from scaling.fit.analysis import Analysis, Curve, analyse, complex_plus_note, fit_summary, headline_series, n_sizes
 from scaling.fit.ceiling import answers, wrong_answers_text
 from scaling.fit.trend import trend_checks

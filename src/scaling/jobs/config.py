@@ -32,7 +32,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from scaling.configs import structured_schema
+from scaling.typed_config import structured_schema
 from scaling.data.io import TIERS, DataError
 from scaling.data.prompts import PromptFormat
 from scaling.data.source import DataSpec

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from scaling.configs import dataclass_from_config
+from scaling.typed_config import dataclass_from_config
 from scaling.data.io import DataError
 from scaling.jobs.config import LockConfig
 from scaling.jobs.hydra_runtime import hydra_job_dir

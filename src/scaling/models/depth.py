@@ -64,7 +64,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from scaling.configs import dataclass_from_config, optional_mapping, to_plain
+from scaling.typed_config import dataclass_from_config, optional_mapping, to_plain
 from scaling.data.sft import build_example
 from scaling.models.errors import ModelLoadError
 

@@ -50,7 +50,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from scaling.configs import dataclass_from_config, optional_mapping, to_plain
+from scaling.typed_config import dataclass_from_config, optional_mapping, to_plain
 from scaling.models.counting import count_parameters
 from scaling.models.depth import find_blocks
 from scaling.models.errors import ModelLoadError

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaling.configs import dataclass_from_config, to_plain
+from scaling.typed_config import dataclass_from_config, to_plain
 from scaling.models.errors import ModelLoadError
 
 SOURCES = ("hub", "gguf", "random", "local")

@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 from omegaconf import OmegaConf
 
-from scaling.configs import ConfigError, instantiate_node, structured_schema
+from scaling.typed_config import ConfigError, instantiate_node, structured_schema
 from scaling.data.prompts import PromptFormat
 from scaling.data.source import DataSpec
 from scaling.decode.config import DecodeConfig
