@@ -12,8 +12,8 @@ config; ``python -m scaling.fit`` is its Hydra CLI).
 
 from scaling.fit.analysis import Analysis, Curve, analyse, build_curve, fit_summary
 from scaling.stats import paired_bootstrap, percentile_ci
-from scaling.fit.collect import (METRICS, OVERALL, Collection, Job, ReferenceSeries, Series, collect, load_reference,
-                                 newest_sweep, read_job, read_predictions)
+from scaling.fit.collect import (METRICS, OVERALL, Collection, FinishedJob, ReferenceSeries, Series, collect,
+                                 load_reference, newest_sweep, read_job, read_predictions)
 from scaling.fit.config import REFERENCE_LADDER, Settings, anchor_paths, conf_dir, project_root
 from scaling.fit.errors import FitError
 from scaling.fit.figures import FIGURES, make_figures
@@ -27,7 +27,7 @@ from scaling.fit.verdicts import Verdict, build_ladder, evaluate_track
 
 __all__ = [
     "Analysis", "Curve", "analyse", "build_curve", "fit_summary", "paired_bootstrap", "percentile_ci", "METRICS",
-    "OVERALL", "Collection", "Job", "ReferenceSeries", "Series", "collect", "load_reference", "newest_sweep",
+    "OVERALL", "Collection", "FinishedJob", "ReferenceSeries", "Series", "collect", "load_reference", "newest_sweep",
     "read_job", "read_predictions", "Settings", "conf_dir", "REFERENCE_LADDER", "anchor_paths", "project_root",
     "FitError", "FIGURES", "make_figures",
     "CapacityThreshold", "DiminishingReturns", "LogisticFit", "LogLinearFit", "RungGain", "capacity_threshold",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from scaling.complex_plus import tier_block
-from scaling.fit.collect import OVERALL, Job
+from scaling.fit.collect import OVERALL, FinishedJob
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,11 @@ class TierCeiling:
                 "contradicts": self.contradicts, "jobs": self.jobs}
 
 
-def _block(job: Job, tier: str) -> Mapping[str, Any] | None:
+def _block(job: FinishedJob, tier: str) -> Mapping[str, Any] | None:
     return tier_block(job.metrics, tier)
 
 
-def collect_ceilings(jobs: Sequence[Job], tiers: Iterable[str]) -> tuple[dict[str, TierCeiling], list[str]]:
+def collect_ceilings(jobs: Sequence[FinishedJob], tiers: Iterable[str]) -> tuple[dict[str, TierCeiling], list[str]]:
     """``({tier: TierCeiling}, notes)`` from the jobs' results."""
     out: dict[str, TierCeiling] = {}
     notes: list[str] = []
@@ -73,7 +73,7 @@ def collect_ceilings(jobs: Sequence[Job], tiers: Iterable[str]) -> tuple[dict[st
     return out, notes
 
 
-def answers(jobs: Sequence[Job], tier: str) -> dict[str, Any] | None:
+def answers(jobs: Sequence[FinishedJob], tier: str) -> dict[str, Any] | None:
     """The answers by kind of some jobs (a model's seeds) on a tier, summed: ``{"kinds": Counter,
     "lists": Counter}``; None when a job carries none."""
     kinds: Counter = Counter()

@@ -69,7 +69,7 @@ class Predictions:
 
 
 @dataclass(frozen=True, eq=False)
-class Job:
+class FinishedJob:
     """One completed training job, as read from its ``results.json``."""
 
     path: Path                      # the results.json
@@ -126,7 +126,7 @@ class Model:
     params_total: int
     params_non_embedding: int
     category: str | None
-    jobs: tuple[Job, ...]
+    jobs: tuple[FinishedJob, ...]
     rung: str = "original"
     """``pruned`` (a depth rung), ``original`` or ``grown`` (a grown rung): how the model
     relates to the pretrained one, labelled on every point of a fit."""
@@ -186,7 +186,7 @@ class ReferenceSeries:
 @dataclass(frozen=True, eq=False)
 class Collection:
     sweep_dirs: tuple[Path, ...]
-    jobs: tuple[Job, ...]
+    jobs: tuple[FinishedJob, ...]
     skipped: tuple[Skipped, ...]
     series: tuple[Series, ...]
     references: tuple[ReferenceSeries, ...] = ()
@@ -256,7 +256,7 @@ def _need(d: Mapping[str, Any], dotted: str, typ: type, path: Path) -> Any:
     return cur
 
 
-def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
+def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> FinishedJob:
     """Read one ``results.json`` (and the ``predictions.jsonl`` beside it).
 
     Raises :class:`FitError` when the job cannot be used: unreadable or not JSON, a
@@ -316,7 +316,7 @@ def read_job(path: str | Path, metrics: Sequence[str] = METRICS) -> Job:
             pooled = read_predictions(path.with_name(COMPLEX_PLUS_FILE), metrics)
         except FitError as e:
             notes.append(f"{e}; using its metrics.{COMPLEX_PLUS} only (no paired intervals)")
-    return Job(
+    return FinishedJob(
         path=path, run_name=str(d.get("run_name") or path.parent.name),
         group=d.get("group") if isinstance(d.get("group"), str) else None,
         model_key=model_key,
@@ -392,14 +392,14 @@ def series_label(method: str, decode_mode: str | None = None, random_init: bool 
     return label
 
 
-def group_jobs(jobs: Iterable[Job], log: Log = _stderr) -> tuple[Series, ...]:
+def group_jobs(jobs: Iterable[FinishedJob], log: Log = _stderr) -> tuple[Series, ...]:
     """Group jobs into series (method, decode mode, random init, and the recipe parts that
     vary across the jobs: prompt format, epochs, ...) of models (model key). Jobs that differ
     only in seed are replicates of one model."""
     jobs = list(jobs)
     mixed_decode = len({j.decode_mode for j in jobs}) > 1
     varying = varying_recipe(recipe(j.config) for j in jobs)
-    by_series: dict[tuple, dict[str, list[Job]]] = defaultdict(lambda: defaultdict(list))
+    by_series: dict[tuple, dict[str, list[FinishedJob]]] = defaultdict(lambda: defaultdict(list))
     for j in jobs:
         parts = tuple(p for p in recipe(j.config) if p[0] in varying)
         by_series[(j.method, j.decode_mode, j.source == "random", parts)][j.model_key].append(j)
@@ -453,7 +453,7 @@ def collect(sweep_dirs: Sequence[str | Path], *, metrics: Sequence[str] = METRIC
             raise FitError("is a file, not a sweep folder (pass the folder that holds the job folders)"
                            if p.exists() else "sweep folder does not exist", file=p)
         dirs.append(p)
-    jobs: list[Job] = []
+    jobs: list[FinishedJob] = []
     skipped: list[Skipped] = []
     seen: set[Path] = set()
     notes: list[str] = []
@@ -490,7 +490,8 @@ def collect(sweep_dirs: Sequence[str | Path], *, metrics: Sequence[str] = METRIC
                       series=group_jobs(jobs, log), references=tuple(references), notes=tuple(notes))
 
 
-def _without_complex_plus_parts(jobs: list[Job]) -> tuple[list[Job], list[tuple[Job, Job]]]:
+def _without_complex_plus_parts(
+        jobs: list[FinishedJob]) -> tuple[list[FinishedJob], list[tuple[FinishedJob, FinishedJob]]]:
     """``(jobs, [(companion, owner)])``: the jobs without the runs whose answers another collected
     job pools as the extra part of its complex+ (matched by the ``config_hash`` it recorded)."""
     owners = {}

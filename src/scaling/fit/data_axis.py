@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from scaling.complex_plus import COMPLEX_PLUS_TIER
-from scaling.fit.collect import OVERALL, Collection, Job, Series
+from scaling.fit.collect import OVERALL, Collection, FinishedJob, Series
 from scaling.fit.fits import FitStatus, Interval, no_signal
 from scaling.fit.scores import complex_plus_scores
 from scaling.metrics import PROPORTION_METRICS
@@ -98,7 +98,7 @@ def data_curves(collection: Collection, metrics: Sequence[str], tiers: Sequence[
         if len({_fraction(s) for s in members}) < 2:
             continue
         label = _strip_records(members[0].label)
-        by_model: dict[str, list[tuple[float, list[Job], int]]] = {}
+        by_model: dict[str, list[tuple[float, list[FinishedJob], int]]] = {}
         for s in members:
             for m in s.models:
                 by_model.setdefault(m.key, []).append((_fraction(s), list(m.jobs), m.params_total))

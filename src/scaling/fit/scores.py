@@ -31,7 +31,7 @@ from scaling.complex_plus import COMPLEX_PLUS_TIER, tier_block
 from scaling.metrics import PROPORTION_METRICS, metric_interval
 from scaling.stats import (bounded_mean_intervals, paired_bootstrap, percentile_ci, proportion_interval,
                            proportion_intervals)
-from scaling.fit.collect import OVERALL, Job, Log, ReferenceSeries, Series, _stderr
+from scaling.fit.collect import OVERALL, FinishedJob, Log, ReferenceSeries, Series, _stderr
 from scaling.results import category_for
 
 #: Size category by total parameters (:data:`scaling.results.CATEGORY_BOUNDS`).
@@ -236,7 +236,7 @@ def _aggregate_row(series: Series, m: str, t: str, level: float) -> tuple[ScoreR
         np.array([v for v in (j.aggregate(m, t) for j in model.jobs) if v is not None]) for model in series.models)
 
 
-def complex_plus_scores(models: Sequence[Sequence[Job]], metrics: Sequence[str], n_boot: int, seed: int,
+def complex_plus_scores(models: Sequence[Sequence[FinishedJob]], metrics: Sequence[str], n_boot: int, seed: int,
                         level: float) -> tuple[int, dict[str, tuple[ScoreRow, tuple[np.ndarray, ...]]]] | None:
     """complex+ per metric for models given as their jobs (seeds): ``(n, {metric: (row, seed scores)})``
     from the jobs' ``complex_plus.jsonl`` values on the ``n`` ids every job has, with a paired bootstrap
