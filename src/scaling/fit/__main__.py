@@ -102,11 +102,12 @@ def _train_keys() -> set[str]:
     """Top-level keys and config groups of scaling.train (for a clearer refusal)."""
     from omegaconf import OmegaConf
 
-    from scaling.paths import CONF_DIR
+    from scaling.paths import conf_dir
 
-    keys = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+    folder = conf_dir()
+    keys = {p.name for p in folder.iterdir() if p.is_dir()}
     try:
-        keys |= {str(k) for k in OmegaConf.load(CONF_DIR / "train.yaml") if k != "defaults"}
+        keys |= {str(k) for k in OmegaConf.load(folder / "train.yaml") if k != "defaults"}
     except OSError:
         pass
     return keys

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -11,15 +10,14 @@ from scaling.data.io import TIERS
 from scaling.fit.collect import METRICS, OVERALL, _metric_column
 from scaling.fit.errors import FitError
 from scaling.metrics import HEADLINE_METRICS
-
-CONF_ENV = "SCALING_CONF_DIR"
+from scaling import paths
+from scaling.paths import CONF_ENV
 
 
 def conf_dir() -> Path:
-    """The repository's ``conf/`` folder: ``$SCALING_CONF_DIR`` when set, else the ``conf``
-    folder beside ``src/`` (``Path(__file__).parents[3] / "conf"``)."""
-    env = os.environ.get(CONF_ENV)
-    path = Path(env) if env else Path(__file__).resolve().parents[3] / "conf"
+    """The repository's ``conf/`` folder (:func:`scaling.paths.conf_dir`: ``$SCALING_CONF_DIR``
+    when set, else the ``conf`` folder beside ``src/``), checked to hold ``fit.yaml``."""
+    path = paths.conf_dir()
     if not (path / "fit.yaml").is_file():
         raise FitError(f"no fit.yaml in the config folder; set {CONF_ENV} to the repository's conf/ folder",
                        file=path)
