@@ -348,3 +348,34 @@ def test_cli_bad_input_is_an_error_not_a_traceback(tmp_path):
     blocker.write_text("")
     run = _cli("synth", "--out", str(blocker), "--n-train", "2", "--n-test", "0")
     assert run.returncode == 2 and run.stderr.startswith("error: ") and "Traceback" not in run.stderr
+
+
+def test_one_set_of_default_sizes():
+    """The generator's defaults (CLI, ensure_synthetic) are the ones the data group composes."""
+    import yaml
+
+    from scaling.data.synthetic import DEFAULT_N_TEST, DEFAULT_N_TRAIN
+    from scaling.paths import conf_dir
+
+    synth = yaml.safe_load((conf_dir() / "data" / "synthetic.yaml").read_text())["synth"]
+    assert (synth["n_train"], synth["n_test"]) == (DEFAULT_N_TRAIN, DEFAULT_N_TEST)
+
+
+def test_ensure_synthetic_takes_the_generator_defaults(tmp_path, monkeypatch):
+    import scaling.data.synthetic as synthetic
+    from scaling.data.source import ensure_synthetic
+
+    seen = {}
+
+    def fake_generate(out, seed, version, **sizes):  # records what it was asked for, writes the layout
+        seen.update(sizes, seed=seed)
+        (Path(out) / version).mkdir(parents=True)
+        for split in ("train", "test"):
+            (Path(out) / version / f"{split}.jsonl").write_text("")
+        return Path(out)
+
+    monkeypatch.setattr(synthetic, "generate", fake_generate)
+    ensure_synthetic(tmp_path / "a", seed=3)
+    assert seen == {"seed": 3}  # no sizes passed: generate's own defaults apply
+    ensure_synthetic(tmp_path / "b", n_train=8, n_test=4)
+    assert seen == {"seed": 0, "n_train": 8, "n_test": 4}

@@ -157,21 +157,24 @@ class DataSpec:
         return str(Path(self.root) / self.train_version / "train.jsonl")
 
 
-def ensure_synthetic(root: Path, version: str = "v1", seed: int = 0, n_train: int = 2000, n_test: int = 200,
-                     **extra: Any) -> Path:
+def ensure_synthetic(root: Path, version: str = "v1", seed: int = 0, n_train: int | None = None,
+                     n_test: int | None = None, **extra: Any) -> Path:
     """Generate synthetic data into ``root`` unless it is already there.
 
     Generated in a temporary sibling folder and renamed into place, so parallel sweep jobs
-    never read a half-written dataset.
+    never read a half-written dataset. ``n_train`` / ``n_test`` left out: the generator's
+    defaults (:data:`scaling.data.synthetic.DEFAULT_N_TRAIN`, the ones ``conf/data/synthetic.yaml``
+    repeats).
     """
-    from scaling.data.synthetic import generate
+    from scaling.data.synthetic import generate  # here: the word lists load only when data is generated
 
     if (root / version / "train.jsonl").exists() and (root / version / "test.jsonl").exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        generate(tmp, seed=seed, n_train=n_train, n_test=n_test, version=version, **extra)
+        sizes = {k: v for k, v in (("n_train", n_train), ("n_test", n_test)) if v is not None}
+        generate(tmp, seed=seed, version=version, **sizes, **extra)
         try:
             os.rename(tmp, root)
         except OSError:
