@@ -22,7 +22,10 @@ class OptimConfig:
     weight_decay: float = 0.0
     """Decoupled weight decay on matrices only (norms, biases and embeddings excluded)."""
     betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW's moment decay rates. 0.95 for the second moment (as in Llama and GPT-3 training),
+    not PyTorch's 0.999: it follows a shifting gradient scale faster in a short fine-tune."""
     eps: float = 1e-8
+    """AdamW's denominator floor (PyTorch's default)."""
     warmup_ratio: float = 0.05
     """Fraction of optimiser steps spent warming up linearly from 0."""
     min_lr_ratio: float = 0.1

@@ -115,6 +115,30 @@ def _omegaconf_type(annotation: Any) -> Any:
     return annotation
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """Each dataclass field's docstring (the string literal written under the field), read from
+    the source of ``cls`` and its bases (a subclass's own wins): the one description a setting
+    has, which ``--help`` prints (:func:`scaling.jobs.config.settings_help`). A field without
+    one is absent; a class whose source cannot be read (built at run time) has none."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for field_node, doc_node in zip(body, body[1:]):
+            if (isinstance(field_node, ast.AnnAssign) and isinstance(field_node.target, ast.Name)
+                    and isinstance(doc_node, ast.Expr) and isinstance(doc_node.value, ast.Constant)
+                    and isinstance(doc_node.value.value, str)):
+                docs[field_node.target.id] = inspect.cleandoc(doc_node.value.value)
+    return docs
+
+
 class ConfigError(LocatedError, ValueError):
     """A config that composed but cannot be built; the message starts with the config key."""
 

@@ -24,6 +24,8 @@ class DecodeConfig:
     margin_factor: float = 1.25
     """Head-room over the longest target: a model may legitimately write a longer answer."""
     margin_tokens: int = 32
+    """Tokens added to the cap after ``margin_factor``: room for a short answer's closing
+    brackets and EOS, where 25% of a few tokens is none."""
     prompt_cap: bool = True
     """Also cap each row by its own prompt: an extraction answer copies values from its prompt,
     so its length is bounded by what the prompt holds. The cap is ``ceil(ratio x

@@ -24,15 +24,19 @@ takes the dataclass's default, documented once on its field. ``trainer``, ``logg
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
+import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from scaling.typed_config import structured_schema
+from scaling.typed_config import field_docs, structured_schema
 from scaling.data.io import TIERS, DataError
 from scaling.data.prompts import PromptFormat
 from scaling.data.source import DataSpec
@@ -62,6 +66,8 @@ class FinetuneConfig:
     max_batch_tokens: int | None = 8192
     """A micro-batch stops growing when examples x longest length would exceed this."""
     accumulate_grad_batches: int = 1
+    """Micro-batches per optimiser step (Lightning's ``accumulate_grad_batches``): a larger
+    effective batch where memory holds only ``batch_size`` examples at once."""
     max_length: int | None = 4096
     """Longest example in tokens; longer ones lose prompt tokens from the left, never answer."""
     val_fraction: float = 0.0
@@ -231,23 +237,78 @@ def current_targets(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
+#: The typed groups of the config tree, by key (a nested group by its dotted key), and the
+#: dataclass each is built from: the schemas below and ``--help``'s settings read this one table.
+GROUP_CLASSES: dict[str, type] = {
+    "model": ModelSpec, "data": DataSpec, "data.prompt": PromptFormat, "finetune": FinetuneConfig,
+    "finetune.optim": OptimConfig, "decode": DecodeConfig, "lock": LockConfig, "eval": EvalConfig,
+}
+#: The config each entry point composes (``conf/<job>.yaml``), by ``hydra.job.name``.
+JOB_CLASSES: dict[str, type] = {"train": TrainConfig, "evaluate": EvaluateConfig}
+
+
+def _subgroups(prefix: str) -> dict[str, str]:
+    """The groups one level under ``prefix`` ("" for the root): ``{field name: group key}``."""
+    depth = prefix.count(".") + 1 if prefix else 0
+    return {key.rsplit(".", 1)[-1]: key for key in GROUP_CLASSES
+            if key.startswith(prefix + "." if prefix else "") and key.count(".") == depth}
+
+
 @functools.lru_cache(maxsize=None)
 def schemas() -> dict[str, type]:
     """The config tree's schemas by ConfigStore name (see the module docstring): made once,
     so a composed config and a check against the schema share one class."""
     here = {"module": __name__}  # importable by name: configs typed with them pickle
-    groups = {
-        "model": structured_schema(ModelSpec, TARGETS["model"], **here),
-        "data": structured_schema(DataSpec, TARGETS["data"], nested={"prompt": structured_schema(PromptFormat, **here)},
-                                  **here),
-        "finetune": structured_schema(FinetuneConfig, TARGETS["finetune"],
-                                      nested={"optim": structured_schema(OptimConfig, **here)}, **here),
-        "decode": structured_schema(DecodeConfig, TARGETS["decode"], **here),
-        "lock": structured_schema(LockConfig, **here),
-        "eval": structured_schema(EvalConfig, **here),
-    }
-    return {"train": structured_schema(TrainConfig, nested=groups, **here),
-            "evaluate": structured_schema(EvaluateConfig, nested=groups, **here)}
+
+    def schema(key: str) -> type:
+        nested = {name: schema(sub) for name, sub in _subgroups(key).items()}
+        return structured_schema(GROUP_CLASSES[key], TARGETS.get(key), nested=nested or None, **here)
+
+    groups = {name: schema(key) for name, key in _subgroups("").items()}
+    return {job: structured_schema(cls, nested=groups, **here) for job, cls in JOB_CLASSES.items()}
+
+
+def settings_help(job: str) -> str:
+    """``python -m scaling.<job> --help``'s settings: every typed key with its type, its default
+    and its docstring (:func:`~scaling.typed_config.field_docs`), the job's own keys first, then
+    each group's. The docstrings are the one description of a setting: the YAML files hold only
+    what a choice changes."""
+    lines: list[str] = []
+
+    def describe(prefix: str, cls: type) -> None:
+        docs = field_docs(cls)
+        subgroups = _subgroups(prefix.rstrip("."))
+        own = [f for f in dataclasses.fields(cls) if f.name not in subgroups]
+        for f in own:
+            lines.append(f"  {prefix}{f.name}: {f.type} = {_default_text(f)}")
+            doc = _plain_doc(docs.get(f.name, ""))
+            if doc:
+                lines.extend(textwrap.wrap(doc, 96, initial_indent=" " * 6, subsequent_indent=" " * 6))
+        for name, key in subgroups.items():
+            group = GROUP_CLASSES[key]
+            lines.extend(["", f"{key}: {_plain_doc((group.__doc__ or '').strip().splitlines()[0])}"])
+            describe(key + ".", group)
+
+    describe("", JOB_CLASSES[job])
+    return "\n".join(lines)
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        value = f.default_factory()  # type: ignore[misc]
+    else:
+        return "(required)"
+    if dataclasses.is_dataclass(value):
+        return "(see below)"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _plain_doc(doc: str) -> str:
+    """A docstring as one line of plain text: Sphinx roles and literals unwrapped."""
+    doc = re.sub(r":\w+:`~?([^`<]*?)(?: <[^>]*>)?`", r"\1", doc)
+    return " ".join(doc.replace("``", "").split())
 
 
 def register_schemas() -> None:
@@ -338,6 +399,8 @@ RESOLVERS = {
     "run_dir": run_dir,
     "slurm_tasks_per_node": slurm_tasks_per_node,
     "from_job_run_name": from_job_run_name,
+    # conf/hydra/default.yaml's help template; '$' doubled: Hydra fills the template with string.Template
+    "config_help": lambda job: settings_help(str(job)).replace("$", "$$"),
 }
 
 for _name, _fn in RESOLVERS.items():
