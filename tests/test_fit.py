@@ -22,7 +22,7 @@ from scaling.fit.config import Settings, conf_dir
 from scaling.fit.errors import FitError
 from scaling.fit.fits import (FitStatus, ReturnsKind, ThresholdStatus, capacity_threshold, diminishing_returns,
                               fit_logistic, fit_loglinear, logistic, rung_gains)
-from scaling.fit.report import load_config, log_to_wandb, run_fit
+from scaling.fit.run import load_config, log_to_wandb, run_fit
 from scaling.fit.__main__ import quote_path_overrides
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from scaling.fit import synthetic
 from scaling.fit.collect import collect
 from scaling.fit.config import Settings
 from scaling.fit.fits import fit_logistic, logistic, no_signal, rung_gains
-from scaling.fit.report import load_config, run_fit
+from scaling.fit.run import load_config, run_fit
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["n_boot=300", "n_boot_fit=5"]

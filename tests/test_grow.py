@@ -443,7 +443,7 @@ def test_real_smol135_gguf_grown_by_8_blocks_computes_the_135m(compose_train):
 
 def test_the_fit_labels_pruned_original_and_grown_rungs_and_splits_the_frozen_recipe(tmp_path):
     from scaling.fit import synthetic
-    from scaling.fit.report import load_config, run_fit
+    from scaling.fit.run import load_config, run_fit
 
     examples = synthetic.make_examples(rng=0)
     rng = __import__("numpy").random.default_rng(0)

@@ -20,7 +20,9 @@ from scaling.fit.figures import FIGURES, make_figures
 from scaling.fit.fits import (CapacityThreshold, DiminishingReturns, LogisticFit, LogLinearFit, RungGain,
                               capacity_threshold, diminishing_returns, diminishing_returns_rungs, fit_logistic,
                               fit_loglinear, logistic, rung_gains)
-from scaling.fit.report import FitRun, fit_document, load_config, render_report, run_fit
+from scaling.fit.document import fit_document
+from scaling.fit.report import render_report
+from scaling.fit.run import FitRun, load_config, run_fit
 from scaling.fit.scores import SeriesScores, category_of
 from scaling.fit.tables import Table, all_tables, write_tables
 from scaling.fit.verdicts import Verdict, build_ladder, evaluate_track

@@ -1,7 +1,7 @@
 """``python -m scaling.fit sweep_dir=outputs/multirun/<sweep> [name=...] [key=value ...]``
 (``scaling-fit``).
 
-Hydra entry point over :func:`scaling.fit.report.run_fit` with ``conf/fit.yaml``; the conf
+Hydra entry point over :func:`scaling.fit.run.run_fit` with ``conf/fit.yaml``; the conf
 folder is ``$SCALING_CONF_DIR`` or the repository's ``conf/`` (see
 :func:`scaling.fit.config.conf_dir`). ``--help`` lists fit's own options (the documented keys
 of ``fit.yaml``), and any other key is refused before Hydra sees it. Bad input prints
@@ -131,7 +131,7 @@ def main() -> None:
         sys.exit(2)
     import hydra
 
-    from scaling.fit.report import run_fit
+    from scaling.fit.run import run_fit
 
     sys.argv = [sys.argv[0]] + quote_path_overrides(args)
 
