@@ -21,9 +21,6 @@ from scaling.fit.report import answer
 FIT_VERSION = 1
 
 
-# ----------------------------------------------------------------------------- fit.json
-
-
 def _clean(obj: Any) -> Any:
     """JSON-safe: NaN/inf -> null, numpy -> Python, tuples -> lists, Paths -> str."""
     if isinstance(obj, dict):

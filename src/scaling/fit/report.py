@@ -18,10 +18,6 @@ from scaling.fit.tables import (Table, ceiling_table, data_axis_table, describe_
                                 headline_table, interval_note, ladder_table, pct)
 
 
-
-# ----------------------------------------------------------------------------- report.md
-
-
 def _pct_ci(c: Curve, i: int) -> str:
     """``63.9% [58.9, 70.3]``."""
     lo, hi = c.lo[i], c.hi[i]

@@ -284,7 +284,7 @@ def settings_help(job: str) -> str:
             doc = _plain_doc(docs.get(f.name, ""))
             if doc:
                 lines.extend(textwrap.wrap(doc, 96, initial_indent=" " * 6, subsequent_indent=" " * 6))
-        for name, key in subgroups.items():
+        for key in subgroups.values():
             group = GROUP_CLASSES[key]
             lines.extend(["", f"{key}: {_plain_doc((group.__doc__ or '').strip().splitlines()[0])}"])
             describe(key + ".", group)
