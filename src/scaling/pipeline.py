@@ -32,6 +32,7 @@ from scaling.hardware import release_host_memory
 from scaling.jobs.cache import CacheEntry, cache_entry, load_weights
 from scaling.jobs.config import FinetuneConfig, eval_split
 from scaling.jobs.identity import data_hash, train_data_hash, train_hashes
+from scaling.jobs.record import JobRecord
 from scaling.jobs.resume import ResumePoint, TrainIdentity
 from scaling.jobs.source import SourceJobError, find_weights, read_record, source_record
 from scaling.jobs.tracking import wandb_results, wandb_tags
@@ -49,7 +50,7 @@ class JobLife(Protocol):
 
     cfg: DictConfig
     job_dir: Path
-    record: dict[str, Any]
+    record: JobRecord
     """The results record each step fills; the job writes it to ``results.json``."""
     primary: bool
     """False in a DDP worker other than rank 0: it trains, and writes nothing."""
@@ -73,12 +74,12 @@ def train_and_evaluate(job: JobLife) -> bool:
     check_grow(spec, finetune)
 
     # 1. Data: train / fit / validation / evaluation records, and the hashes that name the job.
-    data, record["data"] = load_data(cfg, data_spec, fmt, finetune, split)
-    record["data_hash"] = data_hash(data.dataset.files)
-    record["train_hash"], legacy_train_hash = train_hashes(cfg, data.dataset.files)
+    data, record.data = load_data(cfg, data_spec, fmt, finetune, split)
+    record.data_hash = data_hash(data.dataset.files)
+    record.train_hash, legacy_train_hash = train_hashes(cfg, data.dataset.files)
     source = weights = None
     if cfg.get("from_job"):  # a finished job scored again: its weights, its kept blocks
-        source, weights, spec, record["source_job"] = from_job(cfg, spec, data, data_spec.root)
+        source, weights, spec, record.source_job = from_job(cfg, spec, data, data_spec.root)
 
     # The job's life (scaling.jobs.run): skip a completed job, else find the resume point,
     # write results.json "running" and start the W&B run.
@@ -88,19 +89,19 @@ def train_and_evaluate(job: JobLife) -> bool:
     # 2. Model: tokenizer, then weights (random, hub, GGUF, local), pruned (model.depth) or grown (model.grow).
     tokenizer, model = build_tokenizer_and_model(cfg, spec, data, source)
     counts = count_parameters(model)
-    record["model"] = model_record(spec, model, tokenizer)
-    record["category"] = category_for(counts.total)
-    record["finetune"] = {"method": finetune.method, "epochs": finetune.epochs, "max_steps": finetune.max_steps,
+    record.model = model_record(spec, model, tokenizer)
+    record.category = category_for(counts.total)
+    record.finetune = {"method": finetune.method, "epochs": finetune.epochs, "max_steps": finetune.max_steps,
                           "optim": finetune.optim, "lora": finetune.lora, "tier_repeat": finetune.tier_repeat}
     log.info("model %s: %s parameters (%s non-embedding), category %s", spec.key, f"{counts.total:,}",
-             f"{counts.non_embedding:,}", record["category"])
-    wandb_tags(job.loggers, record["category"], counts.total)
+             f"{counts.non_embedding:,}", record.category)
+    wandb_tags(job.loggers, record.category, counts.total)
 
     # 3. Fine-tune: nothing (finetune=none), the source job's weights (from_job), the train
     # cache's, or Lightning training, from checkpoints/last.ckpt when the job resumes.
     model, trainable = fine_tune(job, model, tokenizer, data, finetune, counts.trainable, legacy_train_hash,
                                  source, weights)
-    record["params"] = {"total": counts.total, "non_embedding": counts.non_embedding, "trainable": trainable}
+    record.params = {"total": counts.total, "non_embedding": counts.non_embedding, "trainable": trainable}
 
     # 4. Evaluate: generate on eval.split and score (rank 0 only: it owns the job's files).
     if job.primary:
@@ -247,31 +248,31 @@ def fine_tune(job: JobLife, model, tokenizer, data: JobData, finetune: FinetuneC
     """Fine-tune ``model`` (or reuse weights trained before); fills the record's ``train``.
     Returns the model to evaluate and its number of trained parameters."""
     record = job.record
-    record["train"] = None
-    entry = cache_entry(job.cfg.get("train_cache"), record["train_hash"])
+    record.train = None
+    entry = cache_entry(job.cfg.get("train_cache"), record.train_hash)
     # Weights cached by an earlier version, under the train hash of identity 1.
-    legacy = cache_entry(job.cfg.get("train_cache"), legacy_train_hash or record["train_hash"])
+    legacy = cache_entry(job.cfg.get("train_cache"), legacy_train_hash or record.train_hash)
     found = next((e for e in (entry, legacy) if e is not None and e.complete), None)
     if finetune.method == "none":
         trainable = 0
     elif source is not None:
         # from_job: the finished job's weights, never a training step.
         model = load_weights(model, weights)
-        record["train"] = {**(source.get("train") or {}), "reused_from": str(weights.parent)}
+        record.train = {**(source.get("train") or {}), "reused_from": str(weights.parent)}
         trainable = (source.get("params") or {}).get("trainable", trainable)
         log.info("from_job: evaluating the fine-tuned weights %s (no training)", weights)
     elif found is not None:
         # The same training (config and data) already done in this output root: reuse it.
         cached = found.info()
         model = found.load_into(model)
-        record["train"] = {**cached["train"], "reused_from": str(found.path)}
+        record.train = {**cached["train"], "reused_from": str(found.path)}
         trainable = cached["trainable"]
         log.info("training: reusing fine-tuned weights from %s", found.path)
     else:
         if finetune.method == "lora":
             model = lora_wrap(model, finetune.lora)
             trainable = count_parameters(model).trainable
-        record["train"] = fit(job, model, tokenizer, data, finetune)
+        record.train = fit(job, model, tokenizer, data, finetune)
         if finetune.method == "lora":
             model = model.merge_and_unload()  # plain weights: faster generation, same function
         for p in model.parameters():
@@ -288,14 +289,14 @@ def store(job: JobLife, entry: CacheEntry, model, tokenizer, trainable: int) -> 
     """The fine-tuned weights into the train cache; a cache that cannot be written costs
     only the reuse, never the finished training (the job evaluates anyway)."""
     try:
-        entry.save(model, {"train": job.record["train"], "trainable": trainable,
-                           "job_dir": str(job.job_dir), "train_hash": job.record["train_hash"]},
+        entry.save(model, {"train": job.record.train, "trainable": trainable,
+                           "job_dir": str(job.job_dir), "train_hash": job.record.train_hash},
                    tokenizer=tokenizer)
     except OSError as exc:
         why = f"{exc.filename or entry.path}: {exc.strerror or exc}"
         log.warning("train cache not written (%s); evaluating anyway: the weights stay in %s", why,
                     job.job_dir / "checkpoints")
-        job.record["train"]["cache_error"] = why
+        job.record.train["cache_error"] = why
 
 
 def fit(job: JobLife, model, tokenizer, data: JobData, finetune: FinetuneConfig) -> dict[str, Any]:
@@ -320,7 +321,7 @@ def fit(job: JobLife, model, tokenizer, data: JobData, finetune: FinetuneConfig)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if not job.loggers:
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
-    callbacks.append(TrainIdentity(job.record["train_hash"]))
+    callbacks.append(TrainIdentity(job.record.train_hash))
     if val_set is not None:
         callbacks.append(ModelCheckpoint(dirpath=job_dir / "checkpoints", filename="best", monitor="val/loss",
                                          mode="min", save_top_k=1, auto_insert_metric_name=False))
@@ -379,7 +380,7 @@ def evaluate(job: JobLife, model, tokenizer, data: JobData, decode: DecodeConfig
     and writes ``predictions.jsonl`` and ``metrics.json``."""
     cfg, record, fmt, schemas = job.cfg, job.record, data.fmt, data.dataset.schemas
     if data.split == "none":
-        record["eval"] = record["metrics"] = None
+        record.eval = record.metrics = None
         log.info("eval.split=none: no evaluation (training and validation loss only)")
         return
     all_targets = [format_target(r.expected_output, fmt) for r in list(data.dataset.train) + list(data.dataset.test)]
@@ -389,7 +390,7 @@ def evaluate(job: JobLife, model, tokenizer, data: JobData, decode: DecodeConfig
         tokenizer,
         [format_prompt(r.prompt, schemas[r.schema_id].schema, fmt, tokenizer) for r in data.fit_records],
         [format_target(r.expected_output, fmt) for r in data.fit_records]) if decode.prompt_cap else None
-    record["decode"] = {"mode": decode.mode, "max_new_tokens": max_new, "stop_at_json_end": decode.stop_at_json_end,
+    record.decode = {"mode": decode.mode, "max_new_tokens": max_new, "stop_at_json_end": decode.stop_at_json_end,
                         "batch_size": decode.batch_size, "grammar_strict": decode.grammar_strict,
                         "grounded": decode.grounded,
                         "engine": decode.engine, "dtype": decode.dtype, "prompt_cap_ratio": cap_ratio}
@@ -401,10 +402,10 @@ def evaluate(job: JobLife, model, tokenizer, data: JobData, decode: DecodeConfig
                               max_new_tokens=max_new, desc=f"eval {key}", cap_ratio=cap_ratio)
     write_jsonl(job.job_dir / PREDICTIONS_FILE, result.rows)
     atomic_write_json(job.job_dir / METRICS_FILE, result.metrics)
-    record["eval"] = result.stats
-    record["metrics"] = result.metrics
+    record.eval = result.stats
+    record.metrics = result.metrics
     overall = result.metrics["overall"]
     log.info("eval %s: JSONExact %.3f  Field F1 %.3f  compliance %.3f  (%.1f tok/s)", key,
              overall["json_exact"], overall["field_f1"], overall["schema_compliance"],
              result.stats.get("tokens_per_s") or 0.0)
-    wandb_results(job.loggers, record, result.rows, data.eval_records)
+    wandb_results(job.loggers, record.to_json(), result.rows, data.eval_records)

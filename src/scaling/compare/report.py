@@ -554,7 +554,7 @@ def write(cmp: Comparison, out_dir: str | Path) -> dict[str, Path]:
     """Write the report, tables, figure and compare.json into ``out_dir``."""
     import matplotlib
 
-    from scaling.fit.figures import STYLE, _metadata
+    from scaling.fit.figures import STYLE, figure_metadata
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"report": out / "report.md", "tables": out / "tables.tex", "json": out / "compare.json"}
@@ -562,7 +562,7 @@ def write(cmp: Comparison, out_dir: str | Path) -> dict[str, Path]:
         fig = figure(cmp)
         for ext in FORMATS:
             p = out / f"{FIGURE}.{ext}"
-            fig.savefig(p, format=ext, metadata=_metadata(ext))
+            fig.savefig(p, format=ext, metadata=figure_metadata(ext))
             paths[f"figure_{ext}"] = p
     atomic_write_text(paths["report"], markdown(cmp))
     atomic_write_text(paths["tables"], latex(cmp))

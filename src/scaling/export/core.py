@@ -64,9 +64,9 @@ def base_license(source: JobSource, override: str | None) -> str:
     if spec.source == "gguf":
         from gguf import GGUFReader
 
-        from scaling.models.registry import _gguf_location
+        from scaling.models.registry import gguf_location
 
-        folder, name = _gguf_location(spec)
+        folder, name = gguf_location(spec)
         field = GGUFReader(os.path.join(folder, name)).fields.get("general.license")
         if field is not None:
             return str(field.contents())

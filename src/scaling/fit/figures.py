@@ -567,13 +567,13 @@ def make_figures(analysis: Analysis, out_dir: str | Path, log: Log = _stderr
             paths = []
             for ext in FORMATS:
                 p = out_dir / f"{name}.{ext}"
-                fig.savefig(p, format=ext, metadata=_metadata(ext))
+                fig.savefig(p, format=ext, metadata=figure_metadata(ext))
                 paths.append(p)
         written.append(FigureFile(name, title, tuple(paths)))
     return tuple(written), tuple(skipped)
 
 
-def _metadata(ext: str) -> dict:
+def figure_metadata(ext: str) -> dict:
     # no creation dates: the same analysis gives byte-identical PDFs
     return {"CreationDate": None} if ext == "pdf" else {}
 

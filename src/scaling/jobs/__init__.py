@@ -7,7 +7,7 @@
 - :mod:`.cache`: fine-tuned weights shared by jobs with the same training;
 - :mod:`.source`: a finished job scored again without training (``scaling.evaluate from_job=...``);
 - :mod:`.tracking`: the CSV log (history kept across resumes) and W&B;
-- :mod:`.record`: where and with what a job ran;
+- :mod:`.record`: ``results.json`` as the job fills it (``JobRecord``), and where and with what it ran;
 - :mod:`.run`: the job's life around its steps (``run_job``); the steps themselves, data ->
   model -> fine-tune -> evaluate, are :func:`scaling.pipeline.train_and_evaluate`;
 - :mod:`.sweep`: the Hydra task function, the entry points' ``main`` and the sweep's exit status.

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from scaling.jobs.config import LockConfig
 from scaling.jobs.hydra_runtime import hydra_job_dir
 from scaling.jobs.identity import config_hash, data_hash
 from scaling.jobs.lock import LOCK_FILE, JobLock, JobLocked, is_secondary_rank
-from scaling.jobs.record import new_record, now
+from scaling.jobs.record import JobRecord
 from scaling.jobs.resume import ResumePoint, resume_point
 from scaling.jobs.tracking import build_loggers, finish_wandb, tidy_lightning_logging
 from scaling.pipeline import train_and_evaluate
@@ -84,7 +83,7 @@ class Job:
     def __init__(self, cfg: DictConfig, job_dir: Path) -> None:
         self.cfg, self.job_dir = cfg, job_dir
         self.results_path = job_dir / RESULTS_FILE
-        self.record = new_record(cfg, job_dir, config_hash(cfg))
+        self.record = JobRecord.start(cfg, job_dir, config_hash(cfg))
         self.loggers: list = []
         self.resume: ResumePoint | None = None
         self.primary = not is_secondary_rank()
@@ -103,10 +102,9 @@ class Job:
         try:
             if not train_and_evaluate(self):
                 return {**previous, "skipped": True}
-            record["status"] = "completed"
+            record.completed()
         except BaseException as exc:  # noqa: BLE001 - every failure is recorded, KeyboardInterrupt too
-            record["status"] = "failed"
-            record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+            record.failed(exc)
             log.error("job %s failed: %s: %s", self.cfg.run_name, type(exc).__name__, exc)
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -116,18 +114,19 @@ class Job:
                 # for it, instead of starting the next job.
                 raise SystemExit(exc.code if exc.code not in (None, 0) else 128 + signal.SIGTERM) from exc
         finally:
+            kept = False
             if not self.skipped and self.primary:
-                record["finished_at"] = now()
+                record.finished()
                 if self.started or (previous or {}).get("status") != "completed":
-                    atomic_write_json(self.results_path, record)
+                    atomic_write_json(self.results_path, record.to_json())
                 else:  # failed while preparing: a finished result of this folder stays readable
                     log.error("results.json of %s left as it was (completed); this run failed before it started",
                               self.job_dir)
-                    record["results_kept"] = True  # returned, never written
-                if record["status"] == "failed" and not self.loggers:
+                    kept = True
+                if record.status == "failed" and not self.loggers:
                     self.loggers = self._failure_loggers()
-                finish_wandb(self.loggers, record)
-        return record
+                finish_wandb(self.loggers, record.to_json())
+        return {**record.to_json(), "results_kept": True} if kept else record.to_json()
 
     def start(self, legacy_train_hash: str | None, from_job: bool) -> bool:
         """Called by the pipeline once the data is read (the hashes known), before any model:
@@ -139,20 +138,20 @@ class Job:
             self.skipped = True
             return False
         if self.cfg.get("resume", True) and not from_job:
-            self.resume = resume_point(self.job_dir, (record["train_hash"], legacy_train_hash), self.previous,
-                                       record["config_hash"])
+            self.resume = resume_point(self.job_dir, (record.train_hash, legacy_train_hash), self.previous,
+                                       record.config_hash)
         if self.primary:
-            atomic_write_json(self.results_path, record)
+            atomic_write_json(self.results_path, record.to_json())
             self.started = True
         # The W&B run starts here, with the whole config: a job that fails later keeps it.
-        self.loggers = build_loggers(self.cfg, record["config"])
+        self.loggers = build_loggers(self.cfg, record.config)
         return True
 
     def _failure_loggers(self) -> list:
         """The W&B run of a job that failed before its loggers were made (while preparing):
         its config and error are recorded there too. One that cannot be made is only logged."""
         try:
-            return build_loggers(self.cfg, self.record["config"])
+            return build_loggers(self.cfg, self.record.config)
         except Exception as exc:  # noqa: BLE001 - the job's own error is what gets reported
             log.warning("no W&B run for the failed job %s: %s: %s", self.cfg.run_name, type(exc).__name__, exc)
             return []
@@ -162,16 +161,16 @@ class Job:
         record = self.record
         if not self.cfg.get("skip_completed", True) or not previous or previous.get("status") != "completed":
             return False
-        if previous.get("config_hash") != record["config_hash"]:
+        if previous.get("config_hash") != record.config_hash:
             return False
         files = (previous.get("data") or {}).get("files")
         before = data_hash(files) if isinstance(files, dict) and files else None
-        if before != record["data_hash"]:
+        if before != record.data_hash:
             log.info("%s: results.json is completed with the same config_hash but other data (data_hash %s, now %s): "
-                     "running again", self.job_dir, before, record["data_hash"])
+                     "running again", self.job_dir, before, record.data_hash)
             return False
         log.info("skip %s: results.json is completed with the same config_hash %s and data_hash %s", self.job_dir,
-                 record["config_hash"], record["data_hash"])
+                 record.config_hash, record.data_hash)
         return True
 
 

@@ -57,7 +57,7 @@ from scaling.results import CATEGORY_BOUNDS, category_for  # noqa: F401 - re-exp
 # --------------------------------------------------------------------------------------
 
 
-def _gguf_location(spec: ModelSpec) -> tuple[str, str]:
+def gguf_location(spec: ModelSpec) -> tuple[str, str]:
     """Folder and file name of a GGUF file, found from its package without importing it."""
     if spec.gguf_file and os.path.isabs(spec.gguf_file):
         return os.path.dirname(spec.gguf_file), os.path.basename(spec.gguf_file)
@@ -86,7 +86,7 @@ def gguf_tokenizer(spec: ModelSpec | None = None):
     from transformers import AutoTokenizer
 
     spec = spec or ModelSpec(key="gguf-tokenizer", source="gguf")
-    folder, name = _gguf_location(spec)
+    folder, name = gguf_location(spec)
     return AutoTokenizer.from_pretrained(folder, gguf_file=name)
 
 
@@ -355,7 +355,7 @@ def build_model(spec: ModelSpec, tokenizer=None, seed: int = 0, calibration=None
             model = AutoModelForCausalLM.from_config(config)
         model = model.to(dtype)
     elif spec.source == "gguf":
-        folder, name = _gguf_location(spec)
+        folder, name = gguf_location(spec)
         model, info = AutoModelForCausalLM.from_pretrained(
             folder, gguf_file=name, dtype=dtype, output_loading_info=True, ignore_mismatched_sizes=True
         )

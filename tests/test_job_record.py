@@ -1,0 +1,71 @@
+"""The record a job writes (``JobRecord``): the contract's keys in their order, sections the job
+never reached left out, and what it writes read back by ``Results``."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from scaling.jobs.record import NOT_REACHED, JobRecord
+from scaling.results import RESULTS_VERSION, Results
+
+
+@pytest.fixture
+def record(tmp_path):
+    cfg = OmegaConf.create({"run_name": "tiny-full-s3", "sweep_name": "sweep", "seed": 3, "model": {"key": "tiny"}})
+    return JobRecord.start(cfg, tmp_path / "job", "c0ffee")
+
+
+def test_a_starting_record_holds_only_what_a_job_knows_before_its_data(record, tmp_path):
+    written = record.to_json()
+    assert list(written) == ["results_version", "status", "error", "run_name", "group", "job_dir", "config",
+                             "config_hash", "data_hash", "train_hash", "seed", "versions", "machine", "created_at"]
+    assert written["status"] == "running" and written["results_version"] == RESULTS_VERSION
+    assert written["run_name"] == "tiny-full-s3" and written["group"] == "sweep" and written["seed"] == 3
+    assert written["job_dir"] == str(tmp_path / "job") and written["config"]["model"] == {"key": "tiny"}
+    assert written["data_hash"] is None and written["train_hash"] is None  # recorded null: not known yet
+    assert "python" in written["versions"] and written["machine"]["cpu_count"]
+
+
+def test_sections_follow_the_contract_order_whatever_order_they_are_filled_in(record):
+    record.metrics = {"overall": {"json_exact": 0.5}}
+    record.train = None  # finetune=none: recorded as null, not left out
+    record.data = {"name": "edgejson", "n_train": 2}
+    record.params = {"total": 10, "non_embedding": 8, "trainable": 0}
+    record.completed()
+    record.finished()
+    written = record.to_json()
+    assert [k for k in written if k in ("data", "model", "train", "params", "eval", "metrics", "finished_at")] == \
+        ["data", "train", "params", "metrics", "finished_at"]
+    assert written["train"] is None and "model" not in written and "eval" not in written
+    assert written["status"] == "completed" and written["error"] is None
+
+
+def test_a_failure_records_its_type_message_and_traceback(record):
+    try:
+        raise ValueError("data.root: no such folder")
+    except ValueError as exc:
+        record.failed(exc)
+    written = record.to_json()
+    assert written["status"] == "failed"
+    assert written["error"]["type"] == "ValueError" and written["error"]["message"] == "data.root: no such folder"
+    assert "raise ValueError" in written["error"]["traceback"]
+
+
+def test_what_a_job_writes_is_read_back_by_the_readers_type(record):
+    record.data = {"name": "edgejson", "version": "v3", "n_train": 2, "files": {"a.jsonl": "ab"}}
+    record.train = {"tokens": 100, "steps": 3, "tokens_per_s": 12.5}
+    record.eval = {"wall_s": 1.5, "n": 2}
+    record.completed()
+    text = json.dumps(record.to_json())
+    results = Results.from_json(json.loads(text))
+    assert results.completed and results.current and results.run_name == "tiny-full-s3"
+    assert results.hashes.config == "c0ffee" and results.seed == 3
+    assert results.data.files == {"a.jsonl": "ab"} and results.train.steps == 3 and results.eval.n == 2
+    assert results.to_json() == record.to_json()
+
+
+def test_every_field_is_written_in_a_known_place():
+    names = [f for f in JobRecord.__dataclass_fields__]
+    assert sorted(names) == sorted(JobRecord._ORDER)
+    assert repr(NOT_REACHED) == "NOT_REACHED"
