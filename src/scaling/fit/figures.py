@@ -233,6 +233,11 @@ def _tier_grid(analysis: Analysis, metric: str) -> tuple[Figure, list]:
     tiers = [t for t in analysis.settings.tiers if _curves(analysis, metric, t)]
     if not tiers:
         raise SkipFigure(f"no {metric} scores")
+    return _panels(tiers)
+
+
+def _panels(tiers: list[str]) -> tuple[Figure, list]:
+    """One panel per tier, two columns: the figure and ``(tier, axes)`` pairs."""
     ncol = 2 if len(tiers) > 1 else 1
     nrow = math.ceil(len(tiers) / ncol)
     fig = Figure(figsize=(3.4 * ncol, 2.5 * nrow + 0.4), layout="constrained")
@@ -487,16 +492,11 @@ def figure_data_axis(analysis: Analysis, metric: str | None = None) -> Figure:
     if not curves:
         raise SkipFigure("no model fine-tuned at two or more data.train_fraction values")
     tiers = [t for t in analysis.settings.tiers if any((metric, t) in d.point for d in curves)]
-    ncol = 2 if len(tiers) > 1 else 1
-    nrow = math.ceil(len(tiers) / ncol)
-    fig = Figure(figsize=(3.4 * ncol, 2.5 * nrow + 0.4), layout="constrained")
-    axes = fig.subplots(nrow, ncol, squeeze=False)
-    for ax in axes.ravel()[len(tiers):]:
-        ax.set_visible(False)
+    fig, panels = _panels(tiers)
     # x: training records when every job recorded them (data.n_train), else the fraction
     by_count = all(n is not None and n > 0 for d in curves for n in d.n_train)
     band = False
-    for tier, ax in zip(tiers, axes.ravel()):
+    for tier, ax in panels:
         band |= _ceiling_band(ax, analysis, metric, tier)
         xs_all = []
         for k, d in enumerate(curves):
@@ -519,7 +519,7 @@ def figure_data_axis(analysis: Analysis, metric: str | None = None) -> Figure:
         ax.set_title(tier)
         ax.set_xlabel("training records" if by_count else "share of the training records")
         _percent_axis(ax, metric_label(metric))
-    _legend(fig, axes, _seed_legend_entries_data(curves) + _ceiling_legend_entries(band))
+    _legend(fig, [ax for _, ax in panels], _seed_legend_entries_data(curves) + _ceiling_legend_entries(band))
     fig.suptitle(f"{metric_label(metric)} vs training records (the data axis)")
     return fig
 
