@@ -117,16 +117,18 @@ class Job:
             kept = False
             if not self.skipped and self.primary:
                 record.finished()
+                written = record.to_json()
                 if self.started or (previous or {}).get("status") != "completed":
-                    atomic_write_json(self.results_path, record.to_json())
+                    atomic_write_json(self.results_path, written)
                 else:  # failed while preparing: a finished result of this folder stays readable
                     log.error("results.json of %s left as it was (completed); this run failed before it started",
                               self.job_dir)
                     kept = True
                 if record.status == "failed" and not self.loggers:
                     self.loggers = self._failure_loggers()
-                finish_wandb(self.loggers, record.to_json())
-        return {**record.to_json(), "results_kept": True} if kept else record.to_json()
+                finish_wandb(self.loggers, written)
+        outcome = record.to_json()
+        return {**outcome, "results_kept": True} if kept else outcome
 
     def start(self, legacy_train_hash: str | None, from_job: bool) -> bool:
         """Called by the pipeline once the data is read (the hashes known), before any model:
