@@ -2,12 +2,13 @@
 never reached left out, and what it writes read back by ``Results``."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from omegaconf import OmegaConf
 
 from scaling.jobs.record import NOT_REACHED, JobRecord
-from scaling.results import RESULTS_VERSION, Results
+from scaling.results import RESULTS_VERSION, Results, TrainSection
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_a_failure_records_its_type_message_and_traceback(record):
 
 def test_what_a_job_writes_is_read_back_by_the_readers_type(record):
     record.data = {"name": "edgejson", "version": "v3", "n_train": 2, "files": {"a.jsonl": "ab"}}
-    record.train = {"tokens": 100, "steps": 3, "tokens_per_s": 12.5}
+    record.train = TrainSection(tokens=100, steps=3, tokens_per_s=12.5, precision="bf16-mixed")
     record.eval = {"wall_s": 1.5, "n": 2}
     record.completed()
     text = json.dumps(record.to_json())
@@ -62,7 +63,26 @@ def test_what_a_job_writes_is_read_back_by_the_readers_type(record):
     assert results.completed and results.current and results.run_name == "tiny-full-s3"
     assert results.hashes.config == "c0ffee" and results.seed == 3
     assert results.data.files == {"a.jsonl": "ab"} and results.train.steps == 3 and results.eval.n == 2
+    assert results.train == record.train  # one definition of the section, written and read
     assert results.to_json() == record.to_json()
+
+
+def test_the_train_section_writes_every_key_in_order_and_the_optional_ones_only_when_set():
+    written = TrainSection(tokens=100, steps=3, epochs=1.0, resumed_from=None).to_json()
+    keys = list(written)
+    assert keys[:4] == ["tokens", "target_tokens", "steps", "epochs"] and keys[-1] == "world_size"
+    assert "reused_from" not in written and "cache_error" not in written
+    assert written["resumed_from"] is None  # the contract's str|null: written as null
+    reused = replace(TrainSection.from_json(written), reused_from="/cache/ab12", cache_error="disk full")
+    assert list(reused.to_json())[-2:] == ["reused_from", "cache_error"]
+
+
+def test_a_train_section_read_and_written_again_keeps_unknown_keys_and_drops_mistyped_values():
+    read = TrainSection.from_json({"tokens": 7, "steps": "3", "epochs": 2, "future_key": [1, 2]})
+    assert read.tokens == 7 and read.steps is None and read.epochs == 2.0 and isinstance(read.epochs, float)
+    written = read.to_json()
+    assert written["future_key"] == [1, 2] and list(written)[-1] == "future_key"
+    assert TrainSection.from_json(written) == read
 
 
 def test_every_field_is_written_in_a_known_place():

@@ -40,7 +40,7 @@ from scaling.models import ModelSpec, build_model, build_tokenizer, category_for
 from scaling.models.depth import calibration_for, depth_record
 from scaling.models.grow import grow_record, parse as parse_grow
 from scaling.models.lora import lora_wrap
-from scaling.results import METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, atomic_write_json, write_jsonl
+from scaling.results import METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, TrainSection, atomic_write_json, write_jsonl
 
 log = logging.getLogger("scaling.train")
 
@@ -258,14 +258,14 @@ def fine_tune(job: JobLife, model, tokenizer, data: JobData, finetune: FinetuneC
     elif source is not None:
         # from_job: the finished job's weights, never a training step.
         model = load_weights(model, weights)
-        record.train = {**(source.get("train") or {}), "reused_from": str(weights.parent)}
+        record.train = replace(TrainSection.from_json(source.get("train") or {}), reused_from=str(weights.parent))
         trainable = (source.get("params") or {}).get("trainable", trainable)
         log.info("from_job: evaluating the fine-tuned weights %s (no training)", weights)
     elif found is not None:
         # The same training (config and data) already done in this output root: reuse it.
         cached = found.info()
         model = found.load_into(model)
-        record.train = {**cached["train"], "reused_from": str(found.path)}
+        record.train = replace(TrainSection.from_json(cached["train"]), reused_from=str(found.path))
         trainable = cached["trainable"]
         log.info("training: reusing fine-tuned weights from %s", found.path)
     else:
@@ -289,17 +289,17 @@ def store(job: JobLife, entry: CacheEntry, model, tokenizer, trainable: int) -> 
     """The fine-tuned weights into the train cache; a cache that cannot be written costs
     only the reuse, never the finished training (the job evaluates anyway)."""
     try:
-        entry.save(model, {"train": job.record.train, "trainable": trainable,
+        entry.save(model, {"train": job.record.train.to_json(), "trainable": trainable,
                            "job_dir": str(job.job_dir), "train_hash": job.record.train_hash},
                    tokenizer=tokenizer)
     except OSError as exc:
         why = f"{exc.filename or entry.path}: {exc.strerror or exc}"
         log.warning("train cache not written (%s); evaluating anyway: the weights stay in %s", why,
                     job.job_dir / "checkpoints")
-        job.record.train["cache_error"] = why
+        job.record.train = replace(job.record.train, cache_error=why)
 
 
-def fit(job: JobLife, model, tokenizer, data: JobData, finetune: FinetuneConfig) -> dict[str, Any]:
+def fit(job: JobLife, model, tokenizer, data: JobData, finetune: FinetuneConfig) -> TrainSection:
     """Lightning training: datasets, data module, module, callbacks, the Trainer of
     ``cfg.trainer`` (the one place it is made), ``trainer.fit``. Returns the record's ``train``."""
     cfg, job_dir, schemas, fmt = job.cfg, job.job_dir, data.dataset.schemas, data.fmt
@@ -341,27 +341,27 @@ def fit(job: JobLife, model, tokenizer, data: JobData, finetune: FinetuneConfig)
                            f"finetune.max_steps={finetune.max_steps}, finetune.epochs={finetune.epochs}): "
                            "nothing was learned, nothing is recorded as fine-tuned")
     device = module.device
-    stats = {
-        "tokens": int(module.tokens_seen),
-        "target_tokens": int(module.target_tokens_seen),
-        "steps": int(trainer.global_step),
-        "epochs": float(trainer.current_epoch),
-        "n_examples": len(train_set),
-        "examples_per_epoch": examples_per_epoch,
-        "n_val": len(val_set) if val_set else 0,
-        "n_truncated": train_set.n_truncated,
-        "wall_s": round(wall, 2),
-        "train_step_s": round(module.train_time_s, 2),
-        "tokens_per_s": round(module.tokens_seen / module.train_time_s, 2) if module.train_time_s else None,
-        "peak_mem_mb": round(peak_memory_mb(device), 1),
-        "resumed_from": str(resume.path) if resume else None,
-        "resumed_at_step": resume.step if resume else None,
-        "final_train_loss": _metric(trainer, "train/loss_epoch"),
-        "final_val_loss": _metric(trainer, "val/loss"),
-        "precision": str(trainer.precision),
-        "device": str(device),
-        "world_size": trainer.world_size,
-    }
+    stats = TrainSection(
+        tokens=int(module.tokens_seen),
+        target_tokens=int(module.target_tokens_seen),
+        steps=int(trainer.global_step),
+        epochs=float(trainer.current_epoch),
+        n_examples=len(train_set),
+        examples_per_epoch=examples_per_epoch,
+        n_val=len(val_set) if val_set else 0,
+        n_truncated=train_set.n_truncated,
+        wall_s=round(wall, 2),
+        train_step_s=round(module.train_time_s, 2),
+        tokens_per_s=round(module.tokens_seen / module.train_time_s, 2) if module.train_time_s else None,
+        peak_mem_mb=round(peak_memory_mb(device), 1),
+        resumed_from=str(resume.path) if resume else None,
+        resumed_at_step=resume.step if resume else None,
+        final_train_loss=_metric(trainer, "train/loss_epoch"),
+        final_val_loss=_metric(trainer, "val/loss"),
+        precision=str(trainer.precision),
+        device=str(device),
+        world_size=trainer.world_size,
+    )
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return stats

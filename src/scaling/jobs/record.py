@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from scaling.hardware import machine_bf16_record
-from scaling.results import RESULTS_VERSION
+from scaling.results import RESULTS_VERSION, TrainSection
 
 VERSIONED_PACKAGES = ("scaling", "torch", "transformers", "lightning", "peft", "xgrammar", "datasets", "hydra-core",
                       "wandb", "jsonschema")
@@ -95,7 +95,7 @@ class JobRecord:
     model: dict[str, Any] = NOT_REACHED
     category: str = NOT_REACHED
     finetune: dict[str, Any] = NOT_REACHED
-    train: dict[str, Any] | None = NOT_REACHED
+    train: TrainSection | None = NOT_REACHED
     """None when nothing was trained (``finetune=none``)."""
     params: dict[str, int] = NOT_REACHED
     decode: dict[str, Any] = NOT_REACHED
@@ -130,4 +130,5 @@ class JobRecord:
     def to_json(self) -> dict[str, Any]:
         """The ``results.json`` object: every key the job reached, in the contract's order."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {key: values[key] for key in self._ORDER if values[key] is not NOT_REACHED}
+        return {key: values[key].to_json() if isinstance(values[key], TrainSection) else values[key]
+                for key in self._ORDER if values[key] is not NOT_REACHED}

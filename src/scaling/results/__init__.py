@@ -39,12 +39,12 @@ Format, version ``RESULTS_VERSION``::
                "n_val": int,                 # held out by finetune.val_fraction
                "n_test": int, "eval_split": "test"|"val"|"none", "n_eval": int,
                "files": {path: sha256}},
-      "train": null | {"tokens": int, "steps": int, "epochs": float, "wall_s": float,
-                       "tokens_per_s": float, "peak_mem_mb": float,
-                       "resumed_from": str|null, "resumed_at_step": int|null,
+      "train": null | {"tokens": int, "target_tokens": int, "steps": int, "epochs": float,
+                       "wall_s": float, "train_step_s": float, "tokens_per_s": float,
+                       "peak_mem_mb": float, "resumed_from": str|null, "resumed_at_step": int|null,
                        "reused_from": str,     # present when the train cache's weights were used
                        "cache_error": str,     # present when the train cache could not be written
-                       ...},
+                       ...},                   # every key, with its meaning: TrainSection
       "eval": {"wall_s": float, "generated_tokens": int, "tokens_per_s": float,
                "latency_s_per_example": float, "n": int},
       "metrics": {"overall": M, "by_tier": {tier: M}, "by_schema": {schema_id: M},  # null with eval.split=none

@@ -17,7 +17,7 @@ again loses nothing; ``results_version`` says which contract a record was writte
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -106,25 +106,76 @@ class DataSection:
 
 @dataclass(frozen=True)
 class TrainSection:
-    """``train``: what the fine-tuning did and cost (None for a base model's run)."""
+    """``train``: what the fine-tuning did and cost (``null`` for a base model's run).
 
-    tokens: int | None
-    steps: int | None
-    epochs: float | None
-    wall_s: float | None
-    tokens_per_s: float | None
-    peak_mem_mb: float | None
-    resumed_from: str | None
-    resumed_at_step: int | None
-    reused_from: str | None
-    """The train cache entry whose weights were used (the training itself did not run)."""
-    cache_error: str | None
+    One definition for both sides: the job builds it (:func:`scaling.pipeline.fit`) and writes
+    :meth:`to_json`; readers get it from :meth:`from_json`, where a field a run never recorded
+    (a run from before the field) or recorded with another type is None."""
+
+    tokens: int | None = None
+    """Tokens in the training batches: prompts, answers and EOS, never padding."""
+    target_tokens: int | None = None
+    """The tokens that carried loss: each answer and its EOS."""
+    steps: int | None = None
+    """Optimiser steps taken."""
+    epochs: float | None = None
+    """Epochs completed (Lightning's ``current_epoch`` at the end)."""
+    n_examples: int | None = None
+    """Distinct training examples."""
+    examples_per_epoch: int | None = None
+    """Examples an epoch, with ``finetune.tier_repeat``'s extra passes."""
+    n_val: int | None = None
+    """Examples held out for validation loss (``finetune.val_fraction``)."""
+    n_truncated: int | None = None
+    """Training examples longer than ``finetune.max_length`` (they lost prompt tokens)."""
+    wall_s: float | None = None
+    """Seconds in ``trainer.fit``, set-up and checkpoints included."""
+    train_step_s: float | None = None
+    """Seconds inside training steps only: the denominator of ``tokens_per_s``."""
+    tokens_per_s: float | None = None
+    """``tokens / train_step_s``: measured, never assumed."""
+    peak_mem_mb: float | None = None
+    """Peak memory: resident set on CPU, allocated on CUDA."""
+    resumed_from: str | None = None
+    """The checkpoint an interrupted job resumed from, or None."""
+    resumed_at_step: int | None = None
+    final_train_loss: float | None = None
+    """Mean training loss of the last epoch."""
+    final_val_loss: float | None = None
+    """Validation loss at the end (None without ``finetune.val_fraction``)."""
+    precision: str | None = None
+    """The precision Lightning trained in (``trainer.precision`` resolved, e.g. ``bf16-mixed``)."""
+    device: str | None = None
+    world_size: int | None = None
+    reused_from: str | None = None
+    """The train cache entry (or finished job) whose weights were used: the training itself
+    did not run in this job. Written only when set."""
+    cache_error: str | None = None
+    """Why the train cache could not be written (the job evaluated anyway). Written only when set."""
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Keys this definition does not know (a newer writer's), kept so a record read and written
+    again loses nothing."""
+
+    _WRITTEN_WHEN_SET = ("reused_from", "cache_error")
+    _INTS = ("tokens", "target_tokens", "steps", "n_examples", "examples_per_epoch", "n_val", "n_truncated",
+             "resumed_at_step", "world_size")
+    _STRS = ("resumed_from", "precision", "device", "reused_from", "cache_error")
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "TrainSection":
-        return cls(_of(d, "tokens", int), _of(d, "steps", int), _num(d, "epochs"), _num(d, "wall_s"),
-                   _num(d, "tokens_per_s"), _num(d, "peak_mem_mb"), _of(d, "resumed_from", str),
-                   _of(d, "resumed_at_step", int), _of(d, "reused_from", str), _of(d, "cache_error", str))
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {name: (_of(d, name, int) if name in cls._INTS else _of(d, name, str) if name in cls._STRS
+                         else _num(d, name)) for name in known}
+        return cls(**values, extra=MappingProxyType({k: v for k, v in d.items() if k not in known}))
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``train`` object: every field in this class's order (``reused_from`` and
+        ``cache_error`` only when set), then the unknown keys it was read with."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        for name in self._WRITTEN_WHEN_SET:
+            if out[name] is None:
+                del out[name]
+        return {**out, **_thaw(self.extra)}
 
 
 @dataclass(frozen=True)
