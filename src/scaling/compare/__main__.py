@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    # Imported after the arguments: --help and a usage error answer before numpy and the analysis load.
     from scaling.compare.datacheck import parse_data_check
     from scaling.compare.report import build, delta_cell, parse_group, write
     from scaling.stats import OVERALL

@@ -523,7 +523,7 @@ def figure(cmp: Comparison):
     import numpy as np
     from matplotlib.figure import Figure
 
-    from scaling.fit.figures import MARKERS, OKABE_ITO
+    from scaling.fit.figures import MARKERS, OKABE_ITO  # here, with matplotlib: only the figure needs it
 
     keys = [r.group for r in cmp.pairs[0].by_kind("overall", "tier")]
     n_tiers = len(keys)
@@ -554,7 +554,7 @@ def write(cmp: Comparison, out_dir: str | Path) -> dict[str, Path]:
     """Write the report, tables, figure and compare.json into ``out_dir``."""
     import matplotlib
 
-    from scaling.fit.figures import STYLE, figure_metadata
+    from scaling.fit.figures import STYLE, figure_metadata  # here, with matplotlib: only writing needs it
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"report": out / "report.md", "tables": out / "tables.tex", "json": out / "compare.json"}

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
     try:
+        # here: it loads torch, which --help never needs
         from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf, measurement_table
         if (args.source / "export.json").is_file():
             source, data, tokenizer, files, reference, torch_overall, name = _from_export(args.source, args)

@@ -172,7 +172,7 @@ def _gguf_lines(manifest: Mapping[str, Any]) -> list[str]:
 
 
 def _measured_lines(manifest: Mapping[str, Any]) -> list[str]:
-    from scaling.deploy.llamacpp import measurement_table
+    from scaling.deploy.llamacpp import measurement_table  # here: it loads torch; a card without measurements never needs it
 
     runs = manifest.get("measured") or {}
     if not runs:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from scaling.data.prompts import format_prompt
-from scaling.deploy.tools import DeployToolError, llama_cpp_version, require_llama_cpp
+from scaling.deploy.tools import (LLAMA_CPP_VERSION, DeployToolError, convert_hf_to_gguf, gguf_summary,
+                                  llama_cpp_version, quantize, require_llama_cpp, tensor_type_changes)
 from scaling.export.card import limits, render_card, reproduce_commands
 from scaling.export.ladder import MANIFEST, check_name, default_name, parse_version, version_key, write_ladder
 from scaling.export.source import ExportError, JobSource, reproduce_overrides
@@ -62,6 +63,7 @@ def base_license(source: JobSource, override: str | None) -> str:
         return override
     spec = source.model_spec()
     if spec.source == "gguf":
+        # here: the gguf reader and the model registry (torch) only for a GGUF-sourced job
         from gguf import GGUFReader
 
         from scaling.models.registry import gguf_location
@@ -142,14 +144,6 @@ def _roundtrip(model, tokenizer, folder: Path, prompts: Sequence[str], family: s
 
 
 def _make_gguf(staging: Path, name: str, version: str, types: Sequence[str], eos_id: int, threads: int | None) -> dict:
-    from scaling.deploy.tools import (
-        LLAMA_CPP_VERSION,
-        convert_hf_to_gguf,
-        gguf_summary,
-        quantize,
-        tensor_type_changes,
-    )
-
     out: dict[str, dict] = {}
     f16 = staging / f"{name}-v{version}-F16.gguf"
     tmp_f16 = None
@@ -214,7 +208,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
                threads: int | None = None, check_examples: int = 2, limit_threshold: float = 0.5,
                progress: bool = True) -> Path:
     """Export the job at ``job_dir`` as ``<out_root>/<name>/v<version>/``; returns that folder."""
-    from scaling.decode.evaluation import evaluate_records
+    from scaling.decode.evaluation import evaluate_records  # here: it loads torch, which --help never needs
     try:
         version = parse_version(version)
         if name is not None:
@@ -296,7 +290,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
                             len(sample) - len(same), len(sample))
         del reloaded
 
-        from scaling.jobs.record import package_versions
+        from scaling.jobs.record import package_versions  # here: it loads torch
         spec = source.model_spec()
         versions = package_versions()
         for pkg, ver in (("llama-cpp-python", llama_cpp_version()),):
@@ -354,7 +348,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
             made = _make_gguf(staging, name, version, gguf, eos_id, threads)
             manifest["gguf"], manifest["converter"] = made["files"], made["converter"]
         if measure:
-            from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf
+            from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf  # here: it loads torch
 
             subset = records[:measure_limit] if measure_limit else records
             for qtype, g in manifest["gguf"].items():

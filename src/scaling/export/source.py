@@ -203,7 +203,7 @@ class JobSource:
 
         model = build_model(spec, tokenizer=tokenizer, seed=int(self.results.get("seed", 0)))
         if weights is not None:
-            from scaling.jobs.cache import load_weights
+            from scaling.jobs.cache import load_weights  # here: safetensors.torch
 
             model = load_weights(model, weights)
         return _without_gguf_marker(model).eval()
@@ -259,7 +259,7 @@ def _without_gguf_marker(model):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from scaling.jobs.cache import plain_config
+    from scaling.jobs.cache import plain_config  # here, beside torch and transformers
 
     plain = AutoModelForCausalLM.from_config(plain_config(model.config), dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)

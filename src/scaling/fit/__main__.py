@@ -114,6 +114,8 @@ def _train_keys() -> set[str]:
 
 
 def main() -> None:
+    # The imports below wait for the arguments: --help and a refused override answer before
+    # omegaconf, Hydra and the analysis load.
     from scaling.fit.config import conf_dir
 
     try:
