@@ -39,10 +39,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode_step import step_ms  # noqa: E402
-from eval_harness import build_bench_model, default_data_root, load_model_spec  # noqa: E402
-from matmul_rate import emit_result, machine_info, start_memory_guard  # noqa: E402
+from eval_harness import build_bench_model, start_bench, default_data_root, load_model_spec  # noqa: E402
+from matmul_rate import emit_result  # noqa: E402
 
-from scaling.data import load_dataset  # noqa: E402
 from scaling.data.prompts import PromptFormat, format_prompt, format_target  # noqa: E402
 from scaling.decode import DecodeConfig, answer_prompt_ratio, derive_max_new_tokens  # noqa: E402
 from scaling.evaluate import evaluate_records  # noqa: E402
@@ -107,10 +106,7 @@ def tier_slice(records, per_tier: int) -> list:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    start_memory_guard(args.min_available_mb)
-    torch.set_num_threads(args.threads)
-    info = machine_info(args.threads)
-    data = load_dataset(args.data_root)
+    info, data = start_bench(args)
     records = tier_slice(data.test, args.n_per_tier)
     spec = load_model_spec(args.model, args.source, args.layers)
     tokenizer, model = build_bench_model(spec, args.layers)

@@ -94,6 +94,14 @@ def stratified_slice(records, n: int, seed: int, tiers=tuple(TIER_SHARES)) -> li
     return chosen
 
 
+def start_bench(args: argparse.Namespace):
+    """What every bench's ``main()`` does first: the memory guard (``--min-available-mb``), the
+    thread count (``--threads``), then the machine's description and the data (``--data-root``)."""
+    start_memory_guard(args.min_available_mb)
+    torch.set_num_threads(args.threads)
+    return machine_info(args.threads), load_dataset(args.data_root)
+
+
 def load_model_spec(name: str, source: str | None = None, layers: int | None = None) -> ModelSpec:
     """``conf/model/<name>.yaml`` as a ModelSpec; ``source``/``layers`` override the config
     (``source=random`` with ``layers``: the same architecture, fewer layers, no weights)."""
@@ -230,10 +238,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    start_memory_guard(args.min_available_mb)
-    torch.set_num_threads(args.threads)
-    info = machine_info(args.threads)
-    data = load_dataset(args.data_root)
+    info, data = start_bench(args)
     records = stratified_slice(data.test, args.n, args.seed, args.tiers)
     spec = load_model_spec(args.model, args.source, args.layers)
     t0 = time.perf_counter()

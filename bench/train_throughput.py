@@ -46,10 +46,9 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_harness import build_bench_model, default_data_root, load_model_spec, stratified_slice  # noqa: E402
-from matmul_rate import machine_info, measure_matmul, start_memory_guard, emit_result  # noqa: E402
+from eval_harness import build_bench_model, start_bench, default_data_root, load_model_spec, stratified_slice  # noqa: E402
+from matmul_rate import measure_matmul, emit_result  # noqa: E402
 
-from scaling.data import load_dataset  # noqa: E402
 from scaling.data.prompts import PromptFormat, format_prompt, format_target  # noqa: E402
 from scaling.data.sft import IGNORE_INDEX, LengthGroupedBatchSampler, SFTCollator, SFTDataset  # noqa: E402
 from scaling.finetune import OptimConfig  # noqa: E402
@@ -170,10 +169,7 @@ def matmul_now(sizes) -> list[dict]:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    start_memory_guard(args.min_available_mb)
-    torch.set_num_threads(args.threads)
-    info = machine_info(args.threads)
-    data = load_dataset(args.data_root)
+    info, data = start_bench(args)
     records = stratified_slice(data.train, args.n, args.seed)
     spec = load_model_spec(args.model, args.source, args.layers)
     tokenizer, model = build_bench_model(spec, args.layers, seed=args.seed)
