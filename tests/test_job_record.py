@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from scaling.jobs.record import NOT_REACHED, JobRecord
-from scaling.results import RESULTS_VERSION, Results, TrainSection
+from scaling.results import RESULTS_VERSION, DataSection, Results, TrainSection
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_a_failure_records_its_type_message_and_traceback(record):
 
 
 def test_what_a_job_writes_is_read_back_by_the_readers_type(record):
-    record.data = {"name": "edgejson", "version": "v3", "n_train": 2, "files": {"a.jsonl": "ab"}}
+    record.data = DataSection(name="edgejson", version="v3", n_train=2, files={"a.jsonl": "ab"})
     record.train = TrainSection(tokens=100, steps=3, tokens_per_s=12.5, precision="bf16-mixed")
     record.eval = {"wall_s": 1.5, "n": 2}
     record.completed()
@@ -63,7 +63,7 @@ def test_what_a_job_writes_is_read_back_by_the_readers_type(record):
     assert results.completed and results.current and results.run_name == "tiny-full-s3"
     assert results.hashes.config == "c0ffee" and results.seed == 3
     assert results.data.files == {"a.jsonl": "ab"} and results.train.steps == 3 and results.eval.n == 2
-    assert results.train == record.train  # one definition of the section, written and read
+    assert results.train == record.train and results.data == record.data  # one definition, written and read
     assert results.to_json() == record.to_json()
 
 
@@ -89,3 +89,14 @@ def test_every_field_is_written_in_a_known_place():
     names = [f for f in JobRecord.__dataclass_fields__]
     assert sorted(names) == sorted(JobRecord._ORDER)
     assert repr(NOT_REACHED) == "NOT_REACHED"
+
+
+def test_the_data_section_writes_what_a_job_set_and_reads_back_equal():
+    plain = DataSection(name="edgejson", n_train=5, files={"train.jsonl": "ab"}).to_json()
+    assert list(plain) == ["name", "version", "root", "n_train", "train_fraction", "n_val", "n_test", "eval_split",
+                           "n_eval", "files"]  # extra_train and excluded only when set
+    excluded = {"rule": "gold contradicts the prompt", "n": 1, "ids": {"r1": "Status: not in the prompt"}}
+    filtered = DataSection(n_train=4, excluded=excluded, extra_train={"file": "x.jsonl", "n": 2, "fraction": 0.5})
+    written = json.loads(json.dumps(filtered.to_json()))
+    assert written["excluded"] == excluded and list(written)[-2:] == ["extra_train", "excluded"]
+    assert DataSection.from_json(written) == filtered

@@ -40,7 +40,7 @@ from scaling.models import ModelSpec, build_model, build_tokenizer, category_for
 from scaling.models.depth import calibration_for, depth_record
 from scaling.models.grow import grow_record, parse as parse_grow
 from scaling.models.lora import lora_wrap
-from scaling.results import METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, TrainSection, atomic_write_json, write_jsonl
+from scaling.results import METRICS_FILE, PREDICTIONS_FILE, RESULTS_FILE, DataSection, TrainSection, atomic_write_json, write_jsonl
 
 log = logging.getLogger("scaling.train")
 
@@ -141,7 +141,7 @@ def check_grow(spec: ModelSpec, finetune: FinetuneConfig) -> None:
 
 
 def load_data(cfg: DictConfig, data_spec, fmt: PromptFormat, finetune: FinetuneConfig,
-              split: str) -> tuple[JobData, dict[str, Any]]:
+              split: str) -> tuple[JobData, DataSection]:
     """The job's records, and the results record's ``data``."""
     log.info("data: loading %s %s", data_spec.name, data_spec.root)
     data = data_spec.load()
@@ -173,16 +173,14 @@ def load_data(cfg: DictConfig, data_spec, fmt: PromptFormat, finetune: FinetuneC
     eval_records = {"test": list(data.test), "val": val_records, "none": []}[split]
     if cfg.eval.get("limit"):
         eval_records = eval_records[: int(cfg.eval.limit)]
-    record = {"name": data.name, "version": data.version, "root": str(data.root) if data.root else None,
-              "n_train": len(fit_records), "train_fraction": data_spec.train_fraction,
-              "n_val": len(val_records), "n_test": len(data.test),
-              "eval_split": split, "n_eval": len(eval_records), "files": data.files}
-    if data_spec.extra_train_file is not None:
-        record["extra_train"] = {"file": data_spec.extra_train_file, "n": len(extra),
-                                 "fraction": data_spec.extra_train_fraction}
-    if data_spec.exclude_contradicting:
-        record["excluded"] = {"rule": "gold contradicts the prompt", "n": len(excluded),
-                              "ids": {i: c.message for i, c in excluded.items()}}
+    record = DataSection(
+        name=data.name, version=data.version, root=str(data.root) if data.root else None,
+        n_train=len(fit_records), train_fraction=data_spec.train_fraction, n_val=len(val_records),
+        n_test=len(data.test), eval_split=split, n_eval=len(eval_records), files=data.files,
+        extra_train=({"file": data_spec.extra_train_file, "n": len(extra), "fraction": data_spec.extra_train_fraction}
+                     if data_spec.extra_train_file is not None else None),
+        excluded=({"rule": "gold contradicts the prompt", "n": len(excluded),
+                   "ids": {i: c.message for i, c in excluded.items()}} if data_spec.exclude_contradicting else None))
     return JobData(data, fmt, split, train_records, fit_records, val_records,
                    eval_records), record
 

@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from scaling.hardware import machine_bf16_record
-from scaling.results import RESULTS_VERSION, TrainSection
+from scaling.results import RESULTS_VERSION, DataSection, TrainSection
 
 VERSIONED_PACKAGES = ("scaling", "torch", "transformers", "lightning", "peft", "xgrammar", "datasets", "hydra-core",
                       "wandb", "jsonschema")
@@ -89,7 +89,7 @@ class JobRecord:
     train_hash: str | None = None
     """The training's identity, the train cache's key (step 1)."""
     # The steps' sections, in the order the steps fill them (scaling.pipeline).
-    data: dict[str, Any] = NOT_REACHED
+    data: DataSection = NOT_REACHED
     source_job: dict[str, Any] = NOT_REACHED
     """``from_job`` runs only: the finished job scored again."""
     model: dict[str, Any] = NOT_REACHED
@@ -130,5 +130,5 @@ class JobRecord:
     def to_json(self) -> dict[str, Any]:
         """The ``results.json`` object: every key the job reached, in the contract's order."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {key: values[key].to_json() if isinstance(values[key], TrainSection) else values[key]
+        return {key: values[key].to_json() if isinstance(values[key], (DataSection, TrainSection)) else values[key]
                 for key in self._ORDER if values[key] is not NOT_REACHED}

@@ -82,26 +82,56 @@ class Hashes:
 
 @dataclass(frozen=True)
 class DataSection:
-    """``data``: what the run read and scored."""
+    """``data``: what the run read, trained on and scored.
 
-    name: str | None
-    version: str | None
-    n_train: int | None
-    train_fraction: float | None
+    Built by the job (:func:`scaling.pipeline.load_data`) and read back by :meth:`from_json`,
+    where a field a run never recorded, or recorded with another type, is None."""
+
+    name: str | None = None
+    """``data.name``: ``edgejson`` or ``synthetic``."""
+    version: str | None = None
+    root: str | None = None
+    """The folder the data was read from."""
+    n_train: int | None = None
+    """Records trained on: after the validation split, ``data.exclude_contradicting``,
+    ``data.train_fraction`` and ``data.extra_train_file``."""
+    train_fraction: float | None = None
     """``data.train_fraction`` as recorded; None in runs from before the option (then 1.0)."""
-    n_val: int | None
-    n_test: int | None
-    eval_split: str | None
-    n_eval: int | None
-    files: Mapping[str, str]
+    n_val: int | None = None
+    """Records held out for validation (``finetune.val_fraction``)."""
+    n_test: int | None = None
+    eval_split: str | None = None
+    """What was scored: ``test``, ``val`` or ``none``."""
+    n_eval: int | None = None
+    files: Mapping[str, str] = field(default_factory=dict)
     """path -> sha256 of every data file read, in the order they were read."""
+    extra_train: Mapping[str, Any] | None = None
+    """``{"file", "n", "fraction"}`` of ``data.extra_train_file``; written only when set."""
+    excluded: Mapping[str, Any] | None = None
+    """``{"rule", "n", "ids": {id: why}}`` of ``data.exclude_contradicting``; written only when set."""
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Keys this definition does not know, kept so a record read and written again loses nothing."""
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "DataSection":
-        files = d.get("files")
-        return cls(_of(d, "name", str), _of(d, "version", str), _of(d, "n_train", int), _num(d, "train_fraction"),
-                   _of(d, "n_val", int), _of(d, "n_test", int), _of(d, "eval_split", str), _of(d, "n_eval", int),
-                   MappingProxyType({str(k): v for k, v in files.items()} if isinstance(files, Mapping) else {}))
+        files, extra_train, excluded = d.get("files"), d.get("extra_train"), d.get("excluded")
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(_of(d, "name", str), _of(d, "version", str), _of(d, "root", str), _of(d, "n_train", int),
+                   _num(d, "train_fraction"), _of(d, "n_val", int), _of(d, "n_test", int),
+                   _of(d, "eval_split", str), _of(d, "n_eval", int),
+                   MappingProxyType({str(k): v for k, v in files.items()} if isinstance(files, Mapping) else {}),
+                   _freeze(extra_train) if isinstance(extra_train, Mapping) else None,
+                   _freeze(excluded) if isinstance(excluded, Mapping) else None,
+                   extra=_freeze({k: v for k, v in d.items() if k not in known}))
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``data`` object: every field in this class's order (``extra_train`` and
+        ``excluded`` only when set), then the unknown keys it was read with."""
+        out = {f.name: _thaw(getattr(self, f.name)) for f in fields(self) if f.name != "extra"}
+        for name in ("extra_train", "excluded"):
+            if out[name] is None:
+                del out[name]
+        return {**out, **_thaw(self.extra)}
 
 
 @dataclass(frozen=True)
