@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scaling.deploy.grammar import (
+from scaling.deploy.gbnf import (
     explicit_additional_properties,
     gbnf_pattern,
     integer_ranges_as_enums,
@@ -80,7 +80,7 @@ def test_additional_properties_made_explicit_everywhere_it_is_unset():
 
 @needs_llama_cpp
 def test_schema_to_gbnf_matches_the_pytorch_grammar_settings():
-    from scaling.deploy.grammar import schema_to_gbnf
+    from scaling.deploy.gbnf import schema_to_gbnf
 
     strict = schema_to_gbnf(NESTED, strict=True)
     loose = schema_to_gbnf(NESTED, strict=False)
@@ -113,7 +113,7 @@ def test_objects_keep_the_schema_key_order_with_optional_keys_present_or_not(str
     import xgrammar as xgr
     from xgrammar.testing import _is_grammar_accept_string
 
-    from scaling.deploy.grammar import schema_to_gbnf
+    from scaling.deploy.gbnf import schema_to_gbnf
 
     grammar = xgr.Grammar.from_ebnf(schema_to_gbnf(NESTED, strict=strict))
     accepts = lambda text: _is_grammar_accept_string(grammar, text)  # noqa: E731
@@ -225,7 +225,7 @@ def test_a_worker_killed_by_a_signal_is_reported_with_the_signal(tiny):
 
 @needs_llama_cpp
 def test_every_edgejson_schema_becomes_a_grammar_llama_cpp_parses(tiny, edgejson):
-    from scaling.deploy.grammar import schema_to_gbnf
+    from scaling.deploy.gbnf import schema_to_gbnf
     from scaling.deploy.llamacpp import LlamaCppWorker
 
     data, _ = edgejson

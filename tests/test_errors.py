@@ -16,7 +16,7 @@ from scaling.export.source import ExportError
 from scaling.failures import FailuresError
 from scaling.fit.errors import FitError
 from scaling.jobs.resume import CheckpointError
-from scaling.jobs.source import SourceJobError, WeightsNotFound
+from scaling.jobs.from_job import SourceJobError, WeightsNotFound
 from scaling.models.errors import ModelLoadError
 from scaling.models.minimodel.checkpoint import MiniModelWeightsError
 from scaling.models.minimodel.tokenizer import MiniModelTokenizerError

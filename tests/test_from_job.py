@@ -97,7 +97,7 @@ def test_from_job_takes_no_optimiser_step(trained, compose_train, tmp_path, monk
     from hydra.core.hydra_config import HydraConfig
 
     from scaling.jobs.run import run_job
-    from scaling.jobs.source import evaluation_config
+    from scaling.jobs.from_job import evaluation_config
 
     steps = {"n": 0}
     step = torch.optim.AdamW.step

@@ -34,7 +34,7 @@ from scaling.jobs.config import FinetuneConfig, eval_split
 from scaling.jobs.identity import data_hash, train_data_hash, train_hashes
 from scaling.jobs.record import JobRecord
 from scaling.jobs.resume import ResumePoint, TrainIdentity
-from scaling.jobs.source import SourceJobError, find_weights, read_record, source_record
+from scaling.jobs.from_job import SourceJobError, find_weights, read_record, source_record
 from scaling.jobs.tracking import wandb_results, wandb_tags
 from scaling.models import ModelSpec, build_model, build_tokenizer, category_for, count_parameters, resolved_revision
 from scaling.models.depth import calibration_for, depth_record

@@ -45,7 +45,7 @@ from scaling.data.prompts import PromptFormat, format_prompt
 from scaling.data.sft import bos_prefix
 from scaling.decode import DecodeConfig, RowStop, TokenText, row_caps
 from scaling.decode.engine import encode_prompts
-from scaling.deploy.grammar import schema_to_gbnf, unmatched
+from scaling.deploy.gbnf import schema_to_gbnf, unmatched
 from scaling.deploy.tools import DeployToolError, llama_cpp_version, require_llama_cpp
 from scaling.metrics import metric_interval
 from scaling.score import score_predictions
@@ -241,7 +241,7 @@ def evaluate_gguf(path: str | os.PathLike, records: Sequence, schemas: Mapping, 
     ``tokenizer`` is the one the weights were trained with (a transformers tokenizer):
     it makes the prompt ids and decodes the answers, exactly as in the PyTorch evaluation.
     ``decode`` supplies the mode (``constrained``: the schema as a llama.cpp grammar,
-    :mod:`scaling.deploy.grammar`), the grammar settings and the stop rule; ``cap_ratio`` (the
+    :mod:`scaling.deploy.gbnf`), the grammar settings and the stop rule; ``cap_ratio`` (the
     job's ``decode.prompt_cap_ratio``) the per-row caps, as in
     :func:`scaling.evaluate.evaluate_records`. ``decode.dtype`` and the batching settings do not
     apply: the file's own types decide the arithmetic, one stream at a time.
@@ -417,7 +417,7 @@ def measurement_table(runs: Mapping[str, Mapping[str, Any]], torch_overall: Mapp
     not_matched = first.get("grammar_unmatched") or {}
     if not_matched:
         lines += ["", f"Where llama.cpp's grammar differs from the PyTorch run's (xgrammar): it leaves numeric bounds "
-                  f"unenforced in {len(not_matched)} of the schemas measured (`scaling.deploy.grammar.unmatched`)."]
+                  f"unenforced in {len(not_matched)} of the schemas measured (`scaling.deploy.gbnf.unmatched`)."]
     mismatched = first.get("tokenization_mismatches")
     if mismatched:
         lines += ["", f"llama.cpp's own tokenizer gives other prompt ids than the training tokenizer on "

@@ -229,7 +229,7 @@ def _usage_lines(manifest: Mapping[str, Any]) -> list[str]:
         lines += ["", "With llama.cpp, constrain the answer to the schema (the grammar the measurements used):", "",
                   "```python",
                   "from llama_cpp import Llama, LlamaGrammar",
-                  "from scaling.deploy.grammar import schema_to_gbnf",
+                  "from scaling.deploy.gbnf import schema_to_gbnf",
                   f'llm = Llama("outputs/models/{name}/v{version}/{f16["file"]}", n_ctx=4096)',
                   "grammar = LlamaGrammar.from_string(schema_to_gbnf(schema, strict=True))",
                   "out = llm.create_completion(prompt, max_tokens=1024, temperature=0.0, grammar=grammar)",

@@ -4,7 +4,7 @@ A job folder holds ``results.json`` (the resolved config, the data's sha256, met
 ``predictions.jsonl``; the fine-tuned weights live in the train cache
 (``<train_cache>/<train_hash>/model.safetensors``, see :mod:`scaling.jobs.cache`), shared by
 the jobs that differ only in decoding. They are found from ``--weights``, else as
-:func:`scaling.jobs.source.find_weights` finds them for ``scaling.evaluate from_job=...``:
+:func:`scaling.jobs.from_job.find_weights` finds them for ``scaling.evaluate from_job=...``:
 ``train.reused_from`` in ``results.json``, or ``train_cache`` / train hash as recorded (for
 jobs older than the recorded ``train_hash``: recomputed from the config and ``data_hash``),
 each relative path tried from the working directory and from the folders above the job (a
@@ -23,7 +23,7 @@ from scaling.data import DataError
 from scaling.data.prompts import format_prompt, format_target
 from scaling.decode import DecodeConfig
 from scaling.errors import LocatedError
-from scaling.jobs.source import SourceJobError, WeightsNotFound, candidates, find_weights, known_train_hashes
+from scaling.jobs.from_job import SourceJobError, WeightsNotFound, candidates, find_weights, known_train_hashes
 from scaling.models import ModelSpec
 from scaling.results import PREDICTIONS_FILE, RESULTS_FILE, RunFolder, read_outputs, sha256_file
 

@@ -5,7 +5,7 @@
 - :mod:`.lock`: one process per job (``job.lock``);
 - :mod:`.resume`: which checkpoint a re-run resumes from;
 - :mod:`.cache`: fine-tuned weights shared by jobs with the same training;
-- :mod:`.source`: a finished job scored again without training (``scaling.evaluate from_job=...``);
+- :mod:`.from_job`: a finished job scored again without training (``scaling.evaluate from_job=...``);
 - :mod:`.tracking`: the CSV log (history kept across resumes) and W&B;
 - :mod:`.record`: ``results.json`` as the job fills it (``JobRecord``), and where and with what it ran;
 - :mod:`.run`: the job's life around its steps (``run_job``); the steps themselves, data ->

@@ -215,7 +215,7 @@ class EvaluateConfig(TrainConfig):
     """A finished job's folder (``results.json``): score its model, with its own config
     (prompt, decoding, model, training data) and its fine-tuned weights from the train cache,
     on the test set this command names (``data.test_file=...``); other keys given on the
-    command line override the job's. Nothing is trained (:mod:`scaling.jobs.source`)."""
+    command line override the job's. Nothing is trained (:mod:`scaling.jobs.from_job`)."""
 
 
 #: The ``_target_`` each typed group instantiates. They are in the recorded configs, so in the

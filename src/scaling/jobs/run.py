@@ -11,7 +11,7 @@ What a re-run of the same job folder does (README, "Reliability"):
 - otherwise it runs: from ``checkpoints/last.ckpt`` when that checkpoint is this training's
   (:mod:`scaling.jobs.resume`), from the train cache when another job trained the same
   weights, else from step 0;
-- a ``from_job`` run (``scaling.evaluate from_job=...``, :mod:`scaling.jobs.source`) never
+- a ``from_job`` run (``scaling.evaluate from_job=...``, :mod:`scaling.jobs.from_job`) never
   trains: it loads the finished job's weights, and fails before building a model when they
   are gone.
 

@@ -34,7 +34,7 @@ import scaling.jobs.config  # noqa: F401 - registers the configs' resolvers befo
 from scaling.jobs.config import schemas
 from scaling.jobs.hydra_runtime import hydra_job_dir, is_multirun, job_num
 from scaling.jobs.lock import is_secondary_rank
-from scaling.jobs.source import evaluation_config
+from scaling.jobs.from_job import evaluation_config
 from scaling.paths import CONF_DIR
 
 OUTCOMES_ENV = "SCALING_SWEEP_OUTCOMES"
