@@ -52,6 +52,16 @@ def _section(d: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _section_json(section: Any, written_when_set: tuple[str, ...]) -> dict[str, Any]:
+    """A written section (``DataSection``, ``TrainSection``): its fields in order, those in
+    ``written_when_set`` left out while None, then the unknown keys it was read with (``extra``)."""
+    out = {f.name: _thaw(getattr(section, f.name)) for f in fields(section) if f.name != "extra"}
+    for name in written_when_set:
+        if out[name] is None:
+            del out[name]
+    return {**out, **_thaw(section.extra)}
+
+
 @dataclass(frozen=True)
 class RunError:
     """``error``: why a run failed (``status: failed``)."""
@@ -127,11 +137,7 @@ class DataSection:
     def to_json(self) -> dict[str, Any]:
         """The ``data`` object: every field in this class's order (``extra_train`` and
         ``excluded`` only when set), then the unknown keys it was read with."""
-        out = {f.name: _thaw(getattr(self, f.name)) for f in fields(self) if f.name != "extra"}
-        for name in ("extra_train", "excluded"):
-            if out[name] is None:
-                del out[name]
-        return {**out, **_thaw(self.extra)}
+        return _section_json(self, ("extra_train", "excluded"))
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,6 @@ class TrainSection:
     """Keys this definition does not know (a newer writer's), kept so a record read and written
     again loses nothing."""
 
-    _WRITTEN_WHEN_SET = ("reused_from", "cache_error")
     _INTS = ("tokens", "target_tokens", "steps", "n_examples", "examples_per_epoch", "n_val", "n_truncated",
              "resumed_at_step", "world_size")
     _STRS = ("resumed_from", "precision", "device", "reused_from", "cache_error")
@@ -201,11 +206,7 @@ class TrainSection:
     def to_json(self) -> dict[str, Any]:
         """The ``train`` object: every field in this class's order (``reused_from`` and
         ``cache_error`` only when set), then the unknown keys it was read with."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        for name in self._WRITTEN_WHEN_SET:
-            if out[name] is None:
-                del out[name]
-        return {**out, **_thaw(self.extra)}
+        return _section_json(self, ("reused_from", "cache_error"))
 
 
 @dataclass(frozen=True)
