@@ -326,6 +326,33 @@ def read_pooled(run: str | os.PathLike, results: Mapping[str, Any], data_dir: st
     return answers, chosen
 
 
+def pool_decoded(run: str | os.PathLike, results: Mapping[str, Any], test_rows: Sequence[Mapping[str, Any]],
+                 extra_rows: Sequence[Mapping[str, Any]], source: str,
+                 data_dir: str | os.PathLike | None = None) -> ComplexPlus:
+    """complex+ of another decoder of a run's weights (llama.cpp on its exported files): the complex
+    answers among ``test_rows`` (that decoder's answers to the run's test examples) and its
+    ``extra_rows`` (answers to the extra part's records, :func:`extra_part`), scored against the files
+    the run's own complex+ recorded. Rows need ``id`` and ``output``; their other keys are kept."""
+    where = Path(run) / RESULTS_FILE
+    block = tier_block(results.get("metrics"), COMPLEX_PLUS_TIER)
+    if block is None or not isinstance(block.get("parts"), Mapping):
+        raise ComplexPlusError("missing: the parts complex+ was pooled from", where, field=f"metrics.{COMPLEX_PLUS}.parts")
+    parts = {p: {k: v for k, v in block["parts"][p].items() if k != "n"} for p in PARTS if p in block["parts"]}
+    answers = ([{**r, "part": "test"} for r in test_rows if r.get("tier") == POOLED_TIER]
+               + [{**r, "part": "extra"} for r in extra_rows])
+    return score_pooled(answers, parts, (results.get("data") or {}).get("root"), _schemas(results, where, data_dir),
+                        str(where), source, data_dir)
+
+
+def extra_part(run: str | os.PathLike, results: Mapping[str, Any], data_dir: str | os.PathLike | None = None
+               ) -> tuple[list[Record], dict[str, str]]:
+    """The records of a run's complex+ extra part, in its answers' order, and the run's answer to each
+    (id -> output): what another decoder of the same weights is asked, and compared with."""
+    answers, records = read_pooled(run, results, data_dir)
+    extra = [a for a in answers if a.get("part") == "extra"]
+    return [records[a["id"]] for a in extra], {a["id"]: a["output"] for a in extra}
+
+
 def write(run: str | os.PathLike, pooled: ComplexPlus) -> None:
     """Write complex+ into the run folder: its answers, then ``metrics.json``, then ``results.json``."""
     run = Path(run)

@@ -1,7 +1,8 @@
 """``python -m scaling.export``: a finished job -> a versioned model folder (see the package doc).
 
     python -m scaling.export JOB_DIR --version 1.0.0 [--name mlm-135m-edgejson] [--gguf f16,q8_0,q4_k_m]
-                             [--measure [--measure-limit N]] [--weights PATH] [--data-root DIR] [--out DIR]
+                             [--measure [--measure-limit N] [--measure-gguf q8_0] [--measure-complex-plus q8_0]]
+                             [--weights PATH] [--data-root DIR] [--out DIR]
     python -m scaling.export --ladder [--out DIR]      # regenerate LADDER.md / ladder.json only
 
 Errors print ``error: ...`` to stderr and exit 2.
@@ -32,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--measure", action="store_true",
                     help="evaluate every GGUF through llama.cpp on the job's test examples and put the table on the card")
     ap.add_argument("--measure-limit", type=int, default=None, help="measure on the first N examples only")
+    ap.add_argument("--measure-gguf", default=None,
+                    help="which written GGUF files --measure scores (comma-separated; default: all of them)")
+    ap.add_argument("--measure-complex-plus", default=None,
+                    help="which measured files are also scored on the job's complex+ extra examples, when the job "
+                         "carries complex+ (comma-separated or 'none'; default: q8_0 if measured, else the first)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for quantisation and llama.cpp")
     ap.add_argument("--weights", help="the fine-tuned model.safetensors (default: found from results.json)")
     ap.add_argument("--data-root", help="the dataset root, if not where the job read it")
@@ -45,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _types(text: str) -> list[str]:
+    """``f16,q8_0`` -> ``["f16", "q8_0"]``; ``none`` or empty -> ``[]``."""
+    return [] if text.strip().lower() in ("", "none") else [q.strip() for q in text.split(",") if q.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -56,10 +67,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.job_dir is None or not args.version:
             ap.error("a job folder and --version are required (or --ladder)")
-        gguf = [] if args.gguf.strip().lower() in ("", "none") else [q.strip() for q in args.gguf.split(",") if q.strip()]
+        gguf = _types(args.gguf)
+        measure_gguf = None if args.measure_gguf is None else _types(args.measure_gguf)
+        complex_plus_gguf = None if args.measure_complex_plus is None else _types(args.measure_complex_plus)
         folder = export_job(args.job_dir, args.version, name=args.name, out_root=args.out, gguf=gguf,
                             weights=args.weights, data_root=args.data_root, license=args.license,
-                            measure=args.measure, measure_limit=args.measure_limit, threads=args.threads,
+                            measure=args.measure, measure_limit=args.measure_limit, measure_gguf=measure_gguf,
+                            complex_plus_gguf=complex_plus_gguf, threads=args.threads,
                             check_examples=args.check_examples, limit_threshold=args.limit_threshold,
                             progress=not args.quiet)
     except (ExportError, DeployToolError) as exc:

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from scaling.complex_plus import COMPLEX_PLUS
 from scaling.data.io import TIERS as TIER_ORDER
 from scaling.metrics import metric_interval
 from scaling.results import describe_categories
@@ -118,7 +119,22 @@ def _tier_table(metrics: Mapping[str, Any]) -> list[str]:
     rows = [(t, metrics["by_tier"][t]) for t in TIER_ORDER if t in (metrics.get("by_tier") or {})]
     for name, m in rows + [("**all**", metrics["overall"])]:
         lines.append(f"| {name} | {m['n']} | {_ci(m, 'json_exact')} | {_f1(m)} | {_ci(m, 'schema_compliance')} |")
+    plus = metrics.get(COMPLEX_PLUS)
+    if isinstance(plus, Mapping):
+        lines.append(f"| complex+ | {plus['n']} | {_ci(plus, 'json_exact')} | {_f1(plus)} | "
+                     f"{_ci(plus, 'schema_compliance')} |")
+        lines += ["", _complex_plus_words(plus)]
     return lines
+
+
+def _complex_plus_words(plus: Mapping[str, Any]) -> str:
+    """What the complex+ row pools, from its recorded parts."""
+    parts = plus.get("parts") or {}
+    test, extra = parts.get("test") or {}, parts.get("extra") or {}
+    return (f"complex+ (`scaling.complex_plus`): the complex tier on every complex test example there is, the "
+            f"{test.get('n', '?')} complex examples of the test split above and the {extra.get('n', '?')} of "
+            f"`{extra.get('file', '?')}` (same weights and decoder, never trained on); `all` stays the split "
+            "comparable with published numbers.")
 
 
 def _schema_table(metrics: Mapping[str, Any], tiers: Mapping[str, str]) -> list[str]:
@@ -177,9 +193,36 @@ def _measured_lines(manifest: Mapping[str, Any]) -> list[str]:
     runs = manifest.get("measured") or {}
     if not runs:
         return ["Not measured in this export (`--measure`); see `python -m scaling.deploy`."]
-    return measurement_table({q.upper(): run for q, run in runs.items()}, manifest["metrics"]["overall"],
-                             split=manifest["data"].get("eval_split", "test"),
-                             torch_dtype=(manifest.get("torch_eval") or {}).get("dtype"))
+    lines = measurement_table({q.upper(): run for q, run in runs.items()}, manifest["metrics"]["overall"],
+                              split=manifest["data"].get("eval_split", "test"),
+                              torch_dtype=(manifest.get("torch_eval") or {}).get("dtype"))
+    plus = {q: run[COMPLEX_PLUS] for q, run in runs.items() if run.get(COMPLEX_PLUS)}
+    if plus:
+        lines += ["", *_measured_complex_plus_lines(plus, manifest["metrics"].get(COMPLEX_PLUS),
+                                                     (manifest.get("torch_eval") or {}).get("dtype"))]
+    return lines
+
+
+def _measured_complex_plus_lines(plus: Mapping[str, Mapping[str, Any]], torch_block: Mapping[str, Any] | None,
+                                 torch_dtype: str | None) -> list[str]:
+    """complex+ through llama.cpp: each measured file's pooled answers beside the job's own complex+."""
+    lines = ["complex+ through llama.cpp: the files' complex answers among the test examples above pooled with "
+             "their answers to the extra complex examples, scored as the job's complex+ (*identical*: on the extra "
+             "examples, against the job's answers there).", "",
+             "| weights | n | JSONExact % [95% CI] | Field F1 | compliance % | identical (extra) | decode tokens/s "
+             "(extra) | looped / capped (extra) |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    if isinstance(torch_block, Mapping):
+        lines.append(f"| PyTorch {torch_dtype or ''} (the job) | {torch_block['n']} | {_ci(torch_block, 'json_exact')} "
+                     f"| {torch_block['field_f1']:.3f} | {_pct(torch_block['schema_compliance'])} | – | – | – |")
+    for qtype, run in plus.items():
+        m, s = run["metrics"], run["extra_stats"]
+        ident = s.get("identical_to_reference") or {}
+        share = f"{ident['n_identical']}/{ident['n_compared']}" if ident.get("n_compared") else "–"
+        lines.append(f"| {qtype.upper()} | {m['n']} | {_ci(m, 'json_exact')} | {m['field_f1']:.3f} "
+                     f"| {_pct(m['schema_compliance'])} | {share} | {s.get('decode_tokens_per_s')} "
+                     f"| {s.get('looped')} / {s.get('capped')} |")
+    return lines
 
 
 _GROUNDED = (", grounded (string values and numbers kept to substrings of the prompt; the scaling decoder only: "
@@ -301,17 +344,25 @@ def render_card(manifest: Mapping[str, Any]) -> str:
 
 
 def reproduce_commands(overrides: Sequence[str] | None, job_dir: str, name: str, version: str,
-                       gguf: Sequence[str], measure: bool) -> list[str]:
-    """Shell commands that retrain the source job and export it again."""
+                       gguf: Sequence[str], measure: bool, measure_flags: Sequence[str] = (),
+                       complex_plus: Mapping[str, Any] | None = None) -> list[str]:
+    """Shell commands that retrain the source job and export it again; with ``complex_plus`` (the
+    job's ``metrics.complex_plus``), the evaluation on its extra file and the pooling in between."""
     out = []
     if overrides:
         out.append("python -m scaling.train " + " ".join(shlex.quote(o) for o in overrides))
     else:
         out.append("# the job's overrides were not recorded (.hydra/overrides.yaml); its resolved config is in "
                    "results.json")
+    extra = ((complex_plus or {}).get("parts") or {}).get("extra") or {}
+    if extra.get("file"):
+        extra_run = extra.get("job_dir") or extra.get("run") or "<the extra run>"
+        out.append(f"python -m scaling.evaluate from_job={shlex.quote(job_dir)} "
+                   f"data.test_file={shlex.quote(str(extra['file']))}   # -> {extra_run}")
+        out.append(f"python -m scaling.complex_plus {shlex.quote(job_dir)} {shlex.quote(str(extra_run))}")
     flags = [f"--name {shlex.quote(name)}", f"--version {version}", f"--gguf {','.join(gguf) or 'none'}"]
     if measure:
-        flags.append("--measure")
+        flags += ["--measure", *measure_flags]
     out.append(f"python -m scaling.export {shlex.quote(job_dir)} " + " ".join(flags))
     return out
 

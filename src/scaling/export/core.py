@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from scaling.complex_plus import COMPLEX_PLUS, ComplexPlusError, extra_part, has_complex_plus, pool_decoded
 from scaling.data.prompts import format_prompt
 from scaling.deploy.tools import (LLAMA_CPP_VERSION, DeployToolError, convert_hf_to_gguf, gguf_summary,
                                   llama_cpp_version, quantize, require_llama_cpp, tensor_type_changes)
@@ -201,13 +202,42 @@ def _publish_modes(folder: Path) -> None:
         path.chmod((0o755 if path.is_dir() else 0o444) & ~umask)
 
 
+def _measure_complex_plus(staging: Path, qtype: str, gguf_file: str, source: JobSource, results: dict,
+                          test_rows: list[dict], extra: list, extra_reference: dict, data, fmt, tokenizer, decode,
+                          max_new: int, config, data_root) -> dict:
+    """One GGUF file on the job's complex+: its answers to the extra complex records, pooled with its
+    complex answers among ``test_rows`` and scored as the job's own complex+ (``measured/<type>.complex_plus.jsonl``)."""
+    from scaling.deploy.llamacpp import evaluate_gguf  # here: it loads torch
+
+    log.info("measure %s through llama.cpp on complex+'s %d extra examples", gguf_file, len(extra))
+    res = evaluate_gguf(staging / gguf_file, extra, data.schemas, fmt, tokenizer, decode, max_new, config=config,
+                        reference=extra_reference, cap_ratio=source.cap_ratio, desc=f"llama.cpp {qtype.upper()} complex+")
+    extra_rows = [{k: row[k] for k in _MEASURED_KEYS if k in row} for row in res.rows]
+    try:
+        pooled = pool_decoded(source.job_dir, results, test_rows, extra_rows, f"llama.cpp {gguf_file}", data_root)
+    except ComplexPlusError as exc:
+        raise ExportError(f"complex+ of {gguf_file}: {exc}") from None
+    name = f"{MEASURED_DIR}/{qtype}.{COMPLEX_PLUS}.jsonl"
+    write_jsonl(staging / name, pooled.rows)
+    return {"metrics": pooled.block, "extra_stats": res.stats, "predictions": name}
+
+
 def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = None,
                out_root: str | os.PathLike = "outputs/models", gguf: Sequence[str] = DEFAULT_GGUF,
                weights: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
                license: str | None = None, measure: bool = False, measure_limit: int | None = None,
+               measure_gguf: Sequence[str] | None = None, complex_plus_gguf: Sequence[str] | None = None,
                threads: int | None = None, check_examples: int = 2, limit_threshold: float = 0.5,
                progress: bool = True) -> Path:
-    """Export the job at ``job_dir`` as ``<out_root>/<name>/v<version>/``; returns that folder."""
+    """Export the job at ``job_dir`` as ``<out_root>/<name>/v<version>/``; returns that folder.
+
+    With ``measure``, the GGUF files in ``measure_gguf`` (default: every file written) are scored
+    through llama.cpp on the job's test examples; where the job carries complex+
+    (:mod:`scaling.complex_plus`), those in ``complex_plus_gguf`` (default: Q8_0 if measured, else the
+    first measured file; the extra examples are long, ~25 minutes per file on 2 cores) are also scored
+    on its extra complex examples and pooled with their complex test answers, as the job's own
+    complex+ was.
+    """
     from scaling.decode.evaluation import evaluate_records  # here: it loads torch, which --help never needs
     try:
         version = parse_version(version)
@@ -221,6 +251,16 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
         raise ExportError(f"--gguf {','.join(unknown)}: expected some of {', '.join(GGUF_TYPES)} (or none)")
     if measure and not gguf:
         raise ExportError("--measure evaluates the GGUF files: it needs --gguf")
+    measure_gguf = gguf if measure_gguf is None else tuple(dict.fromkeys(q.lower() for q in measure_gguf))
+    if any(q not in gguf for q in measure_gguf):
+        raise ExportError(f"--measure-gguf {','.join(measure_gguf)}: only written files can be measured (--gguf "
+                          f"{','.join(gguf) or 'none'})")
+    if complex_plus_gguf is None:
+        complex_plus_gguf = ("q8_0",) if "q8_0" in measure_gguf else measure_gguf[:1]
+    complex_plus_gguf = tuple(dict.fromkeys(q.lower() for q in complex_plus_gguf))
+    if any(q not in measure_gguf for q in complex_plus_gguf):
+        raise ExportError(f"--measure-complex-plus {','.join(complex_plus_gguf)}: only files measured on the test "
+                          f"examples can be (--measure-gguf {','.join(measure_gguf) or 'none'})")
     if any(q != "f16" for q in gguf) or measure:
         try:
             require_llama_cpp()
@@ -336,7 +376,12 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
             # What `python -m scaling.deploy <this folder>` needs to measure the files again.
             "job_config": {k: r["config"].get(k) for k in ("model", "data", "finetune", "decode", "eval", "seed")},
             "source": source.provenance(weights_path),
-            "reproduce": reproduce_commands(overrides, job_for_cmd, name, version, gguf, measure),
+            "reproduce": reproduce_commands(
+                overrides, job_for_cmd, name, version, gguf, measure,
+                ([f"--measure-gguf {','.join(measure_gguf)}"] if tuple(measure_gguf) != tuple(gguf) else [])
+                + ([f"--measure-complex-plus {','.join(complex_plus_gguf) or 'none'}"]
+                   if has_complex_plus(source.job_dir, r) else []),
+                metrics.get(COMPLEX_PLUS) if has_complex_plus(source.job_dir, r) else None),
             "versions": versions,
             "gguf": {},
             "measured": {},
@@ -351,15 +396,28 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
             from scaling.deploy.llamacpp import LlamaCppConfig, evaluate_gguf  # here: it loads torch
 
             subset = records[:measure_limit] if measure_limit else records
-            for qtype, g in manifest["gguf"].items():
+            extra, extra_reference = [], {}
+            if complex_plus_gguf and has_complex_plus(source.job_dir, r):
+                try:
+                    extra, extra_reference = extra_part(source.job_dir, r, data_root)
+                except ComplexPlusError as exc:
+                    raise ExportError(f"complex+ cannot be measured: {exc}") from None
+                extra = extra[:measure_limit] if measure_limit else extra
+            config = LlamaCppConfig(threads=threads, progress=progress)
+            for qtype in measure_gguf:
+                g = manifest["gguf"][qtype]
                 log.info("measure %s through llama.cpp on %d examples", g["file"], len(subset))
                 res = evaluate_gguf(staging / g["file"], subset, data.schemas, fmt, reloaded_tok, decode, max_new,
-                                    config=LlamaCppConfig(threads=threads, progress=progress), reference=reference,
+                                    config=config, reference=reference,
                                     cap_ratio=source.cap_ratio, desc=f"llama.cpp {qtype.upper()}")
                 rows = [{k: row[k] for k in _MEASURED_KEYS if k in row} for row in res.rows]
                 write_jsonl(staging / MEASURED_DIR / f"{qtype}.predictions.jsonl", rows)
                 manifest["measured"][qtype] = {"stats": res.stats, "metrics": res.metrics,
                                                "predictions": f"{MEASURED_DIR}/{qtype}.predictions.jsonl"}
+                if extra and qtype in complex_plus_gguf:
+                    manifest["measured"][qtype][COMPLEX_PLUS] = _measure_complex_plus(
+                        staging, qtype, g["file"], source, r, rows, extra, extra_reference, data, fmt, reloaded_tok,
+                        decode, max_new, config, data_root)
         atomic_write_text(staging / "README.md", render_card(manifest))
         atomic_write_json(staging / MANIFEST, manifest)
         _write_sums(staging)

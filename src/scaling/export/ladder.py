@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from scaling.complex_plus import COMPLEX_PLUS
 from scaling.data.io import TIERS
 from scaling.metrics import metric_interval
 from scaling.results import atomic_write_json, atomic_write_text, read_json
@@ -62,6 +63,9 @@ def entries(models_root: str | Path) -> list[dict]:
             measured[qtype] = {"n": s["n"], "json_exact": run["metrics"]["overall"]["json_exact"],
                                "identical_share": ident.get("share"), "tokens_per_s": s["tokens_per_s"],
                                "ttft_s_median": s["ttft_s"]["median"], "peak_rss_mb": s["peak_rss_mb"]}
+            if run.get(COMPLEX_PLUS):
+                measured[qtype]["complex_plus_json_exact"] = run[COMPLEX_PLUS]["metrics"]["json_exact"]
+        plus = m["metrics"].get(COMPLEX_PLUS)
         out.append({
             "name": m["name"],
             "version": m["version"],
@@ -78,6 +82,10 @@ def entries(models_root: str | Path) -> list[dict]:
             "field_f1": overall["field_f1"],
             "schema_compliance": overall["schema_compliance"],
             "by_tier_json_exact": {t: v["json_exact"] for t, v in m["metrics"]["by_tier"].items()},
+            # complex+ (scaling.complex_plus): n and JSONExact with its interval, None where not scored
+            "complex_plus": None if not plus else {
+                "n": plus["n"], "json_exact": plus["json_exact"],
+                "json_exact_ci": list(metric_interval(plus, "json_exact") or plus["ci"]["json_exact"])},
             "fails_on_tiers": [e["name"] for e in m["limits"]["by_tier"]["fails"]],
             "gguf": {q: {"file": g["file"], "bytes": g["bytes"]} for q, g in (m.get("gguf") or {}).items()},
             "measured": measured,
@@ -96,24 +104,29 @@ def render_ladder(items: list[dict]) -> str:
              "Every exported rung and version (`python -m scaling.export`), smallest first. Generated from "
              "each version's `export.json`; do not edit. Weights are not in git: each version's "
              "`SHA256SUMS` identifies them.", "",
-             "| model | version | parameters | category | JSONExact % [95% CI] | " + " | ".join(TIERS) + " | Field F1 "
-             "| compliance % | fails on | GGUF | llama.cpp (JSONExact %, identical, tokens/s, peak RSS) | source config |",
-             "|---|---|---:|---|---|" + "---:|" * len(TIERS) + "---:|---:|---|---|---|---|"]
+             "| model | version | parameters | category | JSONExact % [95% CI] | " + " | ".join(TIERS) + " | complex+ "
+             "% [95% CI] | Field F1 | compliance % | fails on | GGUF | llama.cpp (JSONExact %, identical, tokens/s, peak "
+             "RSS; complex+ JSONExact %) | source config |",
+             "|---|---|---:|---|---|" + "---:|" * len(TIERS) + "---|---:|---:|---|---|---|---|"]
     for e in items:
         lo, hi = e["json_exact_ci"]
         tiers = [_pct(e["by_tier_json_exact"].get(t)) for t in TIERS]
+        plus = e.get("complex_plus")
+        plus_cell = "–" if not plus else (f"{_pct(plus['json_exact'])} [{_pct(plus['json_exact_ci'][0])}, "
+                                          f"{_pct(plus['json_exact_ci'][1])}] (n={plus['n']})")
         gguf = ", ".join(f"{q.upper()} {g['bytes'] / 2**20:.0f} MiB" for q, g in e["gguf"].items()) or "–"
         measured = "; ".join(
             f"{q.upper()}: {_pct(v['json_exact'])}, {'–' if v['identical_share'] is None else _pct(v['identical_share']) + '%'}"
             f", {v['tokens_per_s']}, {v['peak_rss_mb']:.0f} MB" + (f" (n={v['n']})" if v["n"] != e["n_eval"] else "")
+            + (f", complex+ {_pct(v['complex_plus_json_exact'])}" if v.get("complex_plus_json_exact") is not None else "")
             for q, v in e["measured"].items()) or "–"
         lines.append(
             f"| [{e['name']}]({e['path']}/README.md) | {e['version']} | {e['params_total'] / 1e6:.1f}M | {e['category']} "
-            f"| {_pct(e['json_exact'])} [{_pct(lo)}, {_pct(hi)}] | {' | '.join(tiers)} | {e['field_f1']:.3f} "
+            f"| {_pct(e['json_exact'])} [{_pct(lo)}, {_pct(hi)}] | {' | '.join(tiers)} | {plus_cell} | {e['field_f1']:.3f} "
             f"| {_pct(e['schema_compliance'])} | {', '.join(e['fails_on_tiers']) or '–'} | {gguf} | {measured} "
             f"| `{e['config_hash']}` |")
     if not items:
-        lines.append("| (no exported version yet) |" + " |" * (10 + len(TIERS)))
+        lines.append("| (no exported version yet) |" + " |" * (11 + len(TIERS)))
     return "\n".join(lines) + "\n"
 
 
