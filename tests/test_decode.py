@@ -55,13 +55,6 @@ def test_random_and_varied_sequences_are_not_loops():
 
 
 @pytest.fixture(scope="module")
-def smol_tokenizer():
-    from scaling.models.registry import gguf_tokenizer
-
-    return gguf_tokenizer()
-
-
-@pytest.fixture(scope="module")
 def edgejson(edgejson_dir):
     from scaling.data.source import DataSpec
 
