@@ -266,6 +266,25 @@ def test_fit_scores_complex_plus_as_a_tier_and_skips_the_run_of_its_extra_part(t
     assert "complex+ (n = 145)" in render_report(analysis, "grounded")
 
 
+def test_fit_says_when_complex_plus_rests_on_fewer_seeds_than_the_tiers(tmp_path):
+    from scaling.fit.report import render_report
+    from scaling.fit.tables import headline_table
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(RUN, sweep / "s0")
+    other = _without_complex_plus(RUN, sweep / "s1")  # a second seed, its complex+ never scored
+    results = json.loads((other / "results.json").read_text())
+    results["seed"] = results["config"]["seed"] = 1
+    (other / "results.json").write_text(json.dumps(results, indent=2))
+    analysis = _fit(sweep)
+    (series,) = analysis.scores
+    assert series.models[0].seeds == (0, 1)
+    head = headline_table(analysis, series).to_markdown()
+    assert "| overall | smol135_gguf | 135M | 2 |" in head
+    assert "| complex+ | smol135_gguf | 135M | 1 of 2 | 4.8" in head
+    assert "jobs without it: s1" in render_report(analysis, "seeds")
+
+
 def test_fit_without_complex_plus_keeps_its_tiers(tmp_path):
     from scaling.fit.report import render_report
 

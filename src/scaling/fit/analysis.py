@@ -173,7 +173,8 @@ def complex_plus_note(analysis: Analysis) -> str | None:
     sizes = sorted({len(j.complex_plus.ids) if j.complex_plus is not None
                     else (tier_block(j.metrics, COMPLEX_PLUS_TIER) or {}).get("n") for j in analysis.collection.jobs
                     if tier_block(j.metrics, COMPLEX_PLUS_TIER) is not None}, key=str)
-    without = [j.run_name for j in analysis.collection.jobs if tier_block(j.metrics, COMPLEX_PLUS_TIER) is None]
+    # The run folder's name: two folders of one sweep can hold the same run name (a job and its re-decoding).
+    without = [j.path.parent.name for j in analysis.collection.jobs if tier_block(j.metrics, COMPLEX_PLUS_TIER) is None]
     return (f"{COMPLEX_PLUS_TIER} (n = {', '.join(map(str, sizes))}): the complex tier on its test examples together "
             "with the extra complex test records (`v3_extra/test_complex.jsonl`, pooled by scaling.complex_plus); "
             "the other tiers and overall stay the test split's. Its scores have intervals of their own, drawn on its "

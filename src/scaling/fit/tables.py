@@ -161,12 +161,21 @@ def headline_table(analysis: Analysis, series: SeriesScores) -> Table:
             if all(c == "-" for c in cells):
                 continue
             g = gains.get(model.key)
-            rows.append((t if first else "", rung_name(series, i), _fmt_n(model.params_total), str(len(model.seeds)) or "-",
+            rows.append((t if first else "", rung_name(series, i), _fmt_n(model.params_total), _seeds_cell(series, m, t, i),
                          *cells, gain_text(g) if g is not None else "-"))
             first = False
     return Table("headline", f"{series.label}: scores per rung and tier (%; {interval_note(st.level)}) and the "
                              f"{_metric_name(m)} gain per 100M parameters from the rung below (points, paired "
                              f"bootstrap).", header, tuple(rows))
+
+
+def _seeds_cell(series: SeriesScores, metric: str, tier: str, i: int) -> str:
+    """How many of model ``i``'s seeds the tier's score rests on: ``2 of 3`` where some seeds lack
+    the tier (complex+ scored for some of them only)."""
+    total = len(series.models[i].seeds)
+    per_seed = series.seed_scores.get((metric, tier))
+    scored = len(per_seed[i]) if per_seed is not None and i < len(per_seed) else total
+    return str(total or "-") if scored >= total else f"{scored} of {total}"
 
 
 def _metric_name(metric: str) -> str:
