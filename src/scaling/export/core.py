@@ -340,6 +340,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
         for sid, m in (metrics.get("by_schema") or {}).items():
             m.setdefault("tier", data.schemas[sid].tier if sid in data.schemas else None)
         overrides = reproduce_overrides(source)
+        carries_plus = has_complex_plus(source.job_dir, r)  # the job's complex+: card row, measurement, commands
         job_for_cmd = os.path.relpath(source.job_dir.resolve()) if not os.path.relpath(
             source.job_dir.resolve()).startswith("..") else str(source.job_dir.resolve())
         manifest: dict = {
@@ -380,8 +381,8 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
                 overrides, job_for_cmd, name, version, gguf, measure,
                 ([f"--measure-gguf {','.join(measure_gguf)}"] if tuple(measure_gguf) != tuple(gguf) else [])
                 + ([f"--measure-complex-plus {','.join(complex_plus_gguf) or 'none'}"]
-                   if has_complex_plus(source.job_dir, r) else []),
-                metrics.get(COMPLEX_PLUS) if has_complex_plus(source.job_dir, r) else None),
+                   if carries_plus else []),
+                metrics.get(COMPLEX_PLUS) if carries_plus else None),
             "versions": versions,
             "gguf": {},
             "measured": {},
@@ -397,7 +398,7 @@ def export_job(job_dir: str | os.PathLike, version: str, *, name: str | None = N
 
             subset = records[:measure_limit] if measure_limit else records
             extra, extra_reference = [], {}
-            if complex_plus_gguf and has_complex_plus(source.job_dir, r):
+            if complex_plus_gguf and carries_plus:
                 try:
                     extra, extra_reference = extra_part(source.job_dir, r, data_root)
                 except ComplexPlusError as exc:
